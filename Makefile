@@ -1,0 +1,57 @@
+# Makefile: builds chat.fcgi and its tests; runs, tests and benchmarks the
+# whole service. `make` needs the -dev packages; `make run` and `make test`
+# install whatever is missing first (scripts/deps).
+
+CC	?= cc
+PKGS	 = libcjson fcgi libpq libcurl libcrypto
+OPT	?= -O2 -g
+CFLAGS	+= $(OPT) -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
+	   -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+LIB_OBJS = lib/buf.o lib/err.o lib/config.o lib/auth.o lib/http.o \
+	   lib/history.o lib/model.o lib/offline.o lib/tools.o lib/db.o \
+	   lib/turn.o
+LIB_HDRS = $(wildcard lib/*.h)
+
+# C unit tests: t/unit/NAME.c prints TAP and becomes t/unit/NAME.t,
+# which prove runs directly.
+UNIT_SRCS = $(wildcard t/unit/*.c)
+UNIT_TESTS = $(UNIT_SRCS:.c=.t)
+
+all: chat.fcgi
+
+chat.fcgi: chat.fcgi.o lib/libchat.a
+	$(CC) $(LDFLAGS) -o $@ chat.fcgi.o lib/libchat.a $(LDLIBS)
+
+lib/libchat.a: $(LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $(LIB_OBJS)
+
+%.o: %.c $(LIB_HDRS)
+	$(CC) $(CFLAGS) -Ilib -c -o $@ $<
+
+t/unit/%.t: t/unit/%.c lib/libchat.a $(LIB_HDRS)
+	$(CC) $(CFLAGS) -Ilib -o $@ $< lib/libchat.a $(LDLIBS)
+
+units: $(UNIT_TESTS)
+
+deps:
+	@scripts/deps
+
+# The whole suite: unit tests, then integration tests against a throwaway
+# PostgreSQL, real workers, real nginx and the mock model in t/.
+test: deps
+	$(MAKE) all units
+	prove -r t/
+
+run: deps
+	$(MAKE) all
+	scripts/run
+
+clean:
+	rm -f chat.fcgi *.o lib/*.o lib/libchat.a t/unit/*.t
+	rm -rf t/tmp
+
+.PHONY: all units deps test run clean
