@@ -39,11 +39,13 @@ int	 model_init(const struct config *cfg);
 /* Releases the worker's handle at exit. */
 void	 model_cleanup(void);
 
-/* Asks the model for the next step. messages is borrowed. Fills *out
- * (caller frees with model_reply_free()) and returns 0, or returns -1
- * with err set: 502 model_error, 504 model_timeout. */
-int	 model_complete(const struct cJSON *messages, struct model_reply *out,
-	    struct chat_err *err);
+/* Asks the model for the next step: the configured server, or the
+ * offline model when no URL is set. messages (the OpenAI array) and tools
+ * (the OpenAI "tools" array, or NULL to offer none) are borrowed. Fills
+ * *out (caller frees with model_reply_free()) and returns 0, or returns
+ * -1 with err set: 502 model_error, 504 model_timeout. */
+int	 model_complete(const struct cJSON *messages, const struct cJSON *tools,
+	    struct model_reply *out, struct chat_err *err);
 
 /* Parses a chat-completions response body into *out. 0, or -1 (and *out
  * left empty) when the body is not a usable reply. Pure; for model.c and
@@ -61,8 +63,5 @@ void	 model_reply_free(struct model_reply *reply);
 
 /* The system prompt every request opens with (static storage). */
 const char	*model_system_prompt(void);
-/* The five tool definitions (OpenAI "tools" array) as a fresh cJSON
- * array; the caller owns it. */
-struct cJSON	*model_tool_definitions(void);
 
 #endif

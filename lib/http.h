@@ -1,0 +1,63 @@
+/* http.h: one FastCGI request as the service sees it: the routing fields,
+ * the capped body, and writing a JSON response (status, headers, body).
+ *
+ * A struct request lives from accept to finish; http_request_free()
+ * releases what http_request_read() gathered. No business rules here. */
+#ifndef HTTP_H
+#define HTTP_H
+
+#include <stddef.h>
+
+#include <fcgiapp.h>
+
+#include "buf.h"
+#include "err.h"
+
+/* Longest REQUEST_URI path we route; longer is a 404, not a crash. */
+#define HTTP_PATH_MAX	1024
+
+struct request {
+	FCGX_Request	*fcgi;		/* borrowed from the accept loop */
+	unsigned long	 seq;		/* per-worker counter, for the logs */
+	const char	*method;	/* REQUEST_METHOD, never NULL */
+	char		 path[HTTP_PATH_MAX]; /* REQUEST_URI minus the query */
+	const char	*query;		/* after '?', never NULL, maybe "" */
+	const char	*authorization;	/* HTTP_AUTHORIZATION or NULL */
+	const char	*idempotency_key; /* HTTP_IDEMPOTENCY_KEY or NULL */
+	struct buf	 body;		/* NUL-terminated; data NULL if empty */
+	int		 body_too_large; /* 1: more than max_body_bytes sent */
+};
+
+/* Fills r from the FastCGI parameters and reads the body, keeping at most
+ * max_body_bytes (the rest is drained so the front end sees a clean
+ * exchange, and body_too_large set). Returns 0, or -1 with err set (400
+ * for a malformed CONTENT_LENGTH or a path too long to route). Strings
+ * are borrowed from the FastCGI request: valid until it is finished. */
+int	 http_request_read(struct request *r, FCGX_Request *fcgi,
+	    size_t max_body_bytes, struct chat_err *err);
+/* Releases the body. */
+void	 http_request_free(struct request *r);
+
+/* Writes a complete response: status line, Content-Type
+ * application/json, Content-Length, the extra header lines (each ending
+ * in "\r\n", or NULL) and body (NULL or "" for none, as for 204). */
+void	 http_reply(struct request *r, int status, const char *extra_headers,
+	    const char *body);
+/* Writes err as {"error": {"code", "message"}} (plus "conversation_id"
+ * when set), with Allow on 405 and WWW-Authenticate on 401. */
+void	 http_reply_error(struct request *r, const struct chat_err *err);
+
+/* Finds name=value in a query string and copies the percent-decoded
+ * value into out (size outlen). 1 found, 0 absent, -1 malformed or too
+ * long. Pure, for the browsing endpoints and their tests. */
+int	 http_query_get(const char *query, const char *name, char *out,
+	    size_t outlen);
+
+/* 1 if s[0..len) is well-formed UTF-8 (no overlongs, no surrogates, no
+ * code points past U+10FFFF), else 0. */
+int	 http_utf8_valid(const char *s, size_t len);
+
+/* The reason phrase of a status we send ("Not Found"). */
+const char	*http_status_text(int status);
+
+#endif
