@@ -10,9 +10,9 @@ CFLAGS	+= $(OPT) -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
 	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-LIB_OBJS = lib/buf.o lib/err.o lib/config.o lib/auth.o lib/http.o \
+LIB_OBJS = lib/buf.o lib/err.o lib/log.o lib/config.o lib/auth.o lib/http.o \
 	   lib/history.o lib/model.o lib/offline.o lib/tools.o lib/db.o \
-	   lib/turn.o
+	   lib/turn.o lib/browse.o
 LIB_HDRS = $(wildcard lib/*.h)
 
 # C unit tests: t/unit/NAME.c prints TAP and becomes t/unit/NAME.t,

@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS messages (
 	tool_calls	jsonb,
 	tool_call_id	text,
 	created_at	timestamptz NOT NULL DEFAULT now(),
+	-- The turn a message belongs to: the id of the user message it
+	-- answers (NULL on user messages), and for an assistant message
+	-- asking for tools, which round of that turn it is.
+	reply_to	bigint,
+	round		integer,
 	-- The shapes OpenAI accepts: a tool result names its call, only an
 	-- assistant asks for calls, and every message says something.
 	CONSTRAINT messages_tool_has_call_id
@@ -51,3 +56,31 @@ CREATE TABLE IF NOT EXISTS messages (
 -- from the index so the cost does not grow with the conversation.
 CREATE INDEX IF NOT EXISTS messages_conversation_id_idx
 	ON messages (conversation_id, id DESC);
+-- Exactly once: a turn stores each round of tool calls and its answer at
+-- most once, so a retried or concurrent attempt of the same turn fails on
+-- these instead of running a tool twice (lib/db.c maps that to 409).
+CREATE UNIQUE INDEX IF NOT EXISTS messages_round_once_idx
+	ON messages (reply_to, round) WHERE tool_calls IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_answer_once_idx
+	ON messages (reply_to) WHERE role = 'assistant' AND tool_calls IS NULL;
+
+-- Idempotent turns: one row per Idempotency-Key of a user, naming the
+-- request it was first used with (a SHA-256 of conversation_id and
+-- message) and the user message that turn stored. A turn is done when
+-- its answer is stored (messages_answer_once_idx); until then
+-- lease_until says how long its attempt counts as running: a retry that
+-- comes later takes the turn over and resumes after its last stored round.
+CREATE TABLE IF NOT EXISTS turns (
+	user_id		text NOT NULL,
+	idempotency_key	text NOT NULL,
+	request_hash	text NOT NULL,
+	conversation_id	bigint NOT NULL
+			REFERENCES conversations (id) ON DELETE CASCADE,
+	user_message_id	bigint NOT NULL,
+	lease_until	timestamptz NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (user_id, idempotency_key)
+);
+-- Deleting a conversation finds its turns by this.
+CREATE INDEX IF NOT EXISTS turns_conversation_id_idx
+	ON turns (conversation_id);

@@ -21,24 +21,53 @@ void	 db_cleanup(void);
 /* 0 if the database answers a trivial query, else -1 with err 503. */
 int	 db_ping(struct chat_err *err);
 
-/* What the first round trip of a turn returns. The history rows are
- * newest first; their strings belong to the struct (db_turn_free()). */
+/* What the first round trip of a turn returns: a new turn (the message
+ * stored, the history before it), or the turn that first used the same
+ * Idempotency-Key (nothing stored). Rows are newest first; strings
+ * belong to the struct until db_turn_free(). */
 struct db_turn {
+	int		 prior;		/* 1: an earlier turn, as below */
+	const char	*request_hash;	/* prior: what it was asked */
+	int		 running;	/* prior: its lease still runs */
+	int		 done;		/* prior: its answer is stored */
 	long long	 conversation_id;
 	long long	 user_message_id;
-	struct hist_msg	*history;
+	struct hist_msg	*history;	/* before the user message */
 	size_t		 nhistory;
+	struct hist_msg	*own;		/* db_turn_load(): the turn's own */
+	size_t		 nown;		/* messages, oldest first */
 	void		*res;		/* the PGresult the strings live in */
 };
 
-/* One round trip: creates the conversation (conversation_id 0, titled
- * from title) or checks that it is the user's, stores the user message
- * and reads at most max_history messages that came before it, newest
- * first. 0, or -1 with err: 404 conversation_not_found, 503. */
+/* One round trip. With idempotency_key NULL: creates the conversation
+ * (conversation_id 0, titled from title) or checks that it is the
+ * user's, stores the user message and reads at most max_history
+ * messages that came before it. With a key: the same and the key
+ * recorded with request_hash, unless the user already used the key;
+ * then nothing is written and the earlier turn described (prior = 1).
+ * 0, or -1 with err: 404 conversation_not_found, 409 turn_in_progress (a
+ * first attempt with the same key is storing its message right now),
+ * 503. */
 int	 db_turn_begin(const char *user_id, long long conversation_id,
 	    const char *title, const char *message, size_t max_history,
+	    const char *idempotency_key, const char *request_hash,
 	    struct db_turn *out, struct chat_err *err);
-/* Releases what db_turn_begin() filled; harmless on a zeroed struct. */
+
+/* One round trip: reads back the turn of the user's key: its own stored
+ * messages (assistant calls, tool results, the answer) and the window of
+ * max_history messages before it. take_over 0 only reads (a replay of a
+ * finished turn); 1 also takes the turn's lease, and fails with 409
+ * turn_in_progress when its attempt still holds it. -1 with err. */
+int	 db_turn_load(const char *user_id, const char *idempotency_key,
+	    size_t max_history, int take_over, struct db_turn *out,
+	    struct chat_err *err);
+
+/* Gives up the lease of a failed attempt, so a retry need not wait for
+ * it to run out. Best effort: a failure is only logged. */
+void	 db_turn_release(const char *user_id, const char *idempotency_key);
+
+/* Releases what db_turn_begin() or db_turn_load() filled; harmless on a
+ * zeroed struct. */
 void	 db_turn_free(struct db_turn *t);
 
 /* The task operations a tool call becomes (tools.c decides which). */
@@ -63,15 +92,19 @@ struct db_tool_call {
 };
 
 /* One round trip, one transaction: locks the conversation, stores the
- * assistant message asking for tool_calls (OpenAI JSON text), runs each
- * call for user_id and stores its result as a tool message. On success
- * every calls[i].result is set (caller frees) and 0 is returned. -1 with
- * err: 409 turn_in_progress when another attempt already stored this
- * round of this turn, 404 when the conversation is gone, 503; nothing of
- * the round is kept then. */
-int	 db_round(const char *user_id, long long conversation_id,
-	    long long user_message_id, int round, const char *tool_calls,
-	    struct db_tool_call *calls, size_t ncalls, struct chat_err *err);
+ * assistant message (content, may be NULL) asking for tool_calls (the
+ * OpenAI JSON array as text) as round `round` of the turn answering
+ * user_message_id, runs each call for user_id and stores its result as a
+ * tool message (and renews the lease of idempotency_key's turn, when
+ * not NULL). On success every calls[i].result is set (caller frees)
+ * and 0 is returned. -1 with err: 409 turn_in_progress when another
+ * attempt already stored this round of this turn, 404 when the
+ * conversation is gone, 503; nothing of the round is kept then. */
+int	 db_round(const char *user_id, const char *idempotency_key,
+	    long long conversation_id, long long user_message_id, int round,
+	    const char *content,
+	    const char *tool_calls, struct db_tool_call *calls, size_t ncalls,
+	    struct chat_err *err);
 
 /* One round trip: stores the final answer of the turn that answers
  * user_message_id and bumps the conversation's updated_at. 0, or -1 with
@@ -79,5 +112,34 @@ int	 db_round(const char *user_id, long long conversation_id,
 int	 db_turn_finish(const char *user_id, long long conversation_id,
 	    long long user_message_id, const char *answer,
 	    struct chat_err *err);
+
+/* Rows of a browsing query. Strings are borrowed from the result and
+ * live until db_rows_free(); NULL where the column is NULL. */
+struct db_rows {
+	int		 n;		/* rows */
+	void		*res;		/* the PGresult */
+};
+const char	*db_rows_value(const struct db_rows *rows, int row, int col);
+void		 db_rows_free(struct db_rows *rows);
+
+/* The user's conversations by latest activity, newest first: at most
+ * limit of them, those after the conversation before (0: from the top).
+ * Columns: id, title, created_at, updated_at (ISO 8601 UTC). 0, or -1
+ * with err 503. */
+int	 db_conversations(const char *user_id, int limit, long long before,
+	    struct db_rows *out, struct chat_err *err);
+
+/* A conversation's messages, newest first: at most limit, with ids below
+ * before (0: from the newest). Columns: id, role, content, tool_calls
+ * (JSON text), tool_call_id, created_at. -1 with err 404 when the
+ * conversation is not the user's, 503. */
+int	 db_messages(const char *user_id, long long conversation_id,
+	    int limit, long long before, struct db_rows *out,
+	    struct chat_err *err);
+
+/* Deletes the user's conversation and, by cascade, its messages. 0, or
+ * -1 with err 404 (none such of the user's) or 503. */
+int	 db_conversation_delete(const char *user_id,
+	    long long conversation_id, struct chat_err *err);
 
 #endif

@@ -133,13 +133,20 @@ http_reply(struct request *r, int status, const char *extra_headers,
     const char *body)
 {
 	size_t	 len = body != NULL ? strlen(body) : 0;
+	char	 head[1024];
+	int	 n;
 
-	FCGX_FPrintF(r->fcgi->out, "Status: %d %s\r\n"
+	/* Formatted here: FCGX_FPrintF has a printf of its own that knows
+	 * no %zu. The extra headers are ours and short. */
+	n = snprintf(head, sizeof(head), "Status: %d %s\r\n"
 	    "Content-Type: application/json\r\n"
 	    "Content-Length: %zu\r\n"
 	    "Cache-Control: no-store\r\n"
 	    "%s\r\n", status, http_status_text(status), len,
 	    extra_headers != NULL ? extra_headers : "");
+	if (n < 0 || (size_t)n >= sizeof(head))
+		return;
+	FCGX_PutStr(head, n, r->fcgi->out);
 	if (len > 0)
 		FCGX_PutStr(body, (int)len, r->fcgi->out);
 }

@@ -1,0 +1,380 @@
+/* chat.fcgi.c: the FastCGI accept loop, the route table, and turning a
+ * struct chat_err into an HTTP response. SQL and model calls live in
+ * lib/; this file decides only who may call what. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cJSON.h>
+#include <fcgiapp.h>
+
+#include "auth.h"
+#include "browse.h"
+#include "config.h"
+#include "db.h"
+#include "http.h"
+#include "log.h"
+#include "model.h"
+#include "turn.h"
+
+/* DESIGN.md: a message is 1 to 32,000 bytes. */
+#define MESSAGE_MAX_BYTES	32000
+/* DESIGN.md: an Idempotency-Key is 1 to 255 printable ASCII bytes. */
+#define IDEMPOTENCY_KEY_MAX	255
+
+/* What a handler gets: the request, the caller (when the route needs
+ * one) and the path segment the route's '*' matched. */
+struct call {
+	struct request	*req;
+	const char	*user_id;
+	const char	*segment;
+};
+
+static int	chat(struct call *, struct chat_err *);
+static int	health(struct call *, struct chat_err *);
+static int	conversations(struct call *, struct chat_err *);
+static int	messages(struct call *, struct chat_err *);
+static int	conversation_delete(struct call *, struct chat_err *);
+
+/* The routes: a '*' segment matches one non-empty path segment. A path
+ * that matches no pattern is a 404; one that matches under other methods
+ * only is a 405 naming them. */
+static const struct route {
+	const char	*method;
+	const char	*pattern;
+	int		(*handler)(struct call *, struct chat_err *);
+	int		 needs_auth;
+} routes[] = {
+	{ "POST",   "/chat",				chat,		1 },
+	{ "POST",   "/api/*/chat",			chat,		1 },
+	{ "GET",    "/chat/health",			health,		0 },
+	{ "GET",    "/chat/conversations",		conversations,	1 },
+	{ "GET",    "/chat/conversations/*/messages",	messages,	1 },
+	{ "DELETE", "/chat/conversations/*",		conversation_delete,
+								1 },
+};
+
+#define NROUTES	(sizeof(routes) / sizeof(routes[0]))
+
+/* 1 if path matches pattern; the '*' segment is copied into segment. */
+static int
+route_match(const char *pattern, const char *path, char *segment,
+    size_t size)
+{
+	size_t	 len;
+
+	while (*pattern != '\0') {
+		if (*pattern == '*') {
+			len = strcspn(path, "/");
+			if (len == 0 || len >= size)
+				return 0;
+			memcpy(segment, path, len);
+			segment[len] = '\0';
+			path += len;
+			pattern++;
+			continue;
+		}
+		if (*pattern++ != *path++)
+			return 0;
+	}
+	return *path == '\0';
+}
+
+static const struct route *
+route_find(const struct request *r, char *segment, size_t size,
+    struct chat_err *err)
+{
+	static char	 allow[64];
+	size_t		 i;
+	int		 matched = 0;
+
+	allow[0] = '\0';
+	for (i = 0; i < NROUTES; i++) {
+		if (!route_match(routes[i].pattern, r->path, segment, size))
+			continue;
+		if (strcmp(routes[i].method, r->method) == 0)
+			return &routes[i];
+		if (matched++)
+			strncat(allow, ", ", sizeof(allow) - strlen(allow) - 1);
+		strncat(allow, routes[i].method, sizeof(allow) -
+		    strlen(allow) - 1);
+	}
+	if (!matched) {
+		err_set(err, 404, "not_found", "No such endpoint.");
+		return NULL;
+	}
+	err->allow = allow;
+	err_set(err, 405, "method_not_allowed", "Use %s for this endpoint.",
+	    allow);
+	return NULL;
+}
+
+static void
+reply_json(struct request *r, int status, cJSON *body)
+{
+	char	*text;
+
+	if ((text = cJSON_PrintUnformatted(body)) == NULL) {
+		struct chat_err	 err = { 0 };
+
+		err_set(&err, 503, "out_of_memory", "The server is short of "
+		    "memory; try again.");
+		http_reply_error(r, &err);
+		return;
+	}
+	http_reply(r, status, NULL, text);
+	cJSON_free(text);
+}
+
+static int
+health(struct call *c, struct chat_err *err)
+{
+	if (db_ping(err) == -1)
+		return -1;
+	http_reply(c->req, 200, NULL, "{\"status\":\"ok\"}");
+	return 0;
+}
+
+/* The Idempotency-Key header, when sent, must be 1..255 bytes of
+ * printable ASCII (DESIGN.md); anything else is refused, not ignored. */
+static int
+idempotency_key_valid(const char *key)
+{
+	size_t	 len = strlen(key), i;
+
+	if (len == 0 || len > IDEMPOTENCY_KEY_MAX)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (key[i] < 0x20 || key[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+/* Parses the body as one JSON object and nothing after it. */
+static cJSON *
+parse_body(const struct request *r, struct chat_err *err)
+{
+	const char	*end = NULL;
+	cJSON		*root;
+
+	if (r->body.len == 0) {
+		err_set(err, 400, "invalid_json", "The body must be a JSON "
+		    "object.");
+		return NULL;
+	}
+	if (!http_utf8_valid(r->body.data, r->body.len)) {
+		err_set(err, 400, "invalid_utf8", "The body is not valid "
+		    "UTF-8.");
+		return NULL;
+	}
+	root = cJSON_ParseWithLengthOpts(r->body.data, r->body.len, &end, 0);
+	while (end != NULL && (*end == ' ' || *end == '\t' || *end == '\r' ||
+	    *end == '\n'))
+		end++;
+	if (root == NULL || end != r->body.data + r->body.len) {
+		cJSON_Delete(root);
+		err_set(err, 400, "invalid_json", "The body is not valid "
+		    "JSON.");
+		return NULL;
+	}
+	if (!cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		err_set(err, 400, "invalid_json", "The body must be a JSON "
+		    "object.");
+		return NULL;
+	}
+	return root;
+}
+
+/* Fills the turn from {"message": str, "conversation_id"?: int}. */
+static int
+chat_fields(const cJSON *root, struct turn_request *t, struct chat_err *err)
+{
+	const cJSON	*msg, *conv;
+	size_t		 len;
+	double		 d;
+
+	msg = cJSON_GetObjectItemCaseSensitive(root, "message");
+	if (msg == NULL)
+		return err_set(err, 400, "missing_message", "The body needs "
+		    "a \"message\" string.");
+	if (!cJSON_IsString(msg))
+		return err_set(err, 400, "invalid_message", "\"message\" "
+		    "must be a string.");
+	len = strlen(msg->valuestring);
+	if (strspn(msg->valuestring, " \t\r\n") == len)
+		return err_set(err, 400, "empty_message", "\"message\" must "
+		    "not be empty.");
+	if (len > MESSAGE_MAX_BYTES)
+		return err_set(err, 400, "message_too_long", "\"message\" is "
+		    "over %d bytes.", MESSAGE_MAX_BYTES);
+	t->message = msg->valuestring;
+
+	conv = cJSON_GetObjectItemCaseSensitive(root, "conversation_id");
+	if (conv == NULL || cJSON_IsNull(conv))
+		return 0;
+	d = cJSON_IsNumber(conv) ? conv->valuedouble : 0;
+	if (d < 1 || d > 9007199254740991.0 || (double)(long long)d != d)
+		return err_set(err, 400, "invalid_conversation_id",
+		    "\"conversation_id\" must be a positive integer.");
+	t->conversation_id = (long long)d;
+	return 0;
+}
+
+static int
+chat(struct call *c, struct chat_err *err)
+{
+	struct turn_request	 t = { 0 };
+	cJSON			*root, *reply;
+	int			 rc;
+
+	/* /api/{user_id}/chat names the caller: it must be the token's. */
+	if (c->segment[0] != '\0' && strcmp(c->segment, c->user_id) != 0)
+		return err_set(err, 403, "forbidden", "The path names another "
+		    "user than the token.");
+	if (c->req->idempotency_key != NULL &&
+	    !idempotency_key_valid(c->req->idempotency_key))
+		return err_set(err, 400, "invalid_idempotency_key",
+		    "Idempotency-Key must be 1 to %d printable ASCII "
+		    "characters.", IDEMPOTENCY_KEY_MAX);
+	if ((root = parse_body(c->req, err)) == NULL)
+		return -1;
+	t.user_id = c->user_id;
+	t.idempotency_key = c->req->idempotency_key;
+	if ((rc = chat_fields(root, &t, err)) == 0 &&
+	    (rc = turn_run(&t, &reply, err)) == 0) {
+		reply_json(c->req, 200, reply);
+		cJSON_Delete(reply);
+	}
+	cJSON_Delete(root);
+	return rc;
+}
+
+/* A conversation id in the path; anything but a positive decimal number
+ * names no conversation of the caller's: 404, as for a foreign one. */
+static int
+path_id(const char *segment, long long *id, struct chat_err *err)
+{
+	char	*end;
+
+	if (*segment < '1' || *segment > '9' || strlen(segment) > 18)
+		return err_set(err, 404, "conversation_not_found",
+		    "No such conversation.");
+	*id = strtoll(segment, &end, 10);
+	if (*end != '\0')
+		return err_set(err, 404, "conversation_not_found",
+		    "No such conversation.");
+	return 0;
+}
+
+static int
+conversations(struct call *c, struct chat_err *err)
+{
+	cJSON	*reply;
+
+	if (browse_conversations(c->user_id, c->req->query, &reply,
+	    err) == -1)
+		return -1;
+	reply_json(c->req, 200, reply);
+	cJSON_Delete(reply);
+	return 0;
+}
+
+static int
+messages(struct call *c, struct chat_err *err)
+{
+	long long	 id;
+	cJSON		*reply;
+
+	if (path_id(c->segment, &id, err) == -1 ||
+	    browse_messages(c->user_id, id, c->req->query, &reply,
+	    err) == -1)
+		return -1;
+	reply_json(c->req, 200, reply);
+	cJSON_Delete(reply);
+	return 0;
+}
+
+static int
+conversation_delete(struct call *c, struct chat_err *err)
+{
+	long long	 id;
+
+	if (path_id(c->segment, &id, err) == -1 ||
+	    browse_delete(c->user_id, id, err) == -1)
+		return -1;
+	http_reply(c->req, 204, NULL, NULL);
+	return 0;
+}
+
+/* One request, start to finish: route, method, caller, size, handler. */
+static void
+serve(FCGX_Request *fcgi, unsigned long seq)
+{
+	const struct config	*cfg = config();
+	const struct route	*route;
+	struct request		 r;
+	struct chat_err		 err = { 0 };
+	struct call		 c = { &r, NULL, "" };
+	char			 user_id[AUTH_USER_ID_MAX + 1];
+	char			 segment[HTTP_PATH_MAX];
+
+	memset(&r, 0, sizeof(r));
+	r.seq = seq;
+	segment[0] = '\0';
+	if (http_request_read(&r, fcgi, cfg->max_body_bytes, &err) == -1 ||
+	    (route = route_find(&r, segment, sizeof(segment), &err)) == NULL)
+		goto fail;
+	c.segment = segment;
+	if (route->needs_auth) {
+		if (auth_check(r.authorization, cfg->jwt_secret,
+		    cfg->jwt_secret_len, time(NULL), user_id, &err) == -1)
+			goto fail;
+		c.user_id = user_id;
+	}
+	if (r.body_too_large) {
+		err_set(&err, 413, "body_too_large", "The body is over %zu "
+		    "bytes.", cfg->max_body_bytes);
+		goto fail;
+	}
+	if (route->handler(&c, &err) == 0)
+		goto done;
+fail:
+	if (err.status >= 500)
+		log_err("%s %s: %d %s", r.method, r.path, err.status,
+		    err.code);
+	http_reply_error(&r, &err);
+done:
+	http_request_free(&r);
+}
+
+int
+main(void)
+{
+	FCGX_Request	 fcgi;
+	unsigned long	 seq = 0;
+
+	if (config_load() == -1)
+		return 1;
+	if (model_init(config()) == -1)
+		return 1;
+	/* A client gone mid-reply must not kill the worker. */
+	signal(SIGPIPE, SIG_IGN);
+	if (FCGX_Init() != 0 || FCGX_InitRequest(&fcgi, 0, 0) != 0) {
+		fprintf(stderr, "chat.fcgi: cannot set up FastCGI on fd 0 "
+		    "(start it with spawn-fcgi)\n");
+		return 1;
+	}
+	while (FCGX_Accept_r(&fcgi) >= 0) {
+		log_set_request(++seq);
+		serve(&fcgi, seq);
+		FCGX_Finish_r(&fcgi);
+		log_set_request(0);
+	}
+	FCGX_Free(&fcgi, 1);
+	model_cleanup();
+	db_cleanup();
+	return 0;
+}

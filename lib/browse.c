@@ -1,0 +1,183 @@
+/* browse.c: paging through a user's conversations and messages, and
+ * deleting a conversation: query checks and reply JSON; SQL in db.c. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "browse.h"
+#include "db.h"
+#include "http.h"
+
+/* A positive decimal that fits a bigint, nothing around it. */
+static int
+parse_positive(const char *s, long long max, long long *out)
+{
+	char	*end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || *out < 1 || *out > max)
+		return -1;
+	return 0;
+}
+
+int
+browse_paging(const char *query, int default_limit, int *limit,
+    long long *before, struct chat_err *err)
+{
+	char		 value[32];
+	long long	 v;
+	int		 found;
+
+	*limit = default_limit;
+	*before = 0;
+	if ((found = http_query_get(query, "limit", value,
+	    sizeof(value))) != 0) {
+		if (found == -1 || parse_positive(value, BROWSE_LIMIT_MAX,
+		    &v) == -1)
+			return err_set(err, 400, "invalid_limit", "limit must "
+			    "be an integer from 1 to %d.", BROWSE_LIMIT_MAX);
+		*limit = (int)v;
+	}
+	if ((found = http_query_get(query, "before", value,
+	    sizeof(value))) != 0) {
+		if (found == -1 || parse_positive(value, 9007199254740991LL,
+		    &v) == -1)
+			return err_set(err, 400, "invalid_before", "before must "
+			    "be an id from a previous page's next_before.");
+		*before = v;
+	}
+	return 0;
+}
+
+/* Adds a column as a JSON string, or null. */
+static int
+add_text(cJSON *o, const char *name, const char *value)
+{
+	return (value != NULL ? cJSON_AddStringToObject(o, name, value) :
+	    cJSON_AddNullToObject(o, name)) != NULL ? 0 : -1;
+}
+
+static int
+add_id(cJSON *o, const char *name, const char *value)
+{
+	return cJSON_AddNumberToObject(o, name, (double)strtoll(value, NULL,
+	    10)) != NULL ? 0 : -1;
+}
+
+/* The page and its cursor: rows holds up to limit + 1, the extra one
+ * only saying that there is more. */
+static cJSON *
+page(const char *key, const struct db_rows *rows, int limit,
+    int (*item)(cJSON *, const struct db_rows *, int))
+{
+	cJSON	*reply, *array, *o;
+	int	 i, n = rows->n > limit ? limit : rows->n;
+
+	if ((reply = cJSON_CreateObject()) == NULL ||
+	    (array = cJSON_AddArrayToObject(reply, key)) == NULL)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		if ((o = cJSON_CreateObject()) == NULL)
+			goto fail;
+		cJSON_AddItemToArray(array, o);
+		if (item(o, rows, i) == -1)
+			goto fail;
+	}
+	if (rows->n > limit ? add_id(reply, "next_before",
+	    db_rows_value(rows, n - 1, 0)) == -1 :
+	    cJSON_AddNullToObject(reply, "next_before") == NULL)
+		goto fail;
+	return reply;
+fail:
+	cJSON_Delete(reply);
+	return NULL;
+}
+
+static int
+conversation_item(cJSON *o, const struct db_rows *rows, int i)
+{
+	if (add_id(o, "id", db_rows_value(rows, i, 0)) == -1 ||
+	    add_text(o, "title", db_rows_value(rows, i, 1)) == -1 ||
+	    add_text(o, "created_at", db_rows_value(rows, i, 2)) == -1 ||
+	    add_text(o, "updated_at", db_rows_value(rows, i, 3)) == -1)
+		return -1;
+	return 0;
+}
+
+static int
+message_item(cJSON *o, const struct db_rows *rows, int i)
+{
+	const char	*calls = db_rows_value(rows, i, 3);
+	cJSON		*parsed;
+
+	if (add_id(o, "id", db_rows_value(rows, i, 0)) == -1 ||
+	    add_text(o, "role", db_rows_value(rows, i, 1)) == -1 ||
+	    add_text(o, "content", db_rows_value(rows, i, 2)) == -1)
+		return -1;
+	if (calls == NULL) {
+		if (cJSON_AddNullToObject(o, "tool_calls") == NULL)
+			return -1;
+	} else {
+		if ((parsed = cJSON_Parse(calls)) == NULL)
+			return -1;
+		cJSON_AddItemToObject(o, "tool_calls", parsed);
+	}
+	if (add_text(o, "tool_call_id", db_rows_value(rows, i, 4)) == -1 ||
+	    add_text(o, "created_at", db_rows_value(rows, i, 5)) == -1)
+		return -1;
+	return 0;
+}
+
+static int
+out_of_memory(struct chat_err *err)
+{
+	return err_set(err, 503, "out_of_memory", "The server is short of "
+	    "memory; try again.");
+}
+
+int
+browse_conversations(const char *user_id, const char *query, cJSON **reply,
+    struct chat_err *err)
+{
+	struct db_rows	 rows;
+	long long	 before;
+	int		 limit;
+
+	if (browse_paging(query, BROWSE_CONVERSATIONS_DEFAULT, &limit,
+	    &before, err) == -1 ||
+	    db_conversations(user_id, limit + 1, before, &rows, err) == -1)
+		return -1;
+	*reply = page("conversations", &rows, limit, conversation_item);
+	db_rows_free(&rows);
+	return *reply != NULL ? 0 : out_of_memory(err);
+}
+
+int
+browse_messages(const char *user_id, long long conversation_id,
+    const char *query, cJSON **reply, struct chat_err *err)
+{
+	struct db_rows	 rows;
+	long long	 before;
+	int		 limit;
+
+	if (browse_paging(query, BROWSE_MESSAGES_DEFAULT, &limit, &before,
+	    err) == -1 ||
+	    db_messages(user_id, conversation_id, limit + 1, before, &rows,
+	    err) == -1)
+		return -1;
+	*reply = page("messages", &rows, limit, message_item);
+	db_rows_free(&rows);
+	return *reply != NULL ? 0 : out_of_memory(err);
+}
+
+int
+browse_delete(const char *user_id, long long conversation_id,
+    struct chat_err *err)
+{
+	return db_conversation_delete(user_id, conversation_id, err);
+}
