@@ -1,11 +1,618 @@
 /* model.c: the worker's CURL handle, the OpenAI chat-completions request
- * and reply, timeouts; the offline model stands in when no URL is set. */
+ * and reply, timeouts and retries; the offline model stands in when no
+ * URL is set. */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cJSON.h>
+#include <curl/curl.h>
 
+#include "buf.h"
+#include "config.h"
+#include "http.h"
 #include "model.h"
+#include "offline.h"
+
+/* A chat completion is a few KiB; even MODEL_MAX_CALLS calls with long
+ * arguments stay far below this. Past it the peer is misbehaving. */
+#define REPLY_MAX_BYTES		(4UL * 1024 * 1024)
+/* TCP and TLS setup gets at most this much of the budget, so that an
+ * address that swallows packets leaves time for another try. */
+#define CONNECT_TIMEOUT_MS	10000L
+/* The wait before retry n is BACKOFF_FIRST_MS doubled n - 1 times,
+ * capped, with "equal jitter" (half fixed, half random) so that workers
+ * that failed together do not come back together. */
+#define BACKOFF_FIRST_MS	250L
+#define BACKOFF_MAX_MS		4000L
+/* OpenAI's SDKs give up after two retries; one more suits a server
+ * behind a busy proxy, and keeps a dead model from costing a person
+ * much more than two seconds of backoff (250 + 500 + 1000 ms). */
+#define MAX_ATTEMPTS		4
+
+static const struct config	*model_cfg;
+static CURL			*curl;
+static struct curl_slist	*headers;
+static char			*endpoint;
+static char			 curl_error[CURL_ERROR_SIZE];
+
+/* What one HTTP exchange brought back. */
+struct attempt {
+	struct buf	 body;
+	CURLcode	 rc;
+	long		 status;	/* 0 when no response arrived */
+	long		 retry_after_ms; /* -1: the server named no delay */
+};
+
+/* Transport failures worth another try: the next connection may work.
+ * Anything else (a malformed URL, a certificate that does not verify, a
+ * reply over REPLY_MAX_BYTES) would fail the same way again. */
+static const CURLcode retryable[] = {
+	CURLE_COULDNT_RESOLVE_PROXY,
+	CURLE_COULDNT_RESOLVE_HOST,
+	CURLE_COULDNT_CONNECT,
+	CURLE_PARTIAL_FILE,
+	CURLE_OPERATION_TIMEDOUT,
+	CURLE_SSL_CONNECT_ERROR,
+	CURLE_GOT_NOTHING,
+	CURLE_SEND_ERROR,
+	CURLE_RECV_ERROR,
+	CURLE_HTTP2,
+	CURLE_HTTP2_STREAM,
+};
+
+/* Delay headers, the more precise first: OpenAI sends retry-after-ms
+ * beside Retry-After, whose HTTP-date form (RFC 9110) we ignore. */
+static const struct {
+	const char	*name;
+	long		 unit_ms;
+} delay_headers[] = {
+	{ "retry-after-ms:", 1 },
+	{ "retry-after:", 1000 },
+};
+
+static const char SYSTEM_PROMPT[] =
+    "You are a friendly assistant that manages the user's todo list. "
+    "You can only act through five tools: add_task, list_tasks, "
+    "complete_task, delete_task and update_task.\n"
+    "- When the user wants to remember, add or plan something, call "
+    "add_task with a short title.\n"
+    "- When the user asks what they have to do, what is pending or what "
+    "is done, call list_tasks with status all, pending or completed.\n"
+    "- When the user refers to a task by name rather than by number, "
+    "call list_tasks first and use the id of the task whose title "
+    "matches before calling complete_task, delete_task or update_task. "
+    "If no task or several tasks match, say so and ask which one they "
+    "mean.\n"
+    "- Never invent or guess a task id: use the number the user gave or "
+    "one you read in a list_tasks result.\n"
+    "- A tool result with an \"error\" (for example a task that does not "
+    "exist) is not a failure of yours: tell the user kindly what went "
+    "wrong and what they can do instead.\n"
+    "- After every action, confirm what you did in one short, friendly "
+    "sentence that names the task, for example: Added \"Buy groceries\" "
+    "(task 5).\n"
+    "- When listing tasks, show each with its number and whether it is "
+    "done.\n"
+    "- If a request is not about the todo list, say briefly what you can "
+    "help with.";
+
+const char *
+model_system_prompt(void)
+{
+	return SYSTEM_PROMPT;
+}
+
+static long long
+now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec	 ts;
+
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		continue;
+}
+
+static size_t
+on_body(char *p, size_t size, size_t n, void *arg)
+{
+	struct attempt	*a = arg;
+
+	/* Anything but n makes libcurl stop with CURLE_WRITE_ERROR. */
+	return buf_add(&a->body, p, size * n) == 0 ? size * n : 0;
+}
+
+/* Picks Retry-After (seconds) or retry-after-ms out of the headers. */
+static size_t
+on_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct attempt	*a = arg;
+	char		 value[16], *end;
+	size_t		 len = size * n, i, skip, vlen;
+	long		 v;
+
+	for (i = 0; i < sizeof(delay_headers) / sizeof(delay_headers[0]);
+	    i++) {
+		skip = strlen(delay_headers[i].name);
+		if (len <= skip || strncasecmp(p, delay_headers[i].name,
+		    skip) != 0)
+			continue;
+		if (i > 0 && a->retry_after_ms >= 0)
+			break;		/* a more precise one came first */
+		for (; skip < len && (p[skip] == ' ' || p[skip] == '\t');
+		    skip++)
+			continue;
+		/* libcurl's header line is not NUL-terminated. */
+		for (vlen = 0; skip + vlen < len && p[skip + vlen] != '\r' &&
+		    p[skip + vlen] != '\n'; vlen++)
+			continue;
+		while (vlen > 0 && (p[skip + vlen - 1] == ' ' ||
+		    p[skip + vlen - 1] == '\t'))
+			vlen--;
+		if (vlen == 0 || vlen >= sizeof(value))
+			break;
+		memcpy(value, p + skip, vlen);
+		value[vlen] = '\0';
+		errno = 0;
+		v = strtol(value, &end, 10);
+		if (errno == 0 && *end == '\0' && v >= 0 &&
+		    v <= 86400000L / delay_headers[i].unit_ms)
+			a->retry_after_ms = v * delay_headers[i].unit_ms;
+		break;
+	}
+	return len;
+}
+
+/* Content-Type, the key if any, and an empty Expect: without it libcurl
+ * holds a large body back for a second waiting for "100 Continue",
+ * which many servers never send. */
+static int
+make_headers(const char *key)
+{
+	struct buf		 auth = BUF_INIT(8192);
+	struct curl_slist	*h;
+	int			 rc = -1;
+
+	h = curl_slist_append(NULL, "Content-Type: application/json");
+	if (h == NULL || (headers = curl_slist_append(h, "Expect:")) == NULL)
+		goto out;
+	h = NULL;
+	if (key == NULL)
+		return 0;
+	if (strpbrk(key, "\r\n") != NULL) {
+		fprintf(stderr, "chat.fcgi: the model key contains a line "
+		    "break\n");
+		return -1;
+	}
+	if (buf_adds(&auth, "Authorization: Bearer ") == -1 ||
+	    buf_adds(&auth, key) == -1)
+		goto out;
+	if ((h = curl_slist_append(headers, auth.data)) != NULL) {
+		headers = h;
+		h = NULL;
+		rc = 0;
+	}
+out:
+	if (auth.data != NULL)	/* the slist keeps its own copy */
+		explicit_bzero(auth.data, auth.len);
+	buf_free(&auth);
+	curl_slist_free_all(h);
+	if (rc == -1)
+		fprintf(stderr, "chat.fcgi: model: out of memory\n");
+	return rc;
+}
+
+/* model_url, trailing slashes trimmed, + "/chat/completions". */
+static char *
+make_endpoint(const char *base)
+{
+	struct buf	 url = BUF_INIT(64 * 1024);
+	size_t		 len = strlen(base);
+
+	while (len > 0 && base[len - 1] == '/')
+		len--;
+	if (buf_add(&url, base, len) == -1 ||
+	    buf_adds(&url, "/chat/completions") == -1) {
+		buf_free(&url);
+		return NULL;
+	}
+	return buf_detach(&url, NULL);
+}
+
+int
+model_init(const struct config *cfg)
+{
+	model_cfg = cfg;
+	if (cfg->model_url == NULL || curl != NULL)
+		return 0;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+	    (curl = curl_easy_init()) == NULL) {
+		fprintf(stderr, "chat.fcgi: model: libcurl did not start\n");
+		return -1;
+	}
+	/* One handle for the worker's life keeps the connection (and the
+	 * TLS session) to the model open between requests. */
+	if ((endpoint = make_endpoint(cfg->model_url)) == NULL ||
+	    make_headers(cfg->model_key) == -1) {
+		model_cleanup();
+		return -1;
+	}
+	srandom((unsigned int)getpid() ^ (unsigned int)now_ms());
+	curl_easy_setopt(curl, CURLOPT_URL, endpoint);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	/* Else libcurl may time out a DNS lookup with SIGALRM and
+	 * siglongjmp(), unsafe beside libpq and FastCGI in one process. */
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(curl, CURLOPT_USERAGENT, "todo-chat/1");
+	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+	return 0;
+}
+
+void
+model_cleanup(void)
+{
+	if (curl != NULL) {
+		curl_easy_cleanup(curl);
+		curl_global_cleanup();
+	}
+	curl = NULL;
+	curl_slist_free_all(headers);
+	headers = NULL;
+	free(endpoint);
+	endpoint = NULL;
+}
+
+/* The request body. messages and tools go in as references: cJSON
+ * prints them in place, and deleting the wrapper leaves them alone, so
+ * a long history is never copied twice before it is sent. */
+static char *
+request_body(const cJSON *messages, const cJSON *tools)
+{
+	cJSON	*body, *ref;
+	char	*text = NULL;
+
+	if ((body = cJSON_CreateObject()) == NULL)
+		return NULL;
+	if (cJSON_AddStringToObject(body, "model", model_cfg->model) == NULL)
+		goto out;
+	if ((ref = cJSON_CreateArrayReference(messages->child)) == NULL)
+		goto out;
+	cJSON_AddItemToObject(body, "messages", ref);
+	/* OpenAI rejects "tools": [], so no tools means no key. */
+	if (tools != NULL && cJSON_GetArraySize(tools) > 0) {
+		if ((ref = cJSON_CreateArrayReference(tools->child)) == NULL)
+			goto out;
+		cJSON_AddItemToObject(body, "tools", ref);
+	}
+	text = cJSON_PrintUnformatted(body);
+out:
+	cJSON_Delete(body);
+	return text;
+}
+
+/* One POST, bounded by what is left of the call's budget. */
+static void
+attempt_run(struct attempt *a, long long left_ms)
+{
+	buf_free(&a->body);
+	a->body.max = REPLY_MAX_BYTES;
+	a->status = 0;
+	a->retry_after_ms = -1;
+	curl_error[0] = '\0';
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)left_ms);
+	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+	    left_ms < CONNECT_TIMEOUT_MS ? (long)left_ms : CONNECT_TIMEOUT_MS);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, a);
+	curl_easy_setopt(curl, CURLOPT_HEADERDATA, a);
+	a->rc = curl_easy_perform(curl);
+	if (a->rc == CURLE_OK)
+		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &a->status);
+}
+
+static int
+attempt_retryable(const struct attempt *a)
+{
+	size_t	 i;
+
+	if (a->rc == CURLE_OK)
+		return a->status == 429 || a->status >= 500;
+	for (i = 0; i < sizeof(retryable) / sizeof(retryable[0]); i++)
+		if (a->rc == retryable[i])
+			return 1;
+	return 0;
+}
+
+/* How long to wait before try n + 1: the server's word when it gave
+ * one, else exponential backoff with jitter. */
+static long
+backoff_ms(const struct attempt *a, int n)
+{
+	long	 ms = BACKOFF_FIRST_MS;
+
+	if (a->retry_after_ms >= 0)
+		return a->retry_after_ms;
+	while (--n > 0 && ms < BACKOFF_MAX_MS)
+		ms *= 2;
+	if (ms > BACKOFF_MAX_MS)
+		ms = BACKOFF_MAX_MS;
+	return ms / 2 + random() % (ms / 2 + 1);
+}
+
+/* One line for the operator: what failed and what we do next. Never the
+ * key, never the conversation: only status, curl's text, OpenAI's code. */
+static void
+attempt_log(const struct attempt *a, int n, const char *next)
+{
+	const cJSON	*code = NULL;
+	cJSON		*root = NULL;
+
+	if (a->rc == CURLE_WRITE_ERROR) {	/* on_body() said no */
+		fprintf(stderr, "chat.fcgi: model: attempt %d of %d: reply "
+		    "over %lu bytes; %s\n", n, MAX_ATTEMPTS, REPLY_MAX_BYTES,
+		    next);
+		return;
+	}
+	if (a->rc != CURLE_OK) {
+		fprintf(stderr, "chat.fcgi: model: attempt %d of %d: %s; %s\n",
+		    n, MAX_ATTEMPTS, curl_error[0] != '\0' ? curl_error :
+		    curl_easy_strerror(a->rc), next);
+		return;
+	}
+	if (a->body.data != NULL &&
+	    (root = cJSON_ParseWithLength(a->body.data, a->body.len)) != NULL)
+		code = cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(root, "error"), "code");
+	if (!cJSON_IsString(code) || strlen(code->valuestring) > 64 ||
+	    strspn(code->valuestring, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+	    strlen(code->valuestring))
+		code = NULL;
+	fprintf(stderr, "chat.fcgi: model: attempt %d of %d: HTTP %ld%s%s; "
+	    "%s\n", n, MAX_ATTEMPTS, a->status, code != NULL ? " " : "",
+	    code != NULL ? code->valuestring : "", next);
+	cJSON_Delete(root);
+}
+
+static int
+timeout_err(struct chat_err *err)
+{
+	return err_set(err, 504, "model_timeout", "The assistant took too "
+	    "long to answer. Please try again.");
+}
+
+static int
+failure_err(struct chat_err *err)
+{
+	return err_set(err, 502, "model_error", "The assistant is not "
+	    "available right now. Please try again in a moment.");
+}
+
+/* A 2xx: the reply, or a 502 for one we cannot read (not retried: a
+ * server that sends garbage once tends to send it again). */
+static int
+attempt_accept(struct attempt *a, int n, struct model_reply *out,
+    struct chat_err *err)
+{
+	if (model_parse_reply(a->body.data, a->body.len, out) == 0)
+		return 0;
+	fprintf(stderr, "chat.fcgi: model: attempt %d of %d: HTTP %ld with "
+	    "a malformed reply of %zu bytes; giving up\n", n, MAX_ATTEMPTS,
+	    a->status, a->body.len);
+	return err_set(err, 502, "model_error", "The assistant sent an "
+	    "answer that could not be read. Please try again.");
+}
+
+/* Tries, retries on transport errors, 429 and 5xx, and stops at
+ * MAX_ATTEMPTS or when the next try would start past the deadline:
+ * CHAT_MODEL_TIMEOUT_MS bounds the whole call, retries and waits
+ * included. Running out of time is a 504, anything else a 502. */
+static int
+post_with_retries(struct attempt *a, struct model_reply *out,
+    struct chat_err *err)
+{
+	long long	 deadline, left;
+	long		 wait_ms;
+	int		 n;
+
+	deadline = now_ms() + model_cfg->model_timeout_ms;
+	for (n = 1; ; n++) {
+		if ((left = deadline - now_ms()) <= 0)
+			return timeout_err(err);
+		attempt_run(a, left);
+		if (a->rc == CURLE_OK && a->status >= 200 && a->status < 300)
+			return attempt_accept(a, n, out, err);
+		if (!attempt_retryable(a)) {
+			attempt_log(a, n, "giving up");
+			return failure_err(err);
+		}
+		wait_ms = backoff_ms(a, n);
+		if (n == MAX_ATTEMPTS || now_ms() + wait_ms >= deadline) {
+			attempt_log(a, n, n == MAX_ATTEMPTS ?
+			    "no tries left" : "no time left");
+			if (n < MAX_ATTEMPTS ||
+			    a->rc == CURLE_OPERATION_TIMEDOUT)
+				return timeout_err(err);
+			return failure_err(err);
+		}
+		attempt_log(a, n, "retrying");
+		sleep_ms(wait_ms);
+	}
+}
+
+/* The offline model, held to what a real one could do: offered no
+ * tools, it cannot call any, so a call becomes words. */
+static int
+offline_answer(const cJSON *messages, const cJSON *tools,
+    struct model_reply *out, struct chat_err *err)
+{
+	if (offline_complete(messages, out) == -1)
+		return err_set(err, 502, "model_error", "The assistant ran "
+		    "out of memory. Please try again.");
+	if (out->ncalls > 0 && (tools == NULL ||
+	    cJSON_GetArraySize(tools) == 0)) {
+		model_reply_free(out);
+		out->content = strdup("Sorry, that needs more steps than I "
+		    "can take right now. Could you break it into smaller "
+		    "ones?");
+		if (out->content == NULL)
+			return err_set(err, 502, "model_error", "The "
+			    "assistant ran out of memory. Please try again.");
+	}
+	return 0;
+}
+
+int
+model_complete(const cJSON *messages, const cJSON *tools,
+    struct model_reply *out, struct chat_err *err)
+{
+	struct attempt	 a;
+	char		*body;
+	int		 rc;
+
+	memset(out, 0, sizeof(*out));
+	if (curl == NULL)
+		return offline_answer(messages, tools, out, err);
+	if (!cJSON_IsArray(messages) || (body = request_body(messages,
+	    tools)) == NULL)
+		return err_set(err, 502, "model_error", "The request for the "
+		    "assistant could not be built. Please try again.");
+	memset(&a, 0, sizeof(a));
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
+	    (curl_off_t)strlen(body));
+	rc = post_with_retries(&a, out, err);
+	/* The handle must not keep pointers into freed memory. */
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, NULL);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, NULL);
+	curl_easy_setopt(curl, CURLOPT_HEADERDATA, NULL);
+	buf_free(&a.body);
+	cJSON_free(body);
+	return rc;
+}
+
+/* A string the database and the client can take: PostgreSQL refuses
+ * text that is not UTF-8, and a bad byte would turn the turn into a 503. */
+static int
+text_ok(const cJSON *s)
+{
+	return cJSON_IsString(s) && http_utf8_valid(s->valuestring,
+	    strlen(s->valuestring));
+}
+
+/* content: a string, or null/absent (a reply made of tool calls). A
+ * refusal stands in for the content it replaces. */
+static int
+parse_content(const cJSON *message, struct model_reply *out)
+{
+	const cJSON	*content, *refusal;
+
+	content = cJSON_GetObjectItemCaseSensitive(message, "content");
+	refusal = cJSON_GetObjectItemCaseSensitive(message, "refusal");
+	if ((content == NULL || cJSON_IsNull(content)) && text_ok(refusal))
+		content = refusal;
+	if (content == NULL || cJSON_IsNull(content))
+		return 0;
+	if (!text_ok(content))
+		return -1;
+	return (out->content = strdup(content->valuestring)) ? 0 : -1;
+}
+
+/* One tool call: {id, type: "function", function: {name, arguments}},
+ * where arguments is JSON text; whether it parses is tools.c's concern,
+ * since a model that sends bad arguments is told so and may recover. */
+static int
+parse_call(const cJSON *call, struct model_reply *out)
+{
+	const cJSON	*id, *type, *fn, *name, *args;
+
+	id = cJSON_GetObjectItemCaseSensitive(call, "id");
+	type = cJSON_GetObjectItemCaseSensitive(call, "type");
+	fn = cJSON_GetObjectItemCaseSensitive(call, "function");
+	name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+	args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+	if (!cJSON_IsObject(call) || !cJSON_IsObject(fn) || !text_ok(id) ||
+	    !text_ok(name) || !text_ok(args))
+		return -1;
+	if (type != NULL && (!cJSON_IsString(type) ||
+	    strcmp(type->valuestring, "function") != 0))
+		return -1;
+	/* An empty id could not link the tool result to its call. */
+	if (*id->valuestring == '\0' || *name->valuestring == '\0')
+		return -1;
+	return model_reply_add_call(out, id->valuestring, name->valuestring,
+	    args->valuestring);
+}
+
+static int
+parse_calls(const cJSON *message, struct model_reply *out)
+{
+	const cJSON	*calls, *call;
+
+	calls = cJSON_GetObjectItemCaseSensitive(message, "tool_calls");
+	if (calls == NULL || cJSON_IsNull(calls))
+		return 0;
+	if (!cJSON_IsArray(calls) || cJSON_GetArraySize(calls) >
+	    MODEL_MAX_CALLS)
+		return -1;
+	cJSON_ArrayForEach(call, calls)
+		if (parse_call(call, out) == -1)
+			return -1;
+	return 0;
+}
+
+/* Rules, for a server we do not control: choices[0].message must be an
+ * object; content may be a string or null; tool_calls, when present,
+ * well formed and at most MODEL_MAX_CALLS. A reply with neither words
+ * nor calls is malformed, except "" (an answer, if an empty one). */
+int
+model_parse_reply(const char *body, size_t len, struct model_reply *out)
+{
+	cJSON		*root;
+	const cJSON	*choice, *message;
+	const char	*end = NULL;
+	int		 rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (body == NULL ||
+	    (root = cJSON_ParseWithLengthOpts(body, len, &end, 0)) == NULL)
+		return -1;
+	/* cJSON stops at the end of the value; the rest must be blank. */
+	while (end < body + len && *end != '\0' &&
+	    strchr(" \t\r\n", *end) != NULL)
+		end++;
+	choice = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root,
+	    "choices"), 0);
+	message = cJSON_GetObjectItemCaseSensitive(choice, "message");
+	if (end == body + len && cJSON_IsObject(root) &&
+	    cJSON_IsObject(choice) && cJSON_IsObject(message) &&
+	    parse_content(message, out) == 0 &&
+	    parse_calls(message, out) == 0 &&
+	    (out->content != NULL || out->ncalls > 0))
+		rc = 0;
+	if (rc == -1)
+		model_reply_free(out);
+	cJSON_Delete(root);
+	return rc;
+}
 
 int
 model_reply_add_call(struct model_reply *reply, const char *id,

@@ -4,7 +4,8 @@
  * answers in model.h's shape: tool calls for the five tools, then, once it
  * sees their results, a friendly sentence. It keeps no state of its own:
  * everything it needs (the last user message, the results so far) is in
- * the messages. No network, no allocation it does not hand to the reply. */
+ * the messages. No network; what it allocates on the way is freed or
+ * handed to the reply. */
 #ifndef OFFLINE_H
 #define OFFLINE_H
 

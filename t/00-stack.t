@@ -1,0 +1,56 @@
+#!/usr/bin/perl
+# t/00-stack.t: the harness itself: a whole stack starts, nginx reaches a
+# worker, the worker reaches PostgreSQL, and schema.sql made the tables.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Stack;
+
+my $s = Stack->new(workers => 2);
+note sprintf 'stack up in %.2f s in %s', $s->start_seconds, $s->dir;
+
+my $r = $s->request(GET => '/chat/health');
+is $r->{status}, 200, 'GET /chat/health through nginx: 200';
+like $r->{headers}{'content-type'}, qr{\Aapplication/json\b},
+    'Content-Type application/json';
+is_deeply $r->{json}, { status => 'ok' }, 'body {"status":"ok"}';
+
+$r = $s->fcgi(GET => '/chat/health');
+is $r->{status}, 200, 'GET /chat/health straight over FastCGI: 200';
+is_deeply $r->{json}, { status => 'ok' }, 'same body over FastCGI';
+
+my @workers = $s->worker_pids;
+is scalar @workers, 2, 'multiwatch runs two workers';
+
+my $tables = $s->sql(q{SELECT table_name FROM information_schema.tables
+    WHERE table_schema = 'public' ORDER BY table_name});
+my %have = map { $_->[0] => 1 } @$tables;
+ok $have{$_}, "schema.sql created the table $_"
+    for qw(tasks conversations messages);
+
+open my $fh, '<', "$FindBin::Bin/../schema.sql" or die "schema.sql: $!";
+my $schema = do { local $/; <$fh> };
+ok eval { $s->sql($schema); 1 }, 'schema.sql runs again on the loaded database'
+    or diag $@;
+
+is_deeply $s->sql('SELECT $1::text, $2::int, $3::text',
+    "it's \x{1f600}; DROP TABLE tasks", 42, undef),
+    [ [ "it's \x{1f600}; DROP TABLE tasks", 42, undef ] ],
+    'sql() passes parameters as values, NULL as undef';
+
+$r = $s->request(GET => '/no/such/path');
+is $r->{status}, 404, 'a path outside /chat and /api/ is 404 from nginx';
+is $r->{json}{error}{code}, 'not_found', '... with a JSON error';
+
+$r = $s->request(POST => '/chat', body => 'x' x (200 * 1024));
+is $r->{status}, 413, 'a body over nginx\'s cap is 413';
+is $r->{json}{error}{code}, 'body_too_large', '... with a JSON error';
+
+$s->stop_workers;
+$r = $s->request(GET => '/chat/health');
+is $r->{status}, 503, 'no workers: nginx answers 503';
+is $r->{json}{error}{code}, 'service_unavailable', '... with a JSON error';
+
+done_testing;

@@ -1,0 +1,973 @@
+package Stack;
+# t/lib/Stack.pm: one throwaway todo-chat deployment for an integration
+# test: PostgreSQL (optionally behind pgbouncer), the mock model, workers
+# under spawn-fcgi + multiwatch, and nginx configured from ../nginx.conf.
+
+=head1 SYNOPSIS
+
+  use lib 't/lib';
+  use Stack;
+  my $s = Stack->new(workers => 2, model => 'mock', mock_key => 'k',
+      env => { CHAT_MAX_TOOL_ROUNDS => 3 });
+  my $r = $s->request(POST => '/chat', token => $s->token('alice'),
+      body => { message => 'Add a task to buy milk' });
+  is $r->{status}, 200;
+  is $r->{json}{conversation_id}, ...;
+  my $rows = $s->sql('SELECT title FROM tasks WHERE user_id = $1', 'alice');
+
+=head1 CONSTRUCTOR
+
+Stack->new(%opt) starts everything and returns once GET /chat/health
+answers through nginx, or dies with the tails of every log. Options:
+
+  workers        worker processes under multiwatch (2)
+  model          'offline' (CHAT_MODEL_URL unset) or 'mock' (t/mock_model.py)
+  mock_key       --key for the mock, also sent as CHAT_MODEL_KEY
+  env            extra worker environment; undef deletes (CHAT_JWT_SECRET
+                 => undef starts workers without a secret)
+  pgbouncer      1: pgbouncer in transaction mode between workers and
+                 PostgreSQL (DATABASE_URL points at it)
+  pg_conf        extra postgresql settings, { log_statement => 'all' }
+  wait           0: do not wait for /chat/health (workers expected to fail)
+  max_seconds    the stack's lifetime bound (env STACK_MAX_SECONDS, 900)
+
+The worker binary is ./chat.fcgi, or $ENV{CHAT_FCGI}, which may be a
+command line ("valgrind -q --error-exitcode=9 ./chat.fcgi"). ASAN_OPTIONS,
+UBSAN_OPTIONS, LSAN_OPTIONS and VALGRIND_OPTS pass through to workers.
+The mock is t/mock_model.py, or $ENV{MOCK_MODEL}.
+
+=head1 METHODS
+
+  token($sub, %claims)       HS256 JWT: sub, iat, exp an hour ahead; a
+                             claim given as undef is left out
+  token_raw(\%hdr, \%payload, $secret)   any header and payload (hashes,
+                             or raw strings used as they are); signed per
+                             hdr alg: HS256/HS384/HS512, 'none' unsigned
+  request($method, $path, token => $t, body => $str_or_ref,
+          headers => {...}, timeout => $s)   through nginx
+  fcgi($method, $path, same options, params => {...})  straight to the
+                             FastCGI socket with cgi-fcgi; params adds or
+                             (undef) removes FastCGI parameters
+      both return { status, headers (lower-case names), body, json }
+      (json undef unless the body is JSON; status 599 and the error as
+      body when no answer came)
+  sql($query, @params)       arrayref of rows (arrayrefs; NULL is undef);
+                             $1, $2... in the query are the params, quoted
+                             by psql (undef is NULL); dies on an error
+  sql_value($query, @params) first column of the first row
+  mock_script(\@steps), mock_reset, mock_requests (decoded array)
+  stop_postgres, start_postgres     fast shutdown and restart (same port)
+  stop_workers, start_workers
+  worker_pids                children of multiwatch, sorted
+  wait_until($code, $seconds, $what)  polls $code until true, or dies
+  log                        the workers' stderr so far; logs: every log
+  dir, secret, port, pg_port, socket, database_url, mock_url
+  stop                       stops everything by pid; also on DESTROY and
+                             at END, so a failing test leaves nothing up
+
+The stack's directory is t/tmp/NAME-PID-N (or under /tmp when that path
+is too long for a unix socket or not reachable by the postgres user); it
+is removed after a passing test, kept after a failing one or when
+KEEP_TMP=1. A guardian process kills the servers if the test process
+vanishes or max_seconds pass.
+
+=cut
+
+use strict;
+use warnings;
+
+use Carp qw(croak);
+use Cwd qw(abs_path);
+use Digest::SHA qw(hmac_sha256 hmac_sha384 hmac_sha512);
+use File::Basename qw(basename dirname);
+use File::Copy qw(copy);
+use File::Path qw(remove_tree);
+use HTTP::Tiny;
+use IO::Socket::INET;
+use JSON::PP;
+use MIME::Base64 qw(encode_base64url);
+use POSIX qw(WNOHANG _exit setsid);
+use Scalar::Util qw(refaddr weaken);
+use Time::HiRes qw(sleep time);
+
+my $ROOT = abs_path(dirname(__FILE__) . '/../..');
+my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
+my $NGINX = '/usr/sbin/nginx';
+my $CGI_FCGI = '/usr/bin/cgi-fcgi';
+my $PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
+# Worker environment: DESIGN.md's variables, nothing else of ours.
+my @PASS_ENV = qw(ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS VALGRIND_OPTS);
+
+my $NULL = "\x1dNULL\x1d";	# how psql shows NULL to sql()
+my %LIVE;		# refaddr => weakened stack, for END
+my $SEQ = 0;
+
+sub new {
+	my ($class, %opt) = @_;
+	my $self = bless {
+		workers		=> $opt{workers} // 2,
+		model		=> $opt{model} // 'offline',
+		mock_key	=> $opt{mock_key},
+		env		=> $opt{env} // {},
+		pgbouncer	=> $opt{pgbouncer} // 0,
+		pg_conf		=> $opt{pg_conf} // {},
+		wait		=> $opt{wait} // 1,
+		max_seconds	=> $opt{max_seconds} // $ENV{STACK_MAX_SECONDS}
+		    // 900,
+		owner		=> $$,
+		procs		=> {},	# name => pid, each leading its group
+		secret		=> _random_hex(32),
+	}, $class;
+	croak "model must be 'offline' or 'mock'"
+	    unless $self->{model} =~ /\A(?:offline|mock)\z/;
+	$LIVE{refaddr $self} = $self;
+	weaken $LIVE{refaddr $self};
+	# Ctrl-C or a kill still stops the stack through END (the guardian
+	# would, but a second later and less gently).
+	for my $sig (qw(INT TERM HUP)) {
+		$SIG{$sig} = sub { exit 128 + ($sig eq 'INT' ? 2
+		    : $sig eq 'TERM' ? 15 : 1) }
+		    if !$SIG{$sig} || $SIG{$sig} eq 'DEFAULT';
+	}
+	my $t0 = time;
+	eval { $self->_start; 1 } or do {
+		my $err = $@;
+		$self->{failed} = 1;
+		my $logs = eval { $self->logs } // '';
+		$self->stop;
+		die "Stack: $err\n$logs";
+	};
+	$self->{start_seconds} = time - $t0;
+	return $self;
+}
+
+sub _start {
+	my ($self) = @_;
+	$self->_make_dir;
+	$self->_start_guardian;
+	$self->_start_mock if $self->{model} eq 'mock';
+	$self->_init_postgres;
+	$self->start_postgres;
+	$self->_start_pgbouncer if $self->{pgbouncer};
+	$self->_wait_mock if $self->{model} eq 'mock';
+	$self->start_workers;
+	$self->_start_nginx;
+	$self->_wait_healthy if $self->{wait};
+}
+
+# Accessors.
+sub dir		{ $_[0]{dir} }
+sub secret	{ $_[0]{env}{CHAT_JWT_SECRET} // $_[0]{secret} }
+sub port	{ $_[0]{port} }
+sub pg_port	{ $_[0]{pg_port} }
+sub socket	{ "$_[0]{dir}/run/chat.sock" }
+sub mock_url	{ "http://127.0.0.1:$_[0]{mock_port}/v1" }
+sub start_seconds { $_[0]{start_seconds} }
+
+sub database_url {
+	my ($self) = @_;
+	my $port = $self->{pgbouncer} ? $self->{pgb_port} : $self->{pg_port};
+	return "host=$self->{dir}/run port=$port dbname=todo_chat"
+	    . " user=postgres";
+}
+
+# ---------------------------------------------------------------- setup
+
+sub _is_root { $> == 0 }
+
+sub _postgres_ids {
+	my @pw = getpwnam('postgres') or die "no postgres user\n";
+	return @pw[2, 3];
+}
+
+sub _make_dir {
+	my ($self) = @_;
+	my $name = basename($0);
+	$name =~ s/\.t\z//;
+	$name =~ s/[^A-Za-z0-9_-]+/_/g;
+	$name = sprintf '%s-%d-%d', substr($name, 0, 24), $$, ++$SEQ;
+	for my $base ("$ROOT/t/tmp", '/tmp/todo-chat-tests') {
+		my $dir = "$base/$name";
+		# A unix socket path holds at most 107 bytes.
+		next if length("$dir/run/.s.PGSQL.65535") > 100;
+		_mkdir($base);
+		_mkdir($dir);
+		_mkdir("$dir/$_") for qw(run nginx io);
+		if (_is_root()) {
+			my ($uid, $gid) = _postgres_ids();
+			chown $uid, $gid, "$dir/run" or die "chown: $!\n";
+			if (!_reachable_by_postgres("$dir/run")) {
+				remove_tree($dir);
+				next;
+			}
+		}
+		$self->{dir} = $dir;
+		$self->{base} = $base;
+		return;
+	}
+	die "no directory for the stack the postgres user can reach\n";
+}
+
+# mkdir -p with 0755 whatever the umask: nginx's workers run as nobody and
+# must traverse down to the FastCGI socket.
+sub _mkdir {
+	my ($path) = @_;
+	my $p = '';
+	for my $part (grep { length } split m{/}, $path) {
+		$p .= "/$part";
+		next if -d $p;
+		mkdir $p or -d $p or die "mkdir $p: $!\n";
+		chmod 0755, $p;
+	}
+}
+
+sub _reachable_by_postgres {
+	my ($dir) = @_;
+	my $pid = fork // die "fork: $!\n";
+	if (!$pid) {
+		eval { _become_postgres() };
+		_exit(!$@ && -w $dir && -x $dir ? 0 : 1);
+	}
+	waitpid $pid, 0;
+	return $? == 0;
+}
+
+sub _become_postgres {
+	my ($uid, $gid) = _postgres_ids();
+	$) = "$gid $gid";
+	POSIX::setgid($gid) or die "setgid: $!\n";
+	POSIX::setuid($uid) or die "setuid: $!\n";
+	die "still root\n" if $< == 0 || $> == 0;
+}
+
+sub _random_hex {
+	my ($n) = @_;
+	open my $fh, '<:raw', '/dev/urandom' or die "urandom: $!\n";
+	read($fh, my $bytes, $n) == $n or die "urandom: short read\n";
+	return unpack 'H*', $bytes;
+}
+
+sub _free_port {
+	my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+	    LocalPort => 0, Proto => 'tcp', Listen => 1, ReuseAddr => 1)
+	    or die "no free port: $!\n";
+	my $port = $s->sockport;
+	close $s;
+	return $port;
+}
+
+# ------------------------------------------------------------ processes
+
+# Starts argv as the leader of a new process group, stdin /dev/null,
+# stdout and stderr appended to log; records it under name.
+sub _spawn {
+	my ($self, $name, %o) = @_;
+	my $pid = fork // die "fork: $!\n";
+	if (!$pid) {
+		eval {
+			setsid();
+			open STDIN, '<', '/dev/null' or die "stdin: $!\n";
+			open STDOUT, '>>', $o{log} or die "$o{log}: $!\n";
+			open STDERR, '>&', \*STDOUT or die "stderr: $!\n";
+			_become_postgres() if $o{as_postgres} && _is_root();
+			chdir($o{cwd} // $ROOT) or die "chdir: $!\n";
+			%ENV = %{ $o{env} // { PATH => $PATH } };
+			exec { $o{argv}[0] } @{ $o{argv} };
+			die "exec $o{argv}[0]: $!\n";
+		};
+		print STDERR "Stack: $name: $@";
+		_exit(127);
+	}
+	$self->{procs}{$name} = $pid;
+	$self->_write_pids;
+	return $pid;
+}
+
+sub _alive {
+	my ($self, $name) = @_;
+	my $pid = $self->{procs}{$name} or return 0;
+	return waitpid($pid, WNOHANG) == 0;
+}
+
+# Signals a process group's leader (or the group), waits up to timeout
+# seconds for the leader, then kills what is left of the group.
+sub _stop_proc {
+	my ($self, $name, $signal, $timeout, $whole_group) = @_;
+	my $pid = delete $self->{procs}{$name} or return;
+	kill $signal, $whole_group ? -$pid : $pid;
+	my $deadline = time + $timeout;
+	my $gone;
+	while (!($gone = waitpid($pid, WNOHANG)) && time < $deadline) {
+		sleep 0.01;
+	}
+	if (!$gone) {
+		warn "Stack: $name ($pid) ignored SIG$signal; killing it\n";
+		kill 'KILL', -$pid, $pid;
+		waitpid $pid, 0;
+	}
+	kill 'KILL', -$pid;	# stragglers of the group, if any
+	$self->_write_pids;
+}
+
+sub _write_pids {
+	my ($self) = @_;
+	return unless $self->{dir} && -d $self->{dir};
+	my $file = "$self->{dir}/pids";
+	open my $fh, '>', "$file.tmp" or return;
+	print $fh "$_ $self->{procs}{$_}\n" for sort keys %{ $self->{procs} };
+	close $fh;
+	rename "$file.tmp", $file;
+}
+
+# A child that outlives nothing: when the test process disappears
+# (getppid changes) or max_seconds pass, it kills every recorded group.
+sub _start_guardian {
+	my ($self) = @_;
+	my ($parent, $dir) = ($$, $self->{dir});
+	my $deadline = time + $self->{max_seconds};
+	my $pid = fork // die "fork: $!\n";
+	if (!$pid) {
+		setsid();
+		open STDIN, '<', '/dev/null';
+		open STDOUT, '>>', "$dir/guardian.log";
+		open STDERR, '>&', \*STDOUT;
+		$0 = "Stack guardian of $parent";
+		sleep 0.2 while getppid() == $parent && time < $deadline;
+		print "guardian: ", (getppid() == $parent ? 'time is up'
+		    : 'test process gone'), ", killing the stack\n";
+		my @pids;
+		if (open my $fh, '<', "$dir/pids") {
+			@pids = map { (split)[1] } <$fh>;
+		}
+		kill 'TERM', map { -$_ } @pids;
+		my $until = time + 3;
+		sleep 0.1 while time < $until && kill 0, map { -$_ } @pids;
+		kill 'KILL', map { -$_ } @pids;
+		_exit(0);
+	}
+	$self->{guardian} = $pid;
+}
+
+# Runs argv to completion with stdin from a string; returns (exit status,
+# stdout, stderr). Kills it after timeout seconds.
+sub _run {
+	my ($self, $argv, %o) = @_;
+	my $io = "$self->{dir}/io/" . ++$self->{io_seq};
+	open my $in, '>:raw', "$io.in" or die "$io.in: $!\n";
+	print $in $o{stdin} // '';
+	close $in;
+	my $pid = fork // die "fork: $!\n";
+	if (!$pid) {
+		eval {
+			open STDIN, '<', "$io.in" or die "stdin: $!\n";
+			open STDOUT, '>', "$io.out" or die "stdout: $!\n";
+			open STDERR, '>', "$io.err" or die "stderr: $!\n";
+			_become_postgres() if $o{as_postgres} && _is_root();
+			chdir $self->{dir} or die "chdir: $!\n";
+			%ENV = %{ $o{env} // { PATH => $PATH } };
+			exec { $argv->[0] } @$argv;
+			die "exec $argv->[0]: $!\n";
+		};
+		print STDERR $@;
+		_exit(127);
+	}
+	my $deadline = time + ($o{timeout} // 60);
+	my $done;
+	while (!($done = waitpid($pid, WNOHANG)) && time < $deadline) {
+		sleep 0.005;
+	}
+	if (!$done) {
+		kill 'KILL', $pid;
+		waitpid $pid, 0;
+		die "timed out after $o{timeout} s: @$argv\n";
+	}
+	my $status = $?;
+	my ($out, $err) = (_slurp("$io.out"), _slurp("$io.err"));
+	unlink "$io.in", "$io.out", "$io.err";
+	return ($status, $out, $err);
+}
+
+sub _slurp {
+	my ($file) = @_;
+	open my $fh, '<:raw', $file or return '';
+	local $/;
+	my $s = <$fh>;
+	return $s // '';
+}
+
+sub _spew {
+	my ($file, $content) = @_;
+	open my $fh, '>:raw', $file or die "$file: $!\n";
+	print $fh $content;
+	close $fh or die "$file: $!\n";
+}
+
+sub wait_until {
+	my ($self, $code, $seconds, $what) = @_;
+	my $deadline = time + ($seconds // 10);
+	while (1) {
+		my $v = $code->();
+		return $v if $v;
+		die "timed out after ${seconds}s waiting for "
+		    . ($what // 'a condition') . "\n" if time > $deadline;
+		sleep 0.02;
+	}
+}
+
+# ----------------------------------------------------------- PostgreSQL
+
+sub _pg_bin {
+	return $ENV{PG_BIN} if $ENV{PG_BIN};
+	my @bins = sort {
+		(basename(dirname($a)) =~ /(\d+)/)[0]
+		    <=> (basename(dirname($b)) =~ /(\d+)/)[0]
+	} grep { -x "$_/postgres" } glob '/usr/lib/postgresql/*/bin';
+	@bins or die "no PostgreSQL server in /usr/lib/postgresql\n";
+	return $bins[-1];
+}
+
+# initdb and CREATE DATABASE with schema.sql take most of a second; a
+# copy of a cluster made once per PostgreSQL version and schema.sql takes
+# a tenth. (t/00-stack.t runs schema.sql again, as DESIGN.md promises.)
+sub _init_postgres {
+	my ($self) = @_;
+	my $bin = _pg_bin();
+	my ($version) = basename(dirname($bin)) =~ /(\d+)/;
+	my $schema = _slurp("$ROOT/schema.sql");
+	my $template = "$self->{base}/.pg-template-$version-"
+	    . substr(Digest::SHA::sha1_hex($schema), 0, 12);
+	$self->_make_template($template, $bin, $version)
+	    unless -f "$template/PG_VERSION";
+	my ($status, undef, $err) = $self->_run(
+	    [ '/bin/cp', '-a', $template, "$self->{dir}/pg" ]);
+	die "copying the cluster: $err\n" if $status;
+}
+
+sub _make_template {
+	my ($self, $template, $bin, $version) = @_;
+	my $tmp = "$template.tmp-$$";
+	remove_tree($tmp);
+	_mkdir($tmp);
+	if (_is_root()) {
+		my ($uid, $gid) = _postgres_ids();
+		chown $uid, $gid, $tmp;
+	}
+	chmod 0700, $tmp;
+	# 1 MiB WAL segments instead of 16 make the copy a third smaller.
+	my ($status, $out, $err) = $self->_run([ "$bin/initdb", '-D', $tmp,
+	    '--no-sync', '--wal-segsize=1', '-A', 'trust', '-U', 'postgres',
+	    '-E', 'UTF8', '--locale=C' ], as_postgres => 1, timeout => 60);
+	die "initdb failed: $out$err\n" if $status;
+	my $port = _free_port();
+	$self->_postmaster('template', $tmp, "$self->{dir}/run", $port,
+	    { listen_addresses => '', min_wal_size => '2MB' });
+	# FILE_COPY: a checkpoint instead of the whole database in the WAL.
+	my $strategy = $version >= 15 ? ' STRATEGY = FILE_COPY' : '';
+	my $script = "CREATE DATABASE todo_chat$strategy;\n"
+	    . "\\connect todo_chat\n\\i $ROOT/schema.sql\n";
+	($status, $out, $err) = $self->_run($self->_psql_argv('postgres',
+	    $port), stdin => $script, env => _psql_env(), timeout => 60);
+	$self->_stop_proc(template => 'INT', 30);
+	die "loading schema.sql failed: $out$err\n" if $status;
+	unlink "$tmp/postmaster.opts";
+	# Older templates go; if another test made this one meanwhile, ours
+	# goes instead.
+	for my $old (glob "$self->{base}/.pg-template-*") {
+		remove_tree($old) unless $old eq $tmp || $old =~ /\.tmp-\d+\z/;
+	}
+	rename $tmp, $template or remove_tree($tmp);
+}
+
+# Starts a postmaster on data dir and waits until it accepts connections;
+# 0 if it exited instead (its log says why).
+sub _postmaster {
+	my ($self, $name, $data, $sockdir, $port, $extra) = @_;
+	my %conf = (
+		listen_addresses	=> '127.0.0.1',
+		port			=> $port,
+		unix_socket_directories	=> $sockdir,
+		fsync			=> 'off',
+		synchronous_commit	=> 'off',
+		full_page_writes	=> 'off',
+		wal_level		=> 'minimal',
+		max_wal_senders		=> 0,
+		shared_buffers		=> '16MB',
+		max_connections		=> 100,
+		autovacuum		=> 'off',
+		log_line_prefix		=> '%m [%p] %q%u@%d ',
+		%$extra,
+	);
+	unlink "$data/postmaster.pid";		# left by a KILL
+	$self->_spawn($name => argv => [ _pg_bin() . '/postgres', '-D', $data,
+	    map { ('-c', "$_=$conf{$_}") } sort keys %conf ],
+	    log => "$self->{dir}/postgres.log", as_postgres => 1);
+	my $ok = eval {
+		$self->wait_until(sub {
+			die "postgres exited\n" unless $self->_alive($name);
+			my @l = split /\n/, _slurp("$data/postmaster.pid");
+			return ($l[7] // '') =~ /ready/;
+		}, 30, 'postgres to accept connections');
+	};
+	return 1 if $ok;
+	$self->_stop_proc($name => 'KILL', 5);
+	return 0;
+}
+
+sub start_postgres {
+	my ($self) = @_;
+	for my $try (1 .. 3) {
+		$self->{pg_port} //= _free_port();
+		if ($self->_postmaster(postgres => "$self->{dir}/pg",
+		    "$self->{dir}/run", $self->{pg_port}, $self->{pg_conf})) {
+			$self->{pg_started} = 1;
+			return;
+		}
+		# Another process took the port between our probe and the
+		# bind: try another, unless clients already know this one.
+		last if $self->{pg_started}
+		    || _slurp("$self->{dir}/postgres.log") !~ /could not bind/;
+		delete $self->{pg_port};
+	}
+	die "postgres did not start\n";
+}
+
+sub stop_postgres {
+	my ($self) = @_;
+	# SIGINT: fast shutdown, clients cut off, a clean checkpoint.
+	$self->_stop_proc(postgres => 'INT', 30);
+}
+
+sub _psql_argv {
+	my ($self, $db, $port) = @_;
+	return [ _pg_bin() . '/psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1',
+	    '-h', "$self->{dir}/run", '-p', $port // $self->{pg_port},
+	    '-U', 'postgres', '-d', $db ];
+}
+
+sub _psql_env {
+	return { PATH => $PATH, PGCLIENTENCODING => 'UTF8',
+	    PGOPTIONS => '-c client_min_messages=warning' };
+}
+
+sub _start_pgbouncer {
+	my ($self) = @_;
+	my $dir = $self->{dir};
+	my $pgb = '/usr/sbin/pgbouncer';
+	-x $pgb or die "pgbouncer is not installed (scripts/deps)\n";
+	_mkdir("$dir/pgbouncer");
+	$self->{pgb_port} = _free_port();
+	# Stock settings but for what a test needs: transaction pooling, and
+	# the one startup parameter libpq sends that pgbouncer does not know.
+	_spew("$dir/pgbouncer/userlist.txt", qq{"postgres" ""\n});
+	_spew("$dir/pgbouncer/pgbouncer.ini", <<"END");
+[databases]
+todo_chat = host=$dir/run port=$self->{pg_port} dbname=todo_chat user=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $self->{pgb_port}
+unix_socket_dir = $dir/run
+auth_type = trust
+auth_file = $dir/pgbouncer/userlist.txt
+pool_mode = transaction
+ignore_startup_parameters = extra_float_digits
+END
+	# pgbouncer refuses to run as root.
+	$self->_spawn(pgbouncer => argv => [ $pgb,
+	    "$dir/pgbouncer/pgbouncer.ini" ], log => "$dir/pgbouncer.log",
+	    as_postgres => 1);
+	$self->wait_until(sub {
+		die "pgbouncer exited\n" unless $self->_alive('pgbouncer');
+		return -S "$dir/run/.s.PGSQL.$self->{pgb_port}";
+	}, 10, 'pgbouncer');
+}
+
+sub sql {
+	my ($self, $query, @params) = @_;
+	my @vars;
+	if (@params) {
+		$query =~ s{\$(\d+)(?!\d)}{
+			$1 >= 1 && $1 <= @params or croak "sql: no param \$$1";
+			defined $params[$1 - 1] ? ":'p$1'" : 'NULL';
+		}ge;
+		for my $i (1 .. @params) {
+			next unless defined $params[$i - 1];
+			push @vars, '-v', "p$i=" . _bytes($params[$i - 1]);
+		}
+	}
+	# CSV keeps any byte of a value (quoted when it must be); NULL is a
+	# marker no test writes.
+	my $argv = $self->_psql_argv('todo_chat');
+	push @$argv, '-t', '--csv', '-P', "null=$NULL", @vars;
+	my ($status, $out, $err) = $self->_run($argv,
+	    stdin => "$query\n;\n", env => _psql_env(), timeout => 60);
+	die "sql failed: $err" if $status;
+	utf8::decode($out);
+	return _parse_csv($out);
+}
+
+sub _parse_csv {
+	my ($text) = @_;
+	my (@rows, @row);
+	while ((pos($text) // 0) < length $text) {
+		if ($text =~ /\G"((?:[^"]|"")*)"/gc) {
+			(my $v = $1) =~ s/""/"/g;
+			push @row, $v;
+		} elsif ($text =~ /\G([^,\n"]*)/gc) {
+			push @row, $1 eq $NULL ? undef : $1;
+		}
+		next if $text =~ /\G,/gc;
+		$text =~ /\G\n/gc || pos($text) == length $text
+		    or die "sql: cannot read psql's CSV output\n";
+		push @rows, [@row];
+		@row = ();
+	}
+	return \@rows;
+}
+
+sub sql_value {
+	my ($self, @args) = @_;
+	my $rows = $self->sql(@args);
+	return @$rows ? $rows->[0][0] : undef;
+}
+
+sub _bytes {
+	my ($s) = @_;
+	utf8::encode($s) if utf8::is_utf8($s);
+	return $s;
+}
+
+# ----------------------------------------------------------------- mock
+
+sub _start_mock {
+	my ($self) = @_;
+	my $dir = $self->{dir};
+	my $python = -x '/usr/bin/python3' ? '/usr/bin/python3' : 'python3';
+	my @argv = ($python, $ENV{MOCK_MODEL} // "$ROOT/t/mock_model.py",
+	    '--port', '0',
+	    '--port-file', "$dir/mock.port",
+	    '--max-seconds', $self->{max_seconds});
+	push @argv, '--key', $self->{mock_key} if defined $self->{mock_key};
+	$self->_spawn(mock => argv => \@argv, log => "$dir/mock.log");
+}
+
+sub _wait_mock {
+	my ($self) = @_;
+	my $file = "$self->{dir}/mock.port";
+	$self->wait_until(sub {
+		die "the mock model exited\n" unless $self->_alive('mock');
+		return _slurp($file) =~ /\A\s*(\d+)\s*\z/
+		    && ($self->{mock_port} = $1);
+	}, 10, 'the mock model');
+}
+
+sub _mock {
+	my ($self, $method, $path, $body) = @_;
+	croak "no mock model in this stack" unless $self->{mock_port};
+	my $r = HTTP::Tiny->new(timeout => 10)->request($method,
+	    "http://127.0.0.1:$self->{mock_port}$path",
+	    defined $body ? { content => $JSON->encode($body),
+	    headers => { 'content-type' => 'application/json' } } : {});
+	die "mock $method $path: $r->{status} $r->{content}\n"
+	    unless $r->{success};
+	return length $r->{content} ? eval { $JSON->decode($r->{content}) }
+	    : undef;
+}
+
+sub mock_script	  { $_[0]->_mock(POST => '/__script', $_[1]) }
+sub mock_reset	  { $_[0]->_mock(POST => '/__reset', {}) }
+sub mock_requests { $_[0]->_mock(GET => '/__requests') }
+
+# -------------------------------------------------------------- workers
+
+sub _worker_env {
+	my ($self) = @_;
+	my %env = (
+		PATH		=> $PATH,
+		DATABASE_URL	=> $self->database_url,
+		CHAT_JWT_SECRET	=> $self->{secret},
+	);
+	if ($self->{model} eq 'mock') {
+		$env{CHAT_MODEL_URL} = $self->mock_url;
+		$env{CHAT_MODEL_KEY} = $self->{mock_key}
+		    if defined $self->{mock_key};
+	}
+	for (@PASS_ENV) {
+		$env{$_} = $ENV{$_} if defined $ENV{$_};
+	}
+	while (my ($k, $v) = each %{ $self->{env} }) {
+		if (defined $v) { $env{$k} = $v } else { delete $env{$k} }
+	}
+	return \%env;
+}
+
+sub start_workers {
+	my ($self) = @_;
+	my @app = split ' ', $ENV{CHAT_FCGI} // './chat.fcgi';
+	my ($bin) = $app[0] =~ m{/} ? ($app[0] =~ m{\A/} ? $app[0]
+	    : "$ROOT/$app[0]") : grep { -x } map { "$_/$app[0]" }
+	    split /:/, $PATH;
+	-x ($bin // '')
+	    or die "no worker binary $app[0] (make all, or set CHAT_FCGI)\n";
+	my $sock = $self->socket;
+	unlink $sock;
+	# -M 0666: nginx's workers run as nobody when the master is root.
+	$self->_spawn(workers => argv => [ '/usr/bin/spawn-fcgi',
+	    '-s', $sock, '-M', '0666', '-n', '--',
+	    '/usr/bin/multiwatch', '-f', $self->{workers}, '--', @app ],
+	    env => $self->_worker_env, log => "$self->{dir}/workers.log");
+	# spawn-fcgi binds the socket before it becomes multiwatch.
+	$self->wait_until(sub {
+		return 1 if -S $sock;
+		die "spawn-fcgi exited\n" unless $self->_alive('workers');
+	}, 10, 'the FastCGI socket');
+}
+
+sub stop_workers {
+	my ($self) = @_;
+	# multiwatch passes SIGTERM on as SIGUSR1, libfcgi's "finish the
+	# request, then exit"; under valgrind an exit takes a while.
+	$self->_stop_proc(workers => 'TERM', 20);
+}
+
+sub worker_pids {
+	my ($self) = @_;
+	my $parent = $self->{procs}{workers} or return ();
+	my @pids;
+	for my $stat (glob '/proc/[0-9]*/stat') {
+		my $s = _slurp($stat);
+		# comm may hold spaces and parentheses: split after the last ')'.
+		my ($pid, $rest) = $s =~ /\A(\d+) \(.*\) (.*)\z/s or next;
+		my (undef, $ppid) = split ' ', $rest;
+		push @pids, $pid if $ppid == $parent;
+	}
+	@pids = sort { $a <=> $b } @pids;
+	return @pids;
+}
+
+# ---------------------------------------------------------------- nginx
+
+sub _start_nginx {
+	my ($self) = @_;
+	my $dir = $self->{dir};
+	my $n = "$dir/nginx";
+	_mkdir("$n/tmp");
+	copy('/etc/nginx/fastcgi_params', "$n/fastcgi_params")
+	    or die "/etc/nginx/fastcgi_params: $!\n";
+	my $server = _slurp("$ROOT/nginx.conf");
+	for my $try (1 .. 3) {
+		$self->{port} = _free_port();
+		my $conf = $server;
+		$conf =~ s{\Qunix:/run/todo-chat/chat.sock\E}
+		    {unix:$dir/run/chat.sock}g == 1
+		    or die "nginx.conf: no single unix:/run/todo-chat/chat.sock\n";
+		$conf =~ s{\Qlisten 127.0.0.1:8080;\E}
+		    {listen 127.0.0.1:$self->{port};}g == 1
+		    or die "nginx.conf: no single 'listen 127.0.0.1:8080;'\n";
+		_spew("$n/server.conf", $conf);
+		my $user = _is_root() ? "user nobody nogroup;\n" : '';
+		_spew("$n/nginx.conf", <<"END");
+# Written by t/lib/Stack.pm around server.conf (from nginx.conf).
+${user}worker_processes 1;
+pid $n/nginx.pid;
+error_log $n/error.log warn;
+events { worker_connections 256; }
+http {
+	access_log $n/access.log;
+	client_body_temp_path $n/tmp/body;
+	fastcgi_temp_path $n/tmp/fastcgi;
+	proxy_temp_path $n/tmp/proxy;
+	uwsgi_temp_path $n/tmp/uwsgi;
+	scgi_temp_path $n/tmp/scgi;
+	include $n/server.conf;
+}
+END
+		$self->_spawn(nginx => argv => [ $NGINX, '-p', "$n/",
+		    '-c', "$n/nginx.conf", '-e', "$n/error.log",
+		    '-g', 'daemon off;' ], log => "$n/stderr.log");
+		my $up = eval {
+			$self->wait_until(sub {
+				die "nginx exited\n" unless $self->_alive('nginx');
+				return IO::Socket::INET->new(
+				    PeerAddr => "127.0.0.1:$self->{port}");
+			}, 10, 'nginx');
+		};
+		return if $up;
+		my $err = $@;
+		$self->_stop_proc(nginx => 'TERM', 5);
+		die $err unless _slurp("$n/error.log") =~ /Address already in use/;
+	}
+	die "nginx could not bind a port\n";
+}
+
+sub _wait_healthy {
+	my ($self) = @_;
+	my $http = HTTP::Tiny->new(timeout => 5);
+	my $url = "http://127.0.0.1:$self->{port}/chat/health";
+	$self->wait_until(sub {
+		die "spawn-fcgi/multiwatch exited\n"
+		    unless $self->_alive('workers');
+		die "the workers keep dying\n"
+		    if $self->log =~ /died to+ often/;
+		# 200, or 503 when the worker answers but not its database;
+		# nginx's own answers say "service_unavailable".
+		my $r = $http->get($url);
+		return $r->{status} == 200 || ($r->{status} == 503
+		    && $r->{content} !~ /service_unavailable/);
+	}, 20, 'GET /chat/health');
+}
+
+# ------------------------------------------------------------- requests
+
+sub token {
+	my ($self, $sub, %claims) = @_;
+	my $now = int time;
+	my %payload = (sub => $sub, iat => $now, exp => $now + 3600, %claims);
+	delete @payload{ grep { !defined $payload{$_} } keys %payload };
+	return $self->token_raw({ alg => 'HS256', typ => 'JWT' }, \%payload);
+}
+
+sub token_raw {
+	my ($self, $header, $payload, $secret) = @_;
+	$secret //= $self->secret;
+	my $part = sub { encode_base64url(ref $_[0] ? $JSON->encode($_[0])
+	    : _bytes($_[0])) };
+	my $signing = $part->($header) . '.' . $part->($payload);
+	my $alg = ref $header eq 'HASH' ? $header->{alg} // '' : 'HS256';
+	my $mac = $alg eq 'HS384' ? \&hmac_sha384
+	    : $alg eq 'HS512' ? \&hmac_sha512
+	    : $alg eq 'none' ? sub { '' }
+	    : \&hmac_sha256;
+	return "$signing." . encode_base64url($mac->($signing, $secret));
+}
+
+# body: a reference is sent as JSON, a string as it is; Content-Type
+# application/json unless headers name another.
+sub _body {
+	my ($o, $headers) = @_;
+	return undef unless defined $o->{body};
+	$headers->{'content-type'} //= 'application/json'
+	    unless grep { lc eq 'content-type' } keys %$headers;
+	return ref $o->{body} ? $JSON->encode($o->{body}) : _bytes($o->{body});
+}
+
+sub _response {
+	my ($status, $headers, $body) = @_;
+	my $json;
+	$json = eval { $JSON->decode($body) } if defined $body && length $body;
+	return { status => $status, headers => $headers, body => $body,
+	    json => $json };
+}
+
+sub request {
+	my ($self, $method, $path, %o) = @_;
+	my %h = %{ $o{headers} // {} };
+	$h{authorization} = "Bearer $o{token}" if defined $o{token};
+	my $content = _body(\%o, \%h);
+	my $r = HTTP::Tiny->new(timeout => $o{timeout} // 120, keep_alive => 0)
+	    ->request($method, "http://127.0.0.1:$self->{port}$path", {
+		headers => \%h, defined $content ? (content => $content) : () });
+	return _response($r->{status}, $r->{headers}, $r->{content});
+}
+
+sub fcgi {
+	my ($self, $method, $path, %o) = @_;
+	my %h = %{ $o{headers} // {} };
+	$h{authorization} = "Bearer $o{token}" if defined $o{token};
+	my $content = _body(\%o, \%h);
+	my ($query) = $path =~ /\?(.*)\z/s;
+	my %env = (
+		REQUEST_METHOD		=> $method,
+		REQUEST_URI		=> $path,
+		QUERY_STRING		=> $query // '',
+		SERVER_PROTOCOL		=> 'HTTP/1.1',
+		GATEWAY_INTERFACE	=> 'CGI/1.1',
+	);
+	$env{CONTENT_LENGTH} = length $content if defined $content;
+	while (my ($k, $v) = each %h) {
+		(my $name = uc $k) =~ tr/-/_/;
+		$name = "HTTP_$name" unless $name =~ /\ACONTENT_(?:TYPE|LENGTH)\z/;
+		$env{$name} = $v;
+	}
+	while (my ($k, $v) = each %{ $o{params} // {} }) {
+		if (defined $v) { $env{$k} = $v } else { delete $env{$k} }
+	}
+	my ($status, $out, $err) = $self->_run([ $CGI_FCGI, '-bind',
+	    '-connect', $self->socket ], stdin => $content, env => \%env,
+	    timeout => $o{timeout} // 120);
+	return _response(599, {}, "cgi-fcgi: exit $status: $err")
+	    if $status || !length $out;
+	my ($head, $body) = split /\r?\n\r?\n/, $out, 2;
+	my %headers;
+	for (split /\r?\n/, $head) {
+		my ($k, $v) = /\A([^:]+):\s*(.*)\z/ or next;
+		$headers{lc $k} = $v;
+	}
+	my ($code) = (delete $headers{status} // '200') =~ /\A(\d{3})/;
+	return _response($code // 599, \%headers, $body // '');
+}
+
+# ----------------------------------------------------------------- logs
+
+sub log { _slurp("$_[0]{dir}/workers.log") }
+
+sub logs {
+	my ($self) = @_;
+	my $dir = $self->{dir} or return '';
+	my $s = '';
+	for my $f (qw(workers.log postgres.log pgbouncer.log mock.log
+	    nginx/error.log nginx/stderr.log guardian.log)) {
+		my $text = _slurp("$dir/$f");
+		next unless length $text;
+		my @lines = split /\n/, $text;
+		splice @lines, 0, @lines - 40 if @lines > 40;
+		$s .= "---- $dir/$f\n" . join("\n", @lines) . "\n";
+	}
+	return $s;
+}
+
+# ----------------------------------------------------------------- stop
+
+sub stop {
+	my ($self) = @_;
+	return if $self->{stopped} || ($self->{owner} // 0) != $$;
+	$self->{stopped} = 1;
+	local ($?, $@);
+	$self->_stop_proc(nginx => 'TERM', 10);
+	$self->stop_workers;
+	$self->_stop_proc(mock => 'TERM', 5, 1);
+	$self->_stop_proc(pgbouncer => 'TERM', 5);
+	$self->stop_postgres;
+	if (my $g = delete $self->{guardian}) {
+		kill 'KILL', $g;
+		waitpid $g, 0;
+	}
+	delete $LIVE{refaddr $self};
+	my $dir = $self->{dir} or return;
+	my $failed = $self->{failed} || $self->{exit_failed};
+	if (!$failed && Test::Builder->can('new')) {
+		$failed = !Test::Builder->new->is_passing;
+	}
+	# A stack that failed to start died with its logs' tails: its
+	# directory goes unless KEEP_TMP asks for it.
+	if ($ENV{KEEP_TMP} || ($failed && !$self->{failed})) {
+		print STDERR "# Stack: kept $dir\n";
+	} else {
+		remove_tree($dir);
+	}
+}
+
+sub DESTROY {
+	my ($self) = @_;
+	$self->stop;
+}
+
+END {
+	# $? is the test's exit status here: non-zero means it failed.
+	for my $s (grep { defined } values %LIVE) {
+		$s->{exit_failed} = 1 if $?;
+		$s->stop;
+	}
+}
+
+1;
