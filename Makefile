@@ -20,6 +20,14 @@ LIB_HDRS = $(wildcard lib/*.h)
 UNIT_SRCS = $(wildcard t/unit/*.c)
 UNIT_TESTS = $(UNIT_SRCS:.c=.t)
 
+# The same worker built with AddressSanitizer and UndefinedBehaviorSanitizer;
+# `make test` runs the integration tests against it too.
+SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+	    -fno-sanitize-recover=all
+LIB_SRCS = $(LIB_OBJS:.o=.c)
+SAN_TESTS = t/10-chat.t t/20-errors.t t/50-model.t t/60-browse.t \
+	    t/70-idempotency.t t/75-concurrent.t
+
 all: chat.fcgi
 
 chat.fcgi: chat.fcgi.o lib/libchat.a
@@ -35,6 +43,10 @@ lib/libchat.a: $(LIB_OBJS)
 t/unit/%.t: t/unit/%.c lib/libchat.a $(LIB_HDRS)
 	$(CC) $(CFLAGS) -Ilib -o $@ $< lib/libchat.a $(LDLIBS)
 
+chat.fcgi.asan: chat.fcgi.c $(LIB_SRCS) $(LIB_HDRS)
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -Ilib -o $@ chat.fcgi.c $(LIB_SRCS) \
+	    $(LDLIBS)
+
 units: $(UNIT_TESTS)
 
 deps:
@@ -43,15 +55,20 @@ deps:
 # The whole suite: unit tests, then integration tests against a throwaway
 # PostgreSQL, real workers, real nginx and the mock model in t/.
 test: deps
-	$(MAKE) all units
+	$(MAKE) all units chat.fcgi.asan
 	prove -r t/
+	CHAT_FCGI=./chat.fcgi.asan prove $(SAN_TESTS)
+
+# Only the sanitizer pass, on an already built tree.
+test-asan: chat.fcgi.asan
+	CHAT_FCGI=./chat.fcgi.asan prove $(SAN_TESTS)
 
 run: deps
 	$(MAKE) all
 	scripts/run
 
 clean:
-	rm -f chat.fcgi *.o lib/*.o lib/libchat.a t/unit/*.t
+	rm -f chat.fcgi chat.fcgi.asan *.o lib/*.o lib/libchat.a t/unit/*.t
 	rm -rf t/tmp
 
-.PHONY: all units deps test run clean
+.PHONY: all units deps test test-asan run clean

@@ -350,6 +350,36 @@ done:
 	http_request_free(&r);
 }
 
+/* Set by SIGTERM (multiwatch's stop): the request being served finishes,
+ * then the worker leaves its loop and releases what it holds. */
+static volatile sig_atomic_t	 stopping;
+
+static void
+on_term(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+/* SIGTERM without SA_RESTART, so that it breaks the wait in accept(2)
+ * (FCGI_FAIL_ACCEPT_ON_INTR below); libpq and libcurl retry their own
+ * interrupted calls, so a request in flight is finished first. */
+static int
+signals_init(void)
+{
+	struct sigaction	 sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_term;
+	if (sigaction(SIGTERM, &sa, NULL) == -1 ||
+	    sigaction(SIGINT, &sa, NULL) == -1)
+		return -1;
+	/* A client gone mid-reply must not kill the worker. */
+	sa.sa_handler = SIG_IGN;
+	return sigaction(SIGPIPE, &sa, NULL);
+}
+
 int
 main(void)
 {
@@ -360,14 +390,17 @@ main(void)
 		return 1;
 	if (model_init(config()) == -1)
 		return 1;
-	/* A client gone mid-reply must not kill the worker. */
-	signal(SIGPIPE, SIG_IGN);
-	if (FCGX_Init() != 0 || FCGX_InitRequest(&fcgi, 0, 0) != 0) {
+	if (signals_init() == -1) {
+		perror("chat.fcgi: sigaction");
+		return 1;
+	}
+	if (FCGX_Init() != 0 ||
+	    FCGX_InitRequest(&fcgi, 0, FCGI_FAIL_ACCEPT_ON_INTR) != 0) {
 		fprintf(stderr, "chat.fcgi: cannot set up FastCGI on fd 0 "
 		    "(start it with spawn-fcgi)\n");
 		return 1;
 	}
-	while (FCGX_Accept_r(&fcgi) >= 0) {
+	while (!stopping && FCGX_Accept_r(&fcgi) >= 0) {
 		log_set_request(++seq);
 		serve(&fcgi, seq);
 		FCGX_Finish_r(&fcgi);

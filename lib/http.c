@@ -198,6 +198,10 @@ query_decode(const char *s, size_t len, char *out, size_t outlen)
 	size_t	 i, o = 0;
 	int	 hi, lo;
 
+	/* No room even for the NUL: the loop's check would not run for an
+	 * empty value, and out[0] would be written past the end. */
+	if (outlen == 0)
+		return -1;
 	for (i = 0; i < len; i++) {
 		if (o + 1 >= outlen)
 			return -1;

@@ -424,7 +424,9 @@ attempt_accept(struct attempt *a, int n, struct model_reply *out,
 /* Tries, retries on transport errors, 429 and 5xx, and stops at
  * MAX_ATTEMPTS or when the next try would start past the deadline:
  * CHAT_MODEL_TIMEOUT_MS bounds the whole call, retries and waits
- * included. Running out of time is a 504, anything else a 502. */
+ * included. The last try's outcome names the failure: a try that timed
+ * out is a 504, a model that kept answering with errors a 502, even when
+ * it was the deadline that stopped the retries. */
 static int
 post_with_retries(struct attempt *a, struct model_reply *out,
     struct chat_err *err)
@@ -448,8 +450,7 @@ post_with_retries(struct attempt *a, struct model_reply *out,
 		if (n == MAX_ATTEMPTS || now_ms() + wait_ms >= deadline) {
 			attempt_log(a, n, n == MAX_ATTEMPTS ?
 			    "no tries left" : "no time left");
-			if (n < MAX_ATTEMPTS ||
-			    a->rc == CURLE_OPERATION_TIMEDOUT)
+			if (a->rc == CURLE_OPERATION_TIMEDOUT)
 				return timeout_err(err);
 			return failure_err(err);
 		}

@@ -1,0 +1,362 @@
+/* auth.c: the bearer token: HS256 JWT check, "exp"/"nbf", "sub" as the
+ * user id (see auth.h). Pure: the secret and the clock come in. */
+#include <limits.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cJSON.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "auth.h"
+
+/* Tokens we issue are a few hundred bytes; nginx allows 8 KiB of header
+ * line anyway. The cap bounds the decoding and the JSON parser's work on
+ * bytes nobody has vouched for yet. */
+#define AUTH_TOKEN_MAX		8192
+/* Room for the decoded header or payload (3 bytes per 4 characters) and
+ * the NUL b64url_decode() puts after them. */
+#define AUTH_PART_MAX		(AUTH_TOKEN_MAX / 4 * 3 + 3)
+#define AUTH_SIG_LEN		32	/* HMAC-SHA256 */
+
+/* Seconds an "nbf" may lie in our future. An issuer usually stamps nbf
+ * with its own "now"; a worker whose clock runs a few seconds behind would
+ * otherwise refuse a token fresh from the issuer. Half a minute covers
+ * NTP-kept clocks and gives a stolen token nothing it will not have in 30
+ * seconds anyway. "exp" gets no leeway: it is the issuer's promise of
+ * when a token stops working, and the caller can get a new one. */
+#define AUTH_NBF_LEEWAY_S	30
+
+static int
+missing(struct chat_err *err, const char *why)
+{
+	return err_set(err, 401, "missing_token", "%s", why);
+}
+
+/* The message says what was wrong with the token, never what it was. */
+static int
+invalid(struct chat_err *err, const char *why)
+{
+	return err_set(err, 401, "invalid_token", "%s", why);
+}
+
+int
+auth_user_id_valid(const char *s)
+{
+	size_t	 i;
+
+	if (s == NULL)
+		return 0;
+	for (i = 0; s[i] != '\0'; i++) {
+		if (i >= AUTH_USER_ID_MAX)
+			return 0;
+		if (!((s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= '0' && s[i] <= '9') ||
+		    strchr("._@+-", s[i]) != NULL))
+			return 0;
+	}
+	return i > 0;
+}
+
+static int
+b64url_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '-')
+		return 62;
+	if (c == '_')
+		return 63;
+	return -1;
+}
+
+/*
+ * Decodes unpadded base64url s[0..len) into out and NUL-terminates it for
+ * the JSON parser (outsize bytes, at least len / 4 * 3 + 3). RFC 7515
+ * section 2 drops the '=' padding, so '=' is as foreign as any other
+ * byte. Leftover bits must be zero: otherwise several strings carry one
+ * signature, and whatever keys on the token's text (a log, a deny list)
+ * would take one token for many. Returns the length, or -1.
+ */
+static long
+b64url_decode(const char *s, size_t len, unsigned char *out,
+    size_t outsize)
+{
+	size_t		 i, o = 0;
+	unsigned int	 acc = 0, bits = 0;
+	int		 v;
+
+	if (len % 4 == 1 || len / 4 * 3 + 3 > outsize)
+		return -1;
+	for (i = 0; i < len; i++) {
+		if ((v = b64url_value((unsigned char)s[i])) < 0)
+			return -1;
+		acc = (acc << 6) | (unsigned int)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (unsigned char)(acc >> bits);
+			acc &= (1U << bits) - 1;
+		}
+	}
+	if (acc != 0)
+		return -1;
+	out[o] = '\0';
+	return (long)o;
+}
+
+/*
+ * Finds the token in an Authorization value: "Bearer", in any case (RFC
+ * 9110 section 11.1: schemes are case-insensitive), one or more spaces,
+ * the token. Surrounding spaces and tabs are dropped, as RFC 9110 section
+ * 5.5 strips them from every field value. NULL when there is no bearer
+ * token at all: absent, empty, another scheme, or "Bearer" alone.
+ */
+static const char *
+bearer_token(const char *h, size_t *len)
+{
+	size_t	 n;
+
+	if (h == NULL)
+		return NULL;
+	while (*h == ' ' || *h == '\t')
+		h++;
+	if (strncasecmp(h, "Bearer", 6) != 0 || h[6] != ' ')
+		return NULL;
+	for (h += 6; *h == ' '; h++)
+		continue;
+	n = strlen(h);
+	while (n > 0 && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+		n--;
+	if (n == 0)
+		return NULL;
+	*len = n;
+	return h;
+}
+
+/* How many members of obj are called name: JSON allows duplicates and
+ * cJSON reads the first; a token holding two "alg" or two "sub" means
+ * different things to different parsers, so we take it from nobody. */
+static int
+member_count(const cJSON *obj, const char *name)
+{
+	const cJSON	*item;
+	int		 count = 0;
+
+	cJSON_ArrayForEach(item, obj)
+		if (item->string != NULL && strcmp(item->string, name) == 0)
+			count++;
+	return count;
+}
+
+/* 1 if JSON text holds the escape \u0000. cJSON puts a real NUL in the
+ * string, and a "sub" of "alice\u0000x" would then read as "alice". */
+static int
+has_escaped_nul(const unsigned char *p, size_t len)
+{
+	size_t	 i;
+
+	/* In valid JSON a backslash only occurs in a string, and starts an
+	 * escape that takes the next byte with it. */
+	for (i = 0; i + 1 < len; i++) {
+		if (p[i] != '\\')
+			continue;
+		if (p[i + 1] == 'u' && len - i >= 6 &&
+		    memcmp(p + i + 2, "0000", 4) == 0)
+			return 1;
+		i++;
+	}
+	return 0;
+}
+
+/* Parses decoded bytes (NUL-terminated by b64url_decode()) as one JSON
+ * object and nothing after it. A NUL inside would hide the rest of the
+ * text from the parser. */
+static cJSON *
+parse_object(const unsigned char *p, size_t len)
+{
+	cJSON	*json;
+
+	if (memchr(p, '\0', len) != NULL || has_escaped_nul(p, len))
+		return NULL;
+	if ((json = cJSON_ParseWithOpts((const char *)p, NULL, 1)) == NULL)
+		return NULL;
+	if (!cJSON_IsObject(json)) {
+		cJSON_Delete(json);
+		return NULL;
+	}
+	return json;
+}
+
+/*
+ * The JOSE header. "alg" must be exactly "HS256" (RFC 8725 section 3.1:
+ * never let the token choose the algorithm). "typ", when present, must be
+ * "JWT" or its media type "application/jwt", in any case (RFC 7519
+ * section 5.1): a token typed as something else is, by its issuer's own
+ * word, not a token for us. "crit" names extensions the recipient must
+ * understand (RFC 7515 section 4.1.11); we understand none.
+ */
+static int
+check_header(const unsigned char *p, size_t len, struct chat_err *err)
+{
+	cJSON		*hdr;
+	const cJSON	*alg, *typ;
+	int		 ok;
+
+	if ((hdr = parse_object(p, len)) == NULL)
+		return invalid(err, "The token's header is not a JSON object.");
+	alg = cJSON_GetObjectItemCaseSensitive(hdr, "alg");
+	typ = cJSON_GetObjectItemCaseSensitive(hdr, "typ");
+	ok = member_count(hdr, "alg") == 1 && member_count(hdr, "typ") <= 1 &&
+	    cJSON_IsString(alg) && strcmp(alg->valuestring, "HS256") == 0 &&
+	    (typ == NULL || (cJSON_IsString(typ) &&
+	    (strcasecmp(typ->valuestring, "JWT") == 0 ||
+	    strcasecmp(typ->valuestring, "application/jwt") == 0))) &&
+	    cJSON_GetObjectItemCaseSensitive(hdr, "crit") == NULL;
+	cJSON_Delete(hdr);
+	if (!ok)
+		return invalid(err, "The token must be a JWT signed with "
+		    "HS256.");
+	return 0;
+}
+
+/* HMAC-SHA256 of the signing input (header "." payload, as sent) against
+ * the decoded signature, compared in constant time so that the time a
+ * refusal takes tells nothing about how much of a guess was right. */
+static int
+check_signature(const char *input, size_t input_len, const char *sig_b64,
+    size_t sig_b64_len, const char *secret, size_t secret_len,
+    struct chat_err *err)
+{
+	unsigned char	 sig[AUTH_SIG_LEN + 1], mac[EVP_MAX_MD_SIZE];
+	unsigned int	 mac_len = 0;
+
+	/* An empty secret would let anyone sign; config.c refuses to start
+	 * without one, and we refuse tokens rather than trust that. */
+	if (secret == NULL || secret_len == 0 || secret_len > INT_MAX)
+		return invalid(err, "The server cannot check tokens.");
+	if (b64url_decode(sig_b64, sig_b64_len, sig, sizeof(sig)) !=
+	    AUTH_SIG_LEN)
+		return invalid(err, "The token's signature is malformed.");
+	if (HMAC(EVP_sha256(), secret, (int)secret_len,
+	    (const unsigned char *)input, input_len, mac, &mac_len) == NULL ||
+	    mac_len != AUTH_SIG_LEN ||
+	    CRYPTO_memcmp(sig, mac, AUTH_SIG_LEN) != 0)
+		return invalid(err, "The token's signature does not match.");
+	return 0;
+}
+
+/* A NumericDate claim (RFC 7519 section 2): absent is fine, anything but
+ * a number is not. 1 present, 0 absent, -1 malformed. */
+static int
+time_claim(const cJSON *claims, const char *name, double *value)
+{
+	const cJSON	*item;
+
+	if ((item = cJSON_GetObjectItemCaseSensitive(claims, name)) == NULL)
+		return 0;
+	if (!cJSON_IsNumber(item) || member_count(claims, name) != 1)
+		return -1;
+	*value = item->valuedouble;
+	return 1;
+}
+
+/* The claims, read only once the signature has vouched for them. */
+static int
+check_claims(const unsigned char *p, size_t len, time_t now, char *user_id,
+    struct chat_err *err)
+{
+	cJSON		*claims;
+	const cJSON	*sub;
+	double		 exp = 0, nbf = 0;
+	int		 has_exp, has_nbf, rc = 0;
+
+	if ((claims = parse_object(p, len)) == NULL)
+		return invalid(err, "The token's claims are not a JSON "
+		    "object.");
+	sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
+	has_exp = time_claim(claims, "exp", &exp);
+	has_nbf = time_claim(claims, "nbf", &nbf);
+	if (!cJSON_IsString(sub) || member_count(claims, "sub") != 1 ||
+	    !auth_user_id_valid(sub->valuestring))
+		rc = invalid(err, "The token's subject is not a user id.");
+	else if (has_exp < 0 || has_nbf < 0)
+		rc = invalid(err, "The token's exp or nbf is not a number.");
+	else if (has_exp && !((double)now < exp))
+		rc = invalid(err, "The token has expired.");
+	else if (has_nbf && !((double)now + AUTH_NBF_LEEWAY_S >= nbf))
+		rc = invalid(err, "The token is not valid yet.");
+	else
+		memcpy(user_id, sub->valuestring,
+		    strlen(sub->valuestring) + 1);
+	cJSON_Delete(claims);
+	return rc;
+}
+
+/* A token cut at its dots; the parts are borrowed from the token. */
+struct jwt_parts {
+	const char	*header, *payload, *sig;
+	size_t		 header_len, payload_len, sig_len;
+};
+
+/* Exactly three non-empty parts: header.payload.signature. */
+static int
+split_token(const char *token, size_t len, struct jwt_parts *p)
+{
+	const char	*dot;
+
+	if ((dot = memchr(token, '.', len)) == NULL)
+		return -1;
+	p->header = token;
+	p->header_len = (size_t)(dot - token);
+	p->payload = dot + 1;
+	if ((dot = memchr(p->payload, '.', len - p->header_len - 1)) == NULL)
+		return -1;
+	p->payload_len = (size_t)(dot - p->payload);
+	p->sig = dot + 1;
+	p->sig_len = len - p->header_len - p->payload_len - 2;
+	if (memchr(p->sig, '.', p->sig_len) != NULL)
+		return -1;
+	return p->header_len > 0 && p->payload_len > 0 && p->sig_len > 0 ?
+	    0 : -1;
+}
+
+int
+auth_check(const char *authorization, const char *secret,
+    size_t secret_len, time_t now, char *user_id, struct chat_err *err)
+{
+	unsigned char		 part[AUTH_PART_MAX];
+	struct jwt_parts	 p;
+	const char		*token;
+	size_t			 len;
+	long			 n;
+
+	if ((token = bearer_token(authorization, &len)) == NULL)
+		return missing(err, "Sign in first: this needs an "
+		    "Authorization: Bearer token.");
+	if (len > AUTH_TOKEN_MAX)
+		return invalid(err, "The token is too long.");
+	if (split_token(token, len, &p) == -1)
+		return invalid(err, "The token is not a JWT.");
+
+	/* Header first: a token that names another algorithm is refused
+	 * before its signature is looked at, whatever that would say. */
+	if ((n = b64url_decode(p.header, p.header_len, part,
+	    sizeof(part))) < 0)
+		return invalid(err, "The token is not valid base64url.");
+	if (check_header(part, (size_t)n, err) == -1)
+		return -1;
+	if (check_signature(token, p.header_len + 1 + p.payload_len, p.sig,
+	    p.sig_len, secret, secret_len, err) == -1)
+		return -1;
+	if ((n = b64url_decode(p.payload, p.payload_len, part,
+	    sizeof(part))) < 0)
+		return invalid(err, "The token is not valid base64url.");
+	return check_claims(part, (size_t)n, now, user_id, err);
+}

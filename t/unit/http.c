@@ -1,0 +1,167 @@
+/* t/unit/http.c: the pure parts of http.c: UTF-8 validation and query
+ * string lookup. Prints TAP. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+
+/* A literal and its length, NULs inside included. */
+#define BYTES(s)	(s), sizeof(s) - 1
+
+static const struct {
+	const char	*name;
+	const char	*s;
+	size_t		 len;
+	int		 valid;
+} utf8[] = {
+	/* Must pass. */
+	{ "empty",			BYTES(""), 1 },
+	{ "ASCII",			BYTES("add a task: buy milk"), 1 },
+	{ "NUL is a character",		BYTES("a\0b"), 1 },
+	{ "2 bytes, U+00E9",		BYTES("caf\xc3\xa9"), 1 },
+	{ "2 bytes, lowest U+0080",	BYTES("\xc2\x80"), 1 },
+	{ "2 bytes, highest U+07FF",	BYTES("\xdf\xbf"), 1 },
+	{ "3 bytes, U+20AC",		BYTES("\xe2\x82\xac" "5"), 1 },
+	{ "3 bytes, lowest U+0800",	BYTES("\xe0\xa0\x80"), 1 },
+	{ "3 bytes, U+D7FF below surrogates", BYTES("\xed\x9f\xbf"), 1 },
+	{ "3 bytes, U+E000 above surrogates", BYTES("\xee\x80\x80"), 1 },
+	{ "3 bytes, U+FFFF",		BYTES("\xef\xbf\xbf"), 1 },
+	{ "4 bytes, U+1F600",		BYTES("\xf0\x9f\x98\x80"), 1 },
+	{ "4 bytes, lowest U+10000",	BYTES("\xf0\x90\x80\x80"), 1 },
+	{ "4 bytes, highest U+10FFFF",	BYTES("\xf4\x8f\xbf\xbf"), 1 },
+	{ "mixed widths",		BYTES("a\xc3\xa9\xe2\x82\xac"
+					    "\xf0\x9f\x98\x80z"), 1 },
+
+	/* Must fail: overlong forms. */
+	{ "overlong NUL C0 80",		BYTES("\xc0\x80"), 0 },
+	{ "overlong C1 BF",		BYTES("\xc1\xbf"), 0 },
+	{ "overlong E0 80 80",		BYTES("\xe0\x80\x80"), 0 },
+	{ "overlong U+07FF E0 9F BF",	BYTES("\xe0\x9f\xbf"), 0 },
+	{ "overlong F0 80 80 80",	BYTES("\xf0\x80\x80\x80"), 0 },
+	{ "overlong U+FFFF F0 8F BF BF", BYTES("\xf0\x8f\xbf\xbf"), 0 },
+	{ "overlong '/' E0 80 AF",	BYTES("\xe0\x80\xaf"), 0 },
+
+	/* Must fail: surrogates and code points past U+10FFFF. */
+	{ "high surrogate ED A0 80",	BYTES("\xed\xa0\x80"), 0 },
+	{ "low surrogate ED BF BF",	BYTES("\xed\xbf\xbf"), 0 },
+	{ "surrogate pair as CESU-8",	BYTES("\xed\xa0\xbd\xed\xb8\x80"), 0 },
+	{ "U+110000 F4 90 80 80",	BYTES("\xf4\x90\x80\x80"), 0 },
+	{ "F5 lead byte",		BYTES("\xf5\x80\x80\x80"), 0 },
+	{ "F7 BF BF BF",		BYTES("\xf7\xbf\xbf\xbf"), 0 },
+	{ "5-byte F8 lead",		BYTES("\xf8\x88\x80\x80\x80"), 0 },
+	{ "6-byte FC lead",		BYTES("\xfc\x84\x80\x80\x80\x80"), 0 },
+	{ "FE",				BYTES("\xfe"), 0 },
+	{ "FF",				BYTES("\xff"), 0 },
+
+	/* Must fail: truncated sequences and stray continuation bytes. */
+	{ "truncated 2-byte",		BYTES("\xc3"), 0 },
+	{ "truncated 3-byte",		BYTES("\xe2\x82"), 0 },
+	{ "truncated 4-byte",		BYTES("\xf0\x9f\x98"), 0 },
+	{ "truncated after ASCII",	BYTES("abc\xe2\x82"), 0 },
+	{ "truncated before ASCII",	BYTES("\xe2\x82" "abc"), 0 },
+	{ "lone continuation 80",	BYTES("\x80"), 0 },
+	{ "lone continuation BF",	BYTES("\xbf"), 0 },
+	{ "continuation between ASCII",	BYTES("a\x80" "b"), 0 },
+	{ "continuation after a sequence", BYTES("\xc3\xa9\xa9"), 0 },
+	{ "ASCII as continuation",	BYTES("\xc3(" ), 0 },
+	{ "bad second continuation",	BYTES("\xe2\x82(" ), 0 },
+	{ "Latin-1 text",		BYTES("caf\xe9"), 0 },
+};
+
+static const struct {
+	const char	*name;
+	const char	*query, *key;
+	size_t		 outlen;
+	int		 rc;
+	const char	*value;		/* compared when rc is 1 */
+} queries[] = {
+	{ "present",			"limit=20", "limit", 32, 1, "20" },
+	{ "among others",		"a=1&limit=20&b=2", "limit", 32, 1,
+					"20" },
+	{ "last pair",			"a=1&before=99", "before", 32, 1,
+					"99" },
+	{ "absent",			"a=1&b=2", "limit", 32, 0, NULL },
+	{ "empty query",		"", "limit", 32, 0, NULL },
+	{ "empty value",		"limit=", "limit", 32, 1, "" },
+	{ "name without '='",		"a=1&limit&b=2", "limit", 32, 1, "" },
+	{ "percent-decoded",		"q=a%20b%2Fc", "q", 32, 1, "a b/c" },
+	{ "hex in either case",		"q=%4a%4A", "q", 32, 1, "JJ" },
+	{ "'+' is a space",		"q=a+b", "q", 32, 1, "a b" },
+	{ "%2B is a plus",		"q=a%2Bb", "q", 32, 1, "a+b" },
+	{ "encoded '&' stays in value",	"q=a%26b&r=1", "q", 32, 1, "a&b" },
+	{ "'=' in value kept",		"q=a=b", "q", 32, 1, "a=b" },
+	{ "malformed %zz",		"q=%zz", "q", 32, -1, NULL },
+	{ "malformed %4z",		"q=%4z", "q", 32, -1, NULL },
+	{ "%4 at the end",		"q=%4", "q", 32, -1, NULL },
+	{ "%4 before the next pair",	"q=%4&r=1", "q", 32, -1, NULL },
+	{ "'%' at the end",		"q=%", "q", 32, -1, NULL },
+	{ "%00 rejected",		"q=a%00b", "q", 32, -1, NULL },
+	{ "malformed other pair ignored", "r=%zz&q=1", "q", 32, 1, "1" },
+	{ "fits exactly",		"q=abc", "q", 4, 1, "abc" },
+	{ "one byte too long",		"q=abcd", "q", 4, -1, NULL },
+	{ "decoded length counts",	"q=%41%42%43", "q", 4, 1, "ABC" },
+	{ "empty value, one byte out",	"q=", "q", 1, 1, "" },
+	{ "no room at all",		"q=", "q", 0, -1, NULL },
+	{ "name a prefix of another",	"limitx=5&limit=7", "limit", 32, 1,
+					"7" },
+	{ "name longer than the key",	"limitx=5", "limit", 32, 0, NULL },
+	{ "key longer than the name",	"lim=5", "limit", 32, 0, NULL },
+	{ "first of two wins",		"limit=1&limit=2", "limit", 32, 1,
+					"1" },
+	{ "empty pairs skipped",	"&&limit=3&", "limit", 32, 1, "3" },
+	{ "names are case-sensitive",	"LIMIT=3", "limit", 32, 0, NULL },
+	{ "names are not decoded",	"li%6Dit=3", "limit", 32, 0, NULL },
+};
+
+/* Checks a copy of exactly len bytes, so that ASan and valgrind see a
+ * read past the end of a truncated sequence. */
+static int
+utf8_case(size_t i)
+{
+	char	*copy;
+	int	 valid;
+
+	if ((copy = malloc(utf8[i].len)) == NULL && utf8[i].len > 0)
+		abort();
+	if (utf8[i].len > 0)
+		memcpy(copy, utf8[i].s, utf8[i].len);
+	valid = http_utf8_valid(copy, utf8[i].len);
+	free(copy);
+	return valid == utf8[i].valid;
+}
+
+/* One lookup into a buffer of exactly outlen bytes, so that ASan and
+ * valgrind see a write past it. */
+static int
+query_case(size_t i)
+{
+	char	*out;
+	int	 rc, ok;
+
+	if ((out = malloc(queries[i].outlen)) == NULL &&
+	    queries[i].outlen > 0)
+		abort();
+	rc = http_query_get(queries[i].query, queries[i].key, out,
+	    queries[i].outlen);
+	ok = rc == queries[i].rc &&
+	    (rc != 1 || strcmp(out, queries[i].value) == 0);
+	free(out);
+	return ok;
+}
+
+int
+main(void)
+{
+	size_t	 i, n = sizeof(utf8) / sizeof(utf8[0]);
+	size_t	 nq = sizeof(queries) / sizeof(queries[0]);
+
+	printf("1..%zu\n", n + nq);
+	for (i = 0; i < n; i++)
+		printf("%sok %zu - utf8: %s\n", utf8_case(i) ? "" : "not ",
+		    i + 1, utf8[i].name);
+	for (i = 0; i < nq; i++)
+		printf("%sok %zu - query: %s\n", query_case(i) ? "" : "not ",
+		    n + i + 1, queries[i].name);
+	return 0;
+}
