@@ -74,6 +74,8 @@ my @cases = (
    400, 'invalid_utf8' ],
  [ 'overlong UTF-8', 'POST', '/chat', 'alice',
    "{\"message\":\"\xc0\xaf\"}", {}, 400, 'invalid_utf8' ],
+ [ 'NUL escape', 'POST', '/chat', 'alice', '{"message":"abc\u0000def"}', {},
+   400, 'invalid_json' ],
  [ 'lone surrogate escape', 'POST', '/chat', 'alice',
    '{"message":"\ud800"}', {}, 400, 'invalid_json' ],
  [ 'conversation_id a string', 'POST', '/chat', 'alice',
