@@ -21,6 +21,15 @@ static PGconn	*conn;
 #define SQLSTATE_DEADLOCK	"40P01"
 #define SQLSTATE_SERIALIZATION	"40001"
 
+/* Every round trip starts by bounding its statements' time, local to its
+ * transaction: a query stuck on a lock or a bad plan fails the request
+ * with a 503 instead of holding the worker. It cannot be a session SET
+ * (pgbouncer in transaction mode) nor a startup option (pgbouncer 1.18
+ * refuses them). 5 s is far above any statement here. */
+#define STATEMENT_TIMEOUT_MS	"5000"
+static const char SQL_STATEMENT_TIMEOUT[] =
+    "SELECT set_config('statement_timeout', '" STATEMENT_TIMEOUT_MS "', true)";
+
 static const char SQL_PING[] = "SELECT 1";
 
 /* Both first statements of a turn begin alike: with an Idempotency-Key
@@ -314,10 +323,38 @@ db_fail(const PGresult *res, struct chat_err *err)
 	    "The database is unavailable; try again shortly.");
 }
 
+/* One statement of a pipeline: what to send, and its result once read. */
+struct stmt {
+	const char	*sql;
+	int		 nparams;
+	const char	*params[8];
+	PGresult	*res;
+};
+
+static int	pipeline_run(PGconn *, struct stmt *, size_t, PGresult **);
+
+/* Runs one statement in the same round trip as its time limit, and
+ * returns its result, or the failing one (NULL when the connection
+ * broke): PQresultStatus() of either says which. */
 static PGresult *
 exec_params(PGconn *c, const char *sql, int n, const char *const *params)
 {
-	return PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+	struct stmt	 s[2];
+	PGresult	*failed;
+
+	memset(s, 0, sizeof(s));
+	s[0].sql = SQL_STATEMENT_TIMEOUT;
+	s[1].sql = sql;
+	s[1].nparams = n;
+	if (n > 0)
+		memcpy(s[1].params, params, n * sizeof(*params));
+	if (pipeline_run(c, s, 2, &failed) == 0) {
+		PQclear(s[0].res);
+		return s[1].res;
+	}
+	PQclear(s[0].res);
+	PQclear(s[1].res);
+	return failed;
 }
 
 int
@@ -519,14 +556,6 @@ db_turn_free(struct db_turn *t)
 	memset(t, 0, sizeof(*t));
 }
 
-/* One statement of a pipeline: what to send, and its result once read. */
-struct stmt {
-	const char	*sql;
-	int		 nparams;
-	const char	*params[8];
-	PGresult	*res;
-};
-
 /* Reads the results of n pipelined statements and the sync point. 0 when
  * every statement succeeded; else -1 and *failed is the first failing
  * result (the caller clears it), NULL when the connection broke. */
@@ -669,7 +698,7 @@ db_round(const char *user_id, const char *idempotency_key,
 	PGconn		*c;
 	PGresult	*failed;
 	const char	*state;
-	size_t		 i, n = ncalls + 2 + (idempotency_key != NULL);
+	size_t		 i, n = ncalls + 3 + (idempotency_key != NULL);
 	int		 attempt, rc = -1;
 
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
@@ -683,10 +712,11 @@ db_round(const char *user_id, const char *idempotency_key,
 		return err_set(err, 503, "out_of_memory",
 		    "The server is short of memory; try again.");
 	}
-	s[0] = (struct stmt){ SQL_ROUND_LOCK, 2, { conv, user_id }, NULL };
-	s[1] = (struct stmt){ SQL_ROUND_ASSISTANT, 6, { conv, user_id,
+	s[0] = (struct stmt){ SQL_STATEMENT_TIMEOUT, 0, { NULL }, NULL };
+	s[1] = (struct stmt){ SQL_ROUND_LOCK, 2, { conv, user_id }, NULL };
+	s[2] = (struct stmt){ SQL_ROUND_ASSISTANT, 6, { conv, user_id,
 	    content, tool_calls, reply_to, nround }, NULL };
-	tool_stmts(user_id, conv, reply_to, calls, ncalls, ids, s + 2);
+	tool_stmts(user_id, conv, reply_to, calls, ncalls, ids, s + 3);
 	if (idempotency_key != NULL)
 		s[n - 1] = (struct stmt){ SQL_ROUND_LEASE, 2, { user_id,
 		    idempotency_key }, NULL };
@@ -716,7 +746,7 @@ db_round(const char *user_id, const char *idempotency_key,
 		break;
 	}
 	for (i = 0; rc == 0 && i < ncalls; i++)
-		if ((calls[i].result = strdup(PQgetvalue(s[i + 2].res, 0,
+		if ((calls[i].result = strdup(PQgetvalue(s[i + 3].res, 0,
 		    0))) == NULL)
 			rc = err_set(err, 503, "out_of_memory",
 			    "The server is short of memory; try again.");

@@ -2,7 +2,8 @@
 # t/80-roundtrips.t: what a turn costs the database, counted from
 # PostgreSQL's own statement log. Each of a turn's round trips is one
 # transaction (a statement, or a pipeline ending in one Sync), so the
-# distinct virtual transaction ids of the worker's statements count them:
+# distinct virtual transaction ids of the worker's statements count them
+# (each opens with a set_config of statement_timeout, not counted here):
 # two for a turn with no tool call, one more per round of tool calls.
 use strict;
 use warnings;
@@ -28,6 +29,9 @@ sub statements_since {
 	while (<$fh>) {
 		push @st, [ $1, $2 ]
 		    if /^rt\|todo-chat\|([^|]+)\| LOG:  (?:statement|execute [^:]*): (.*)/;
+		# Each round trip opens with its own statement_timeout,
+		# local to its transaction.
+		pop @st if @st && $st[-1][1] =~ /\ASELECT set_config\('statement_timeout'/;
 	}
 	return @st;
 }
