@@ -62,9 +62,9 @@ if ($pid == 0) {
 	    FOR UPDATE; SELECT pg_sleep(7); COMMIT");
 	POSIX::_exit(0);
 }
-$s->wait_until(sub { $s->sql_value(q{SELECT count(*) FROM pg_locks l
-    JOIN pg_class c ON c.oid = l.relation
-    WHERE c.relname = 'conversations' AND l.mode = 'RowShareLock'}) > 0 },
+$s->wait_until(sub { $s->sql_value(q{SELECT count(*) FROM pg_stat_activity
+    WHERE query LIKE '%pg_sleep(7)%' AND state = 'active'
+    AND pid <> pg_backend_pid()}) > 0 },
     5, 'the lock is taken');
 my $t0 = time;
 $r = chat('stuck behind a lock', $conv);
