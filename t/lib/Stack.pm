@@ -29,6 +29,7 @@ answers through nginx, or dies with the tails of every log. Options:
                  PostgreSQL (DATABASE_URL points at it)
   pg_conf        extra postgresql settings, { log_statement => 'all' }
   wait           0: do not wait for /chat/health (workers expected to fail)
+  ready_seconds  how long /chat/health may take to answer (20)
   max_seconds    the stack's lifetime bound (env STACK_MAX_SECONDS, 900)
 
 The worker binary is ./chat.fcgi, or $ENV{CHAT_FCGI}, which may be a
@@ -53,7 +54,9 @@ The mock is t/mock_model.py, or $ENV{MOCK_MODEL}.
       body when no answer came)
   sql($query, @params)       arrayref of rows (arrayrefs; NULL is undef);
                              $1, $2... in the query are the params, quoted
-                             by psql (undef is NULL); dies on an error
+                             by psql (undef is NULL; the replacement is
+                             textual, so no $n inside literals); several
+                             statements are fine; dies on an error
   sql_value($query, @params) first column of the first row
   mock_script(\@steps), mock_reset, mock_requests (decoded array)
   stop_postgres, start_postgres     fast shutdown and restart (same port)
@@ -61,7 +64,8 @@ The mock is t/mock_model.py, or $ENV{MOCK_MODEL}.
   worker_pids                children of multiwatch, sorted
   wait_until($code, $seconds, $what)  polls $code until true, or dies
   log                        the workers' stderr so far; logs: every log
-  dir, secret, port, pg_port, socket, database_url, mock_url
+  dir, secret, port, pg_port, socket, database_url, mock_url,
+  start_seconds              accessors (port: nginx's; socket: FastCGI)
   stop                       stops everything by pid; also on DESTROY and
                              at END, so a failing test leaves nothing up
 
@@ -95,7 +99,8 @@ my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 my $NGINX = '/usr/sbin/nginx';
 my $CGI_FCGI = '/usr/bin/cgi-fcgi';
 my $PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
-# Worker environment: DESIGN.md's variables, nothing else of ours.
+# Workers get PATH, DESIGN.md's variables and, for sanitizer and valgrind
+# runs, these from the test's environment.
 my @PASS_ENV = qw(ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS VALGRIND_OPTS);
 
 my $NULL = "\x1dNULL\x1d";	# how psql shows NULL to sql()
@@ -112,6 +117,7 @@ sub new {
 		pgbouncer	=> $opt{pgbouncer} // 0,
 		pg_conf		=> $opt{pg_conf} // {},
 		wait		=> $opt{wait} // 1,
+		ready_seconds	=> $opt{ready_seconds} // 20,
 		max_seconds	=> $opt{max_seconds} // $ENV{STACK_MAX_SECONDS}
 		    // 900,
 		owner		=> $$,
@@ -188,8 +194,10 @@ sub _make_dir {
 	$name = sprintf '%s-%d-%d', substr($name, 0, 24), $$, ++$SEQ;
 	for my $base ("$ROOT/t/tmp", '/tmp/todo-chat-tests') {
 		my $dir = "$base/$name";
-		# A unix socket path holds at most 107 bytes.
-		next if length("$dir/run/.s.PGSQL.65535") > 100;
+		# A unix socket path holds at most 107 bytes; DATABASE_URL and
+		# the configs take the path unquoted.
+		next if length("$dir/run/.s.PGSQL.65535") > 100
+		    || $dir =~ /[\s'"\\;{}#]/;
 		_mkdir($base);
 		_mkdir($dir);
 		_mkdir("$dir/$_") for qw(run nginx io);
@@ -270,7 +278,9 @@ sub _spawn {
 			open STDOUT, '>>', $o{log} or die "$o{log}: $!\n";
 			open STDERR, '>&', \*STDOUT or die "stderr: $!\n";
 			_become_postgres() if $o{as_postgres} && _is_root();
-			chdir($o{cwd} // $ROOT) or die "chdir: $!\n";
+			# The checkout may be out of the postgres user's reach.
+			chdir($o{as_postgres} ? $self->{dir} : $ROOT)
+			    or die "chdir: $!\n";
 			%ENV = %{ $o{env} // { PATH => $PATH } };
 			exec { $o{argv}[0] } @{ $o{argv} };
 			die "exec $o{argv}[0]: $!\n";
@@ -286,7 +296,9 @@ sub _spawn {
 sub _alive {
 	my ($self, $name) = @_;
 	my $pid = $self->{procs}{$name} or return 0;
-	return waitpid($pid, WNOHANG) == 0;
+	return 1 if waitpid($pid, WNOHANG) == 0;
+	$self->{reaped}{$pid} = 1;
+	return 0;
 }
 
 # Signals a process group's leader (or the group), waits up to timeout
@@ -294,6 +306,11 @@ sub _alive {
 sub _stop_proc {
 	my ($self, $name, $signal, $timeout, $whole_group) = @_;
 	my $pid = delete $self->{procs}{$name} or return;
+	# Reaped already: its pid, and so its group's, may be someone else's.
+	if (delete $self->{reaped}{$pid}) {
+		$self->_write_pids;
+		return;
+	}
 	kill $signal, $whole_group ? -$pid : $pid;
 	my $deadline = time + $timeout;
 	my $gone;
@@ -352,7 +369,8 @@ sub _start_guardian {
 # stdout, stderr). Kills it after timeout seconds.
 sub _run {
 	my ($self, $argv, %o) = @_;
-	my $io = "$self->{dir}/io/" . ++$self->{io_seq};
+	# The pid too: a test may fork, and both halves count from here.
+	my $io = "$self->{dir}/io/$$-" . ++$self->{io_seq};
 	open my $in, '>:raw', "$io.in" or die "$io.in: $!\n";
 	print $in $o{stdin} // '';
 	close $in;
@@ -371,7 +389,8 @@ sub _run {
 		print STDERR $@;
 		_exit(127);
 	}
-	my $deadline = time + ($o{timeout} // 60);
+	my $timeout = $o{timeout} // 60;
+	my $deadline = time + $timeout;
 	my $done;
 	while (!($done = waitpid($pid, WNOHANG)) && time < $deadline) {
 		sleep 0.005;
@@ -379,7 +398,7 @@ sub _run {
 	if (!$done) {
 		kill 'KILL', $pid;
 		waitpid $pid, 0;
-		die "timed out after $o{timeout} s: @$argv\n";
+		die "timed out after $timeout s: @$argv\n";
 	}
 	my $status = $?;
 	my ($out, $err) = (_slurp("$io.out"), _slurp("$io.err"));
@@ -446,6 +465,22 @@ sub _init_postgres {
 sub _make_template {
 	my ($self, $template, $bin, $version) = @_;
 	my $tmp = "$template.tmp-$$";
+	eval { $self->_fill_template($tmp, $bin, $version); 1 } or do {
+		my $err = $@;
+		$self->_stop_proc(template => 'KILL', 5);
+		remove_tree($tmp);
+		die $err;
+	};
+	# Older templates go; if another test made this one meanwhile, ours
+	# goes instead.
+	for my $old (glob "$self->{base}/.pg-template-*") {
+		remove_tree($old) unless $old eq $tmp || $old =~ /\.tmp-\d+\z/;
+	}
+	rename $tmp, $template or remove_tree($tmp);
+}
+
+sub _fill_template {
+	my ($self, $tmp, $bin, $version) = @_;
 	remove_tree($tmp);
 	_mkdir($tmp);
 	if (_is_root()) {
@@ -460,7 +495,8 @@ sub _make_template {
 	die "initdb failed: $out$err\n" if $status;
 	my $port = _free_port();
 	$self->_postmaster('template', $tmp, "$self->{dir}/run", $port,
-	    { listen_addresses => '', min_wal_size => '2MB' });
+	    { listen_addresses => '', min_wal_size => '2MB' })
+	    or die "postgres did not start on the new cluster\n";
 	# FILE_COPY: a checkpoint instead of the whole database in the WAL.
 	my $strategy = $version >= 15 ? ' STRATEGY = FILE_COPY' : '';
 	my $script = "CREATE DATABASE todo_chat$strategy;\n"
@@ -470,12 +506,6 @@ sub _make_template {
 	$self->_stop_proc(template => 'INT', 30);
 	die "loading schema.sql failed: $out$err\n" if $status;
 	unlink "$tmp/postmaster.opts";
-	# Older templates go; if another test made this one meanwhile, ours
-	# goes instead.
-	for my $old (glob "$self->{base}/.pg-template-*") {
-		remove_tree($old) unless $old eq $tmp || $old =~ /\.tmp-\d+\z/;
-	}
-	rename $tmp, $template or remove_tree($tmp);
 }
 
 # Starts a postmaster on data dir and waits until it accepts connections;
@@ -814,7 +844,7 @@ sub _wait_healthy {
 		my $r = $http->get($url);
 		return $r->{status} == 200 || ($r->{status} == 503
 		    && $r->{content} !~ /service_unavailable/);
-	}, 20, 'GET /chat/health');
+	}, $self->{ready_seconds}, 'GET /chat/health');
 }
 
 # ------------------------------------------------------------- requests
