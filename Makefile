@@ -12,7 +12,7 @@ LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 LIB_OBJS = lib/buf.o lib/err.o lib/log.o lib/config.o lib/auth.o lib/http.o \
 	   lib/history.o lib/model.o lib/offline.o lib/tools.o lib/db.o \
-	   lib/turn.o lib/browse.o
+	   lib/turn.o lib/browse.o lib/chatreq.o
 LIB_HDRS = $(wildcard lib/*.h)
 
 # C unit tests: t/unit/NAME.c prints TAP and becomes t/unit/NAME.t,

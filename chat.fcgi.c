@@ -12,17 +12,13 @@
 
 #include "auth.h"
 #include "browse.h"
+#include "chatreq.h"
 #include "config.h"
 #include "db.h"
 #include "http.h"
 #include "log.h"
 #include "model.h"
 #include "turn.h"
-
-/* DESIGN.md: a message is 1 to 32,000 bytes. */
-#define MESSAGE_MAX_BYTES	32000
-/* DESIGN.md: an Idempotency-Key is 1 to 255 printable ASCII bytes. */
-#define IDEMPOTENCY_KEY_MAX	255
 
 /* What a handler gets: the request, the caller (when the route needs
  * one) and the path segment the route's '*' matched. */
@@ -137,144 +133,26 @@ health(struct call *c, struct chat_err *err)
 	return 0;
 }
 
-/* The Idempotency-Key header, when sent, must be 1..255 bytes of
- * printable ASCII (DESIGN.md); anything else is refused, not ignored. */
-static int
-idempotency_key_valid(const char *key)
-{
-	size_t	 len = strlen(key), i;
-
-	if (len == 0 || len > IDEMPOTENCY_KEY_MAX)
-		return 0;
-	for (i = 0; i < len; i++)
-		if (key[i] < 0x20 || key[i] > 0x7e)
-			return 0;
-	return 1;
-}
-
-/* 1 if the JSON text holds a \u0000 escape. cJSON decodes it into a NUL
- * that ends its C string early: "abc\u0000def" would be stored as "abc".
- * Backslashes occur only inside JSON strings, so pairs can be skipped
- * without tracking where strings start and end. */
-static int
-has_nul_escape(const char *s, size_t len)
-{
-	size_t	 i;
-
-	for (i = 0; i + 1 < len; i++) {
-		if (s[i] != '\\')
-			continue;
-		if (s[i + 1] == 'u' && i + 5 < len &&
-		    memcmp(s + i + 2, "0000", 4) == 0)
-			return 1;
-		i++;	/* the escaped character */
-	}
-	return 0;
-}
-
-/* Parses the body as one JSON object and nothing after it. */
-static cJSON *
-parse_body(const struct request *r, struct chat_err *err)
-{
-	const char	*end = NULL;
-	cJSON		*root;
-
-	if (r->body.len == 0) {
-		err_set(err, 400, "invalid_json", "The body must be a JSON "
-		    "object.");
-		return NULL;
-	}
-	if (!http_utf8_valid(r->body.data, r->body.len)) {
-		err_set(err, 400, "invalid_utf8", "The body is not valid "
-		    "UTF-8.");
-		return NULL;
-	}
-	root = cJSON_ParseWithLengthOpts(r->body.data, r->body.len, &end, 0);
-	while (end != NULL && (*end == ' ' || *end == '\t' || *end == '\r' ||
-	    *end == '\n'))
-		end++;
-	if (root != NULL && has_nul_escape(r->body.data, r->body.len)) {
-		cJSON_Delete(root);
-		err_set(err, 400, "invalid_json", "Text in the body may not "
-		    "contain NUL characters (\\u0000).");
-		return NULL;
-	}
-	if (root == NULL || end != r->body.data + r->body.len) {
-		cJSON_Delete(root);
-		err_set(err, 400, "invalid_json", "The body is not valid "
-		    "JSON.");
-		return NULL;
-	}
-	if (!cJSON_IsObject(root)) {
-		cJSON_Delete(root);
-		err_set(err, 400, "invalid_json", "The body must be a JSON "
-		    "object.");
-		return NULL;
-	}
-	return root;
-}
-
-/* Fills the turn from {"message": str, "conversation_id"?: int}. */
-static int
-chat_fields(const cJSON *root, struct turn_request *t, struct chat_err *err)
-{
-	const cJSON	*msg, *conv;
-	size_t		 len;
-	double		 d;
-
-	msg = cJSON_GetObjectItemCaseSensitive(root, "message");
-	if (msg == NULL)
-		return err_set(err, 400, "missing_message", "The body needs "
-		    "a \"message\" string.");
-	if (!cJSON_IsString(msg))
-		return err_set(err, 400, "invalid_message", "\"message\" "
-		    "must be a string.");
-	len = strlen(msg->valuestring);
-	if (strspn(msg->valuestring, " \t\r\n") == len)
-		return err_set(err, 400, "empty_message", "\"message\" must "
-		    "not be empty.");
-	if (len > MESSAGE_MAX_BYTES)
-		return err_set(err, 400, "message_too_long", "\"message\" is "
-		    "over %d bytes.", MESSAGE_MAX_BYTES);
-	t->message = msg->valuestring;
-
-	conv = cJSON_GetObjectItemCaseSensitive(root, "conversation_id");
-	if (conv == NULL || cJSON_IsNull(conv))
-		return 0;
-	d = cJSON_IsNumber(conv) ? conv->valuedouble : 0;
-	if (d < 1 || d > 9007199254740991.0 || (double)(long long)d != d)
-		return err_set(err, 400, "invalid_conversation_id",
-		    "\"conversation_id\" must be a positive integer.");
-	t->conversation_id = (long long)d;
-	return 0;
-}
-
 static int
 chat(struct call *c, struct chat_err *err)
 {
-	struct turn_request	 t = { 0 };
-	cJSON			*root, *reply;
+	struct chat_request	 cr;
+	cJSON			*reply;
 	int			 rc;
 
 	/* /api/{user_id}/chat names the caller: it must be the token's. */
 	if (c->segment[0] != '\0' && strcmp(c->segment, c->user_id) != 0)
 		return err_set(err, 403, "forbidden", "The path names another "
 		    "user than the token.");
-	if (c->req->idempotency_key != NULL &&
-	    !idempotency_key_valid(c->req->idempotency_key))
-		return err_set(err, 400, "invalid_idempotency_key",
-		    "Idempotency-Key must be 1 to %d printable ASCII "
-		    "characters.", IDEMPOTENCY_KEY_MAX);
-	if ((root = parse_body(c->req, err)) == NULL)
+	if (chatreq_parse(c->req->body.data, c->req->body.len,
+	    c->req->idempotency_key, &cr, err) == -1)
 		return -1;
-	t.user_id = c->user_id;
-	t.idempotency_key = c->req->idempotency_key;
-	if ((rc = chat_fields(root, &t, err)) == 0 &&
-	    (rc = turn_run(&t, &reply, err)) == 0) {
+	cr.turn.user_id = c->user_id;
+	if ((rc = turn_run(&cr.turn, &reply, err)) == 0) {
 		reply_json(c->req, 200, reply);
 		cJSON_Delete(reply);
 	}
-	cJSON_Delete(root);
+	chatreq_free(&cr);
 	return rc;
 }
 
