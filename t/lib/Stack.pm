@@ -27,6 +27,7 @@ answers through nginx, or dies with the tails of every log. Options:
                  => undef starts workers without a secret)
   pgbouncer      1: pgbouncer in transaction mode between workers and
                  PostgreSQL (DATABASE_URL points at it)
+  pgbouncer_conf extra pgbouncer.ini settings, { default_pool_size => 2 }
   pg_conf        extra postgresql settings, { log_statement => 'all' }
   wait           0: do not wait for /chat/health (workers expected to fail)
   ready_seconds  how long /chat/health may take to answer (20)
@@ -115,6 +116,7 @@ sub new {
 		mock_key	=> $opt{mock_key},
 		env		=> $opt{env} // {},
 		pgbouncer	=> $opt{pgbouncer} // 0,
+		pgbouncer_conf	=> $opt{pgbouncer_conf} // {},
 		pg_conf		=> $opt{pg_conf} // {},
 		wait		=> $opt{wait} // 1,
 		ready_seconds	=> $opt{ready_seconds} // 20,
@@ -602,6 +604,10 @@ auth_file = $dir/pgbouncer/userlist.txt
 pool_mode = transaction
 ignore_startup_parameters = extra_float_digits
 END
+	# Extra settings a test asks for ({ default_pool_size => 2 }).
+	my $extra = $self->{pgbouncer_conf} // {};
+	_spew("$dir/pgbouncer/pgbouncer.ini", _slurp("$dir/pgbouncer/pgbouncer.ini")
+	    . join '', map { "$_ = $extra->{$_}\n" } sort keys %$extra);
 	# pgbouncer refuses to run as root.
 	$self->_spawn(pgbouncer => argv => [ $pgb,
 	    "$dir/pgbouncer/pgbouncer.ini" ], log => "$dir/pgbouncer.log",

@@ -1,0 +1,63 @@
+#!/usr/bin/perl
+# t/87-pgbouncer.t: the service through pgbouncer in transaction mode with
+# stock settings, as Neon's pooled endpoint and most deployments run it:
+# six workers share two server connections, so no turn may rely on
+# session state. Turns with tool rounds, a resumed idempotent turn,
+# browsing and concurrent turns all work exactly as directly.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Stack;
+
+my $s = Stack->new(workers => 6, pgbouncer => 1,
+    pgbouncer_conf => { default_pool_size => 2 });
+like $s->database_url, qr/port=\d+/, 'workers talk to pgbouncer';
+my $alice = $s->token('alice');
+
+sub chat {
+	my ($message, $conv, %h) = @_;
+	my %body = (message => $message);
+	$body{conversation_id} = $conv if $conv;
+	my $r = $s->request(POST => '/chat', token => $alice, body => \%body,
+	    headers => \%h);
+	is $r->{status}, 200, "'$message': 200" or diag $r->{body};
+	return $r->{json};
+}
+
+my $r = chat('Add a task to buy groceries');
+my $conv = $r->{conversation_id};
+chat('Add a task for the meeting notes', $conv);
+$r = chat('Delete the meeting task', $conv);
+is_deeply [ map { $_->{name} } @{ $r->{tool_calls} } ],
+    [ 'list_tasks', 'delete_task' ], 'two rounds through pgbouncer';
+$r = chat('Show me all my tasks', $conv, 'Idempotency-Key' => 'pgb-1');
+my $again = chat('Show me all my tasks', $conv, 'Idempotency-Key' => 'pgb-1');
+is_deeply $again, $r, 'an idempotent replay';
+
+my $page = $s->request(GET => "/chat/conversations/$conv/messages?limit=3",
+    token => $alice);
+is $page->{status}, 200, 'browsing: 200';
+ok defined $page->{json}{next_before}, 'with a cursor';
+
+# Twelve at once through two server connections.
+my @pids;
+for my $i (1 .. 12) {
+	my $pid = fork // die;
+	if ($pid == 0) {
+		my $c = $s->request(POST => '/chat', token => $alice, body => {
+		    message => "Add a task to pool number $i",
+		    conversation_id => $conv });
+		POSIX::_exit($c->{status} == 200 ? 0 : 1);
+	}
+	push @pids, $pid;
+}
+my $ok = grep { waitpid($_, 0); $? == 0 } @pids;
+is $ok, 12, 'twelve concurrent turns: all 200';
+is $s->sql_value(q{SELECT count(*) FROM tasks WHERE title LIKE 'Pool number%'}),
+    12, 'each task once';
+unlike $s->log, qr/prepared statement|database error/,
+    'no session-state error in the workers\' log';
+
+done_testing;
