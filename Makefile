@@ -25,8 +25,8 @@ UNIT_TESTS = $(UNIT_SRCS:.c=.t)
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	    -fno-sanitize-recover=all
 LIB_SRCS = $(LIB_OBJS:.o=.c)
-SAN_TESTS = t/10-chat.t t/20-errors.t t/50-model.t t/60-browse.t \
-	    t/70-idempotency.t t/75-concurrent.t
+# Every integration test but those that bring their own instrumentation.
+SAN_TESTS = $(filter-out t/91-valgrind.t t/95-fuzz.t, $(wildcard t/*.t))
 
 all: chat.fcgi
 

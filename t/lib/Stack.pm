@@ -106,6 +106,7 @@ my @PASS_ENV = qw(ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS VALGRIND_OPTS);
 
 my $NULL = "\x1dNULL\x1d";	# how psql shows NULL to sql()
 my %LIVE;		# refaddr => weakened stack, for END
+my $SANITIZER_REPORT;	# a worker's log had one: the test fails
 my $SEQ = 0;
 
 sub new {
@@ -981,6 +982,13 @@ sub stop {
 	delete $LIVE{refaddr $self};
 	my $dir = $self->{dir} or return;
 	my $failed = $self->{failed} || $self->{exit_failed};
+	# A worker built with sanitizers reports on stderr and may be
+	# restarted by multiwatch before any request notices: the log
+	# decides, and END turns it into the test's failure.
+	if (_slurp("$dir/workers.log") =~ /(ERROR: \w*Sanitizer|runtime error:)/) {
+		print STDERR "# Stack: sanitizer report ($1) in $dir/workers.log\n";
+		$SANITIZER_REPORT = $failed = 1;
+	}
 	if (!$failed && Test::Builder->can('new')) {
 		$failed = !Test::Builder->new->is_passing;
 	}
@@ -1004,6 +1012,7 @@ END {
 		$s->{exit_failed} = 1 if $?;
 		$s->stop;
 	}
+	$? ||= 1 if $SANITIZER_REPORT;
 }
 
 1;
