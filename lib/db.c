@@ -21,14 +21,25 @@ static PGconn	*conn;
 #define SQLSTATE_DEADLOCK	"40P01"
 #define SQLSTATE_SERIALIZATION	"40001"
 
-/* Every round trip starts by bounding its statements' time, local to its
- * transaction: a query stuck on a lock or a bad plan fails the request
- * with a 503 instead of holding the worker. It cannot be a session SET
- * (pgbouncer in transaction mode) nor a startup option (pgbouncer 1.18
- * refuses them). 5 s is far above any statement here. */
+/* Every round trip starts with settings local to its transaction: they
+ * cannot be a session SET (pgbouncer in transaction mode) nor startup
+ * options (pgbouncer 1.18 refuses them).
+ *
+ * statement_timeout: a query stuck on a lock or a bad plan fails the
+ * request with a 503 instead of holding the worker; 5 s is far above any
+ * statement here.
+ *
+ * enable_bitmapscan off: the window is the newest 40 messages of one
+ * conversation, read backwards from messages_conversation_id_idx. When
+ * the statistics say conversations are short (or the id comes from a CTE
+ * and the planner must guess), PostgreSQL prefers a bitmap scan of the
+ * whole conversation and a sort, whose cost grows with the conversation:
+ * exactly what ADR-003 asks us to avoid. Every statement here is an index
+ * lookup of a few rows, so no plan is lost by taking bitmaps away. */
 #define STATEMENT_TIMEOUT_MS	"5000"
-static const char SQL_STATEMENT_TIMEOUT[] =
-    "SELECT set_config('statement_timeout', '" STATEMENT_TIMEOUT_MS "', true)";
+static const char SQL_TRANSACTION_SETTINGS[] =
+    "SELECT set_config('statement_timeout', '" STATEMENT_TIMEOUT_MS "', true),"
+    " set_config('enable_bitmapscan', 'off', true)";
 
 static const char SQL_PING[] = "SELECT 1";
 
@@ -77,18 +88,18 @@ static const char SQL_TURN_BEGIN_NEW[] =
     " NULL, NULL, NULL FROM msg"
     PRIOR_ROW;
 
-/* An existing conversation of the user: touching its row takes the lock
- * that orders every write to the conversation (messages of concurrent
- * turns never interleave inside a round), the message is stored, and the
+/* An existing conversation of the user: its row lock orders every write
+ * to the conversation (messages of concurrent turns never interleave
+ * inside a round), the message is stored, and the
  * window is read backwards from messages_conversation_id_idx. The read
  * shares the statement's snapshot, so it sees the history before the new
  * message, and it is empty when the conversation is not the user's. */
 static const char SQL_TURN_BEGIN_EXISTING[] =
     PRIOR_TURN("$5")
     ", conv AS ("
-    " UPDATE conversations SET updated_at = now()"
+    " SELECT id FROM conversations"
     " WHERE id = $3 AND user_id = $1 AND NOT EXISTS (SELECT 1 FROM prior)"
-    " RETURNING id"
+    " FOR NO KEY UPDATE"
     "), msg AS ("
     " INSERT INTO messages (conversation_id, user_id, role, content)"
     " SELECT id, $1, 'user', $2 FROM conv"
@@ -150,11 +161,14 @@ static const char SQL_ROUND_LEASE[] =
     " WHERE user_id = $1 AND idempotency_key = $2";
 
 /* The round's first statements: the conversation's row lock, then the
- * assistant message that asked for the tools. A deleted conversation
+ * assistant message that asked for the tools. The lock is taken as an
+ * UPDATE would take it, without writing a new row version: only the
+ * turn's last statement bumps updated_at, so a turn leaves one dead
+ * version of the row behind, not one per round trip. A deleted conversation
  * makes the insert fail on the foreign key and the round roll back. */
 static const char SQL_ROUND_LOCK[] =
-    "UPDATE conversations SET updated_at = now()"
-    " WHERE id = $1 AND user_id = $2";
+    "SELECT id FROM conversations WHERE id = $1 AND user_id = $2"
+    " FOR NO KEY UPDATE";
 static const char SQL_ROUND_ASSISTANT[] =
     "INSERT INTO messages (conversation_id, user_id, role, content,"
     " tool_calls, reply_to, round)"
@@ -343,7 +357,7 @@ exec_params(PGconn *c, const char *sql, int n, const char *const *params)
 	PGresult	*failed;
 
 	memset(s, 0, sizeof(s));
-	s[0].sql = SQL_STATEMENT_TIMEOUT;
+	s[0].sql = SQL_TRANSACTION_SETTINGS;
 	s[1].sql = sql;
 	s[1].nparams = n;
 	if (n > 0)
@@ -712,7 +726,7 @@ db_round(const char *user_id, const char *idempotency_key,
 		return err_set(err, 503, "out_of_memory",
 		    "The server is short of memory; try again.");
 	}
-	s[0] = (struct stmt){ SQL_STATEMENT_TIMEOUT, 0, { NULL }, NULL };
+	s[0] = (struct stmt){ SQL_TRANSACTION_SETTINGS, 0, { NULL }, NULL };
 	s[1] = (struct stmt){ SQL_ROUND_LOCK, 2, { conv, user_id }, NULL };
 	s[2] = (struct stmt){ SQL_ROUND_ASSISTANT, 6, { conv, user_id,
 	    content, tool_calls, reply_to, nround }, NULL };
