@@ -169,6 +169,12 @@ $r = $s->request(POST => '/chat', token => $alice,
     body => { message => $max, conversation_id => $conv });
 is $r->{status}, 200, 'a message of 32,000 bytes: 200';
 
+# Headers too large for nginx itself: its 400, but as JSON too.
+$r = $s->request(POST => '/chat', token => $alice,
+    body => { message => 'hi' }, headers => { 'X-Padding' => 'p' x 20000 });
+is $r->{status}, 400, 'a 20 KiB header: 400 from nginx';
+is $r->{json}{error}{code}, 'header_too_large', '...as a JSON error';
+
 # The health check needs no token.
 is $s->request(GET => '/chat/health')->{status}, 200, 'health: no token';
 
