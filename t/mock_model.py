@@ -21,7 +21,8 @@ otherwise answers from a script the test queues through a control API:
                     where body is the parsed JSON (or the raw text if it
                     was not); one peer_port means one kept-alive connection.
 
-With the queue empty it answers "mock: <last user message>". Chat
+With the queue empty it answers "mock: <last user message>" (after
+--delay-ms, 0 by default, which also delays steps without a delay_ms). Chat
 requests go to POST .../chat/completions under any base path, so both
 CHAT_MODEL_URL=http://127.0.0.1:PORT/v1 and .../PORT work.
 """
@@ -291,7 +292,7 @@ class Handler(BaseHTTPRequestHandler):
         check_request(body)
 
     def play(self, step, body, entry):
-        time.sleep(step.get("delay_ms", 0) / 1000.0)
+        time.sleep(step.get("delay_ms", args.delay_ms) / 1000.0)
         if step.get("close"):
             entry["status"] = 0
             self.close_connection = True
@@ -310,8 +311,14 @@ class Handler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = chat
 
 
+class Server(ThreadingHTTPServer):
+    # A benchmark opens a thousand connections at once; the default
+    # backlog of 5 would refuse most of them.
+    request_queue_size = 4096
+
+
 def main():
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server = Server(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     if args.port_file:
         tmp = args.port_file + ".tmp"
@@ -331,5 +338,8 @@ if __name__ == "__main__":
     p.add_argument("--port-file")
     p.add_argument("--key")
     p.add_argument("--max-seconds", type=float, default=600)
+    # A slow model for load runs: every step without a delay of its own,
+    # the default reply included, waits this long first.
+    p.add_argument("--delay-ms", type=int, default=0)
     args = p.parse_args()
     main()

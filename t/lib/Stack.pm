@@ -23,11 +23,14 @@ answers through nginx, or dies with the tails of every log. Options:
   workers        worker processes under multiwatch (2)
   model          'offline' (CHAT_MODEL_URL unset) or 'mock' (t/mock_model.py)
   mock_key       --key for the mock, also sent as CHAT_MODEL_KEY
+  mock_delay_ms  the mock answers after this long (a slow model)
   env            extra worker environment; undef deletes (CHAT_JWT_SECRET
                  => undef starts workers without a secret)
   pgbouncer      1: pgbouncer in transaction mode between workers and
                  PostgreSQL (DATABASE_URL points at it)
   pgbouncer_conf extra pgbouncer.ini settings, { default_pool_size => 2 }
+  nginx_connections  nginx's worker_connections (256), for load runs
+  access_log     0: nginx writes no access log (benchmarks)
   pg_conf        extra postgresql settings, { log_statement => 'all' }
   wait           0: do not wait for /chat/health (workers expected to fail)
   ready_seconds  how long /chat/health may take to answer (20)
@@ -118,6 +121,9 @@ sub new {
 		env		=> $opt{env} // {},
 		pgbouncer	=> $opt{pgbouncer} // 0,
 		pgbouncer_conf	=> $opt{pgbouncer_conf} // {},
+		nginx_connections => $opt{nginx_connections} // 256,
+		access_log	=> $opt{access_log} // 1,
+		mock_delay_ms	=> $opt{mock_delay_ms} // 0,
 		pg_conf		=> $opt{pg_conf} // {},
 		wait		=> $opt{wait} // 1,
 		ready_seconds	=> $opt{ready_seconds} // 20,
@@ -685,6 +691,7 @@ sub _start_mock {
 	    '--port-file', "$dir/mock.port",
 	    '--max-seconds', $self->{max_seconds});
 	push @argv, '--key', $self->{mock_key} if defined $self->{mock_key};
+	push @argv, '--delay-ms', $self->{mock_delay_ms} if $self->{mock_delay_ms};
 	$self->_spawn(mock => argv => \@argv, log => "$dir/mock.log");
 }
 
@@ -806,11 +813,12 @@ sub _start_nginx {
 		_spew("$n/nginx.conf", <<"END");
 # Written by t/lib/Stack.pm around server.conf (from nginx.conf).
 ${user}worker_processes 1;
+worker_rlimit_nofile @{[ 2 * $self->{nginx_connections} + 64 ]};
 pid $n/nginx.pid;
 error_log $n/error.log warn;
-events { worker_connections 256; }
+events { worker_connections $self->{nginx_connections}; }
 http {
-	access_log $n/access.log;
+	access_log @{[ $self->{access_log} ? "$n/access.log" : 'off' ]};
 	client_body_temp_path $n/tmp/body;
 	fastcgi_temp_path $n/tmp/fastcgi;
 	proxy_temp_path $n/tmp/proxy;
