@@ -18,6 +18,7 @@
 #include "http.h"
 #include "log.h"
 #include "model.h"
+#include "tools.h"
 #include "turn.h"
 
 /* What a handler gets: the request, the caller (when the route needs
@@ -312,6 +313,7 @@ main(void)
 	}
 	FCGX_Free(&fcgi, 1);
 	model_cleanup();
+	tools_cleanup();
 	db_cleanup();
 	return 0;
 }

@@ -77,8 +77,11 @@ static const struct {
 
 #define NTOOLS	(sizeof(tools) / sizeof(tools[0]))
 
-cJSON *
-tools_definitions(void)
+/* The definitions, built once: the same five every turn sends. */
+static cJSON	*definitions;
+
+static cJSON *
+build_definitions(void)
 {
 	cJSON	*array, *tool, *fn, *params;
 	size_t	 i;
@@ -102,6 +105,21 @@ tools_definitions(void)
 fail:
 	cJSON_Delete(array);
 	return NULL;
+}
+
+const cJSON *
+tools_definitions(void)
+{
+	if (definitions == NULL)
+		definitions = build_definitions();
+	return definitions;
+}
+
+void
+tools_cleanup(void)
+{
+	cJSON_Delete(definitions);
+	definitions = NULL;
 }
 
 /* An optional string argument: absent (or null) leaves *out NULL. */

@@ -10,8 +10,10 @@
 struct cJSON;
 
 /* The OpenAI "tools" array: five function definitions with JSON schemas.
- * A fresh cJSON array; the caller owns it. */
-struct cJSON	*tools_definitions(void);
+ * Built on the first call and kept for the worker's life, since it never
+ * changes: borrowed, NULL on ENOMEM. tools_cleanup() frees it at exit. */
+const struct cJSON	*tools_definitions(void);
+void			 tools_cleanup(void);
 
 /* Turns the model's call into a database operation in *out (whose
  * strings are borrowed from *args and call, or static). A bad or unknown

@@ -167,7 +167,7 @@ struct turn_state {
 	long long		 user_message_id;
 	int			 rounds_done;	/* stored by an earlier attempt */
 	cJSON			*messages;	/* the model's input so far */
-	cJSON			*tools;		/* definitions offered */
+	const cJSON		*tools;		/* definitions offered */
 	cJSON			*calls_out;	/* the reply's tool_calls */
 };
 
@@ -510,7 +510,6 @@ turn_run(const struct turn_request *req, cJSON **reply,
 out:
 	free(answer);
 	cJSON_Delete(ts.messages);
-	cJSON_Delete(ts.tools);
 	cJSON_Delete(ts.calls_out);
 	return rc;
 }
