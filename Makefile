@@ -67,8 +67,15 @@ run: deps
 	$(MAKE) all
 	scripts/run
 
+# The libFuzzer harnesses in fuzz/ (clang, libclang-rt-dev), FUZZ_SECONDS
+# each; t/95-fuzz.t runs them for a few seconds in every make test.
+FUZZ_SECONDS ?= 300
+
+fuzz: deps
+	fuzz/run $(FUZZ_SECONDS)
+
 clean:
 	rm -f chat.fcgi chat.fcgi.asan *.o lib/*.o lib/libchat.a t/unit/*.t
 	rm -rf t/tmp
 
-.PHONY: all units deps test test-asan run clean
+.PHONY: all units deps test test-asan fuzz run clean

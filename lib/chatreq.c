@@ -22,26 +22,6 @@ idempotency_key_valid(const char *key)
 	return 1;
 }
 
-/* 1 if the JSON text holds a \u0000 escape. cJSON decodes it into a NUL
- * that ends its C string early: "abc\u0000def" would be stored as "abc".
- * Backslashes occur only inside JSON strings, so pairs can be skipped
- * without tracking where strings start and end. */
-static int
-has_nul_escape(const char *s, size_t len)
-{
-	size_t	 i;
-
-	for (i = 0; i + 1 < len; i++) {
-		if (s[i] != '\\')
-			continue;
-		if (s[i + 1] == 'u' && i + 5 < len &&
-		    memcmp(s + i + 2, "0000", 4) == 0)
-			return 1;
-		i++;	/* the escaped character */
-	}
-	return 0;
-}
-
 /* Parses the body as one JSON object and nothing after it. */
 static cJSON *
 parse_body(const char *body, size_t len, struct chat_err *err)
@@ -60,10 +40,10 @@ parse_body(const char *body, size_t len, struct chat_err *err)
 		return NULL;
 	}
 	root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
-	while (end != NULL && (*end == ' ' || *end == '\t' || *end == '\r' ||
-	    *end == '\n'))
+	while (end != NULL && end < body + len && (*end == ' ' ||
+	    *end == '\t' || *end == '\r' || *end == '\n'))
 		end++;
-	if (root != NULL && has_nul_escape(body, len)) {
+	if (root != NULL && http_json_has_nul(body, len)) {
 		cJSON_Delete(root);
 		err_set(err, 400, "invalid_json", "Text in the body may not "
 		    "contain NUL characters (\\u0000).");

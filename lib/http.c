@@ -280,3 +280,23 @@ http_utf8_valid(const char *s, size_t len)
 	}
 	return 1;
 }
+
+/* 1 if the JSON text holds a \u0000 escape. cJSON decodes it into a NUL
+ * that ends its C string early: "abc\u0000def" would be stored as "abc".
+ * Backslashes occur only inside JSON strings, so pairs can be skipped
+ * without tracking where strings start and end. */
+int
+http_json_has_nul(const char *s, size_t len)
+{
+	size_t	 i;
+
+	for (i = 0; i + 1 < len; i++) {
+		if (s[i] != '\\')
+			continue;
+		if (s[i + 1] == 'u' && i + 5 < len &&
+		    memcmp(s + i + 2, "0000", 4) == 0)
+			return 1;
+		i++;	/* the escaped character */
+	}
+	return 0;
+}

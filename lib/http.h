@@ -57,6 +57,10 @@ int	 http_query_get(const char *query, const char *name, char *out,
  * code points past U+10FFFF), else 0. */
 int	 http_utf8_valid(const char *s, size_t len);
 
+/* 1 if the JSON text s[0..len) holds a \u0000 escape, which cJSON
+ * would decode into a NUL that silently ends its C string. */
+int	 http_json_has_nul(const char *s, size_t len);
+
 /* The reason phrase of a status we send ("Not Found"). */
 const char	*http_status_text(int status);
 

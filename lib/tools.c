@@ -1,5 +1,6 @@
 /* tools.c: the five task tools: their JSON schemas for the model, and the
  * checks that turn a model's call into a database operation. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,9 +174,11 @@ read_task_id(const cJSON *args, struct db_tool_call *out, char *why,
 		d = v->valuedouble;
 		if (d >= 1 && d <= 9007199254740991.0 && floor(d) == d)
 			id = (long long)d;
-	} else if (cJSON_IsString(v) && *v->valuestring != '\0') {
+	} else if (cJSON_IsString(v) && v->valuestring[0] >= '1' &&
+	    v->valuestring[0] <= '9') {
+		errno = 0;
 		id = strtoll(v->valuestring, &end, 10);
-		if (*end != '\0' || id < 1)
+		if (errno != 0 || *end != '\0' || id > 9007199254740991LL)
 			id = 0;
 	}
 	if (id == 0) {
@@ -243,6 +246,22 @@ read_update(const cJSON *args, struct db_tool_call *out, char *why,
 	return 0;
 }
 
+/* How many bytes of s, at most max, end on a character boundary: a name
+ * quoted back to the model is cut short, never in mid-character (the
+ * database refuses invalid UTF-8, and the turn with it). */
+static int
+utf8_prefix(const char *s, size_t max)
+{
+	size_t	 n = strlen(s);
+
+	if (n <= max)
+		return (int)n;
+	n = max;
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	return (int)n;
+}
+
 /* {"error": why} as text the caller frees. */
 static char *
 error_json(const char *why)
@@ -272,9 +291,13 @@ tools_prepare(const struct model_call *call, cJSON **args, char **owned,
 		if (strcmp(call->name, tools[i].name) == 0)
 			break;
 	if (i == NTOOLS)
-		snprintf(why, sizeof(why), "unknown tool: %.64s", call->name);
+		snprintf(why, sizeof(why), "unknown tool: %.*s",
+		    utf8_prefix(call->name, 64), call->name);
 	else if (!cJSON_IsObject(*args))
 		snprintf(why, sizeof(why), "arguments must be a JSON object");
+	else if (http_json_has_nul(call->arguments, strlen(call->arguments)))
+		snprintf(why, sizeof(why), "arguments must not contain NUL "
+		    "characters");
 	else if (tools[i].read(*args, out, why, sizeof(why)) == 0) {
 		out->op = tools[i].op;
 		if (out->task_id > 0)
