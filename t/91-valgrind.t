@@ -2,7 +2,7 @@
 # t/91-valgrind.t: one worker under valgrind's memcheck serves a mix of
 # turns, tool rounds, browsing and bad requests, then exits as multiwatch
 # stops it: no invalid access, no uninitialised read, no leak.
-# VALGRIND_REQUESTS sets how many requests (default 400).
+# VALGRIND_REQUESTS sets how many requests (default 1000).
 use strict;
 use warnings;
 use FindBin;
@@ -10,7 +10,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Stack;
 
-my $n = $ENV{VALGRIND_REQUESTS} // 400;
+my $n = $ENV{VALGRIND_REQUESTS} // 1000;
 my $bin = $ENV{CHAT_FCGI_PLAIN} // './chat.fcgi';
 local $ENV{CHAT_FCGI} = join ' ', '/usr/bin/valgrind', '--leak-check=full',
     '--show-leak-kinds=definite,indirect',
