@@ -26,7 +26,8 @@ SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	    -fno-sanitize-recover=all
 LIB_SRCS = $(LIB_OBJS:.o=.c)
 # Every integration test but those that bring their own instrumentation.
-SAN_TESTS = $(filter-out t/91-valgrind.t t/95-fuzz.t, $(wildcard t/*.t))
+SAN_TESTS = $(filter-out t/91-valgrind.t t/92-unit-valgrind.t t/95-fuzz.t, \
+	    $(wildcard t/*.t))
 
 all: chat.fcgi
 
