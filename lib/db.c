@@ -117,6 +117,40 @@ static const char SQL_TURN_BEGIN_EXISTING[] =
     " ORDER BY h.id DESC)"
     PRIOR_ROW;
 
+/* Without an Idempotency-Key, the most common turn, the same statements
+ * lose what only a key needs: no turns lookup, no turns row. They return
+ * the same columns. */
+static const char SQL_TURN_BEGIN_NEW_PLAIN[] =
+    "WITH conv AS ("
+    " INSERT INTO conversations (user_id, title) VALUES ($1, $2)"
+    " RETURNING id"
+    "), msg AS ("
+    " INSERT INTO messages (conversation_id, user_id, role, content)"
+    " SELECT id, $1, 'user', $3 FROM conv"
+    " RETURNING id, conversation_id"
+    ")"
+    " SELECT 'new', conversation_id, id, NULL, NULL, NULL, NULL, NULL,"
+    " NULL, NULL, NULL FROM msg";
+
+static const char SQL_TURN_BEGIN_EXISTING_PLAIN[] =
+    "WITH conv AS ("
+    " SELECT id FROM conversations WHERE id = $3 AND user_id = $1"
+    " FOR NO KEY UPDATE"
+    "), msg AS ("
+    " INSERT INTO messages (conversation_id, user_id, role, content)"
+    " SELECT id, $1, 'user', $2 FROM conv"
+    " RETURNING id, conversation_id"
+    ")"
+    " SELECT 'new', msg.conversation_id, msg.id, h.id, h.role, h.content,"
+    " h.tool_calls, h.tool_call_id, NULL, NULL, NULL"
+    " FROM msg LEFT JOIN LATERAL ("
+    "  SELECT id, role, content, tool_calls::text AS tool_calls,"
+    "  tool_call_id FROM messages"
+    "  WHERE conversation_id = msg.conversation_id AND user_id = $1"
+    "  ORDER BY id DESC LIMIT $4"
+    " ) h ON true"
+    " ORDER BY h.id DESC";
+
 /* A stored turn: a 'turn' row (its user message id, its conversation in
  * the last column), its own messages (those answering its user message,
  * after it in the conversation) oldest first, then the window before it
@@ -484,10 +518,14 @@ db_turn_begin(const char *user_id, long long conversation_id,
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
 	snprintf(limit, sizeof(limit), "%zu", max_history);
 	if (conversation_id == 0)
-		rc = query_rows(SQL_TURN_BEGIN_NEW, 5, fresh, &res, err);
+		rc = idempotency_key == NULL ?
+		    query_rows(SQL_TURN_BEGIN_NEW_PLAIN, 3, fresh, &res, err) :
+		    query_rows(SQL_TURN_BEGIN_NEW, 5, fresh, &res, err);
 	else
-		rc = query_rows(SQL_TURN_BEGIN_EXISTING, 6, existing, &res,
-		    err);
+		rc = idempotency_key == NULL ?
+		    query_rows(SQL_TURN_BEGIN_EXISTING_PLAIN, 4, existing, &res,
+		    err) :
+		    query_rows(SQL_TURN_BEGIN_EXISTING, 6, existing, &res, err);
 	if (rc == -1)
 		return -1;
 	if (PQntuples(res) == 0) {
