@@ -71,6 +71,29 @@ static const char SQL_PING[] = "SELECT 1";
  * 30 s; each stored round renews it. */
 #define LEASE	"30 seconds"
 
+/* The pieces the four first statements share: the user message stored
+ * in the conversation `conv` yields, and the reply's rows: the new message
+ * with the window before it, newest first (LIMIT $n). */
+#define STORE_MESSAGE(CONTENT) \
+    ", msg AS (" \
+    " INSERT INTO messages (conversation_id, user_id, role, content)" \
+    " SELECT id, $1, 'user', " CONTENT " FROM conv" \
+    " RETURNING id, conversation_id" \
+    ")"
+#define NEW_ROW \
+    " (SELECT 'new', conversation_id, id, NULL, NULL, NULL, NULL, NULL," \
+    " NULL, NULL, NULL FROM msg)"
+#define NEW_ROWS_WITH_WINDOW(LIMIT) \
+    " (SELECT 'new', msg.conversation_id, msg.id, h.id, h.role, h.content," \
+    " h.tool_calls, h.tool_call_id, NULL, NULL, NULL" \
+    " FROM msg LEFT JOIN LATERAL (" \
+    "  SELECT id, role, content, tool_calls::text AS tool_calls," \
+    "  tool_call_id FROM messages" \
+    "  WHERE conversation_id = msg.conversation_id AND user_id = $1" \
+    "  ORDER BY id DESC LIMIT " LIMIT \
+    " ) h ON true" \
+    " ORDER BY h.id DESC)"
+
 /* A new conversation and its first message in one statement. */
 static const char SQL_TURN_BEGIN_NEW[] =
     PRIOR_TURN("$4")
@@ -78,78 +101,47 @@ static const char SQL_TURN_BEGIN_NEW[] =
     " INSERT INTO conversations (user_id, title)"
     " SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM prior)"
     " RETURNING id"
-    "), msg AS ("
-    " INSERT INTO messages (conversation_id, user_id, role, content)"
-    " SELECT id, $1, 'user', $3 FROM conv"
-    " RETURNING id, conversation_id"
     ")"
+    STORE_MESSAGE("$3")
     STORE_TURN("$4", "$5")
-    " SELECT 'new', conversation_id, id, NULL, NULL, NULL, NULL, NULL,"
-    " NULL, NULL, NULL FROM msg"
+    NEW_ROW
     PRIOR_ROW;
 
 /* An existing conversation of the user: its row lock orders every write
  * to the conversation (messages of concurrent turns never interleave
- * inside a round), the message is stored, and the
- * window is read backwards from messages_conversation_id_idx. The read
- * shares the statement's snapshot, so it sees the history before the new
- * message, and it is empty when the conversation is not the user's. */
+ * inside a round), the message is stored, and the window is read
+ * backwards from messages_conversation_id_idx. The read shares the
+ * statement's snapshot, so it sees the history before the new message,
+ * and it is empty when the conversation is not the user's. */
 static const char SQL_TURN_BEGIN_EXISTING[] =
     PRIOR_TURN("$5")
     ", conv AS ("
     " SELECT id FROM conversations"
     " WHERE id = $3 AND user_id = $1 AND NOT EXISTS (SELECT 1 FROM prior)"
     " FOR NO KEY UPDATE"
-    "), msg AS ("
-    " INSERT INTO messages (conversation_id, user_id, role, content)"
-    " SELECT id, $1, 'user', $2 FROM conv"
-    " RETURNING id, conversation_id"
     ")"
+    STORE_MESSAGE("$2")
     STORE_TURN("$5", "$6")
-    " (SELECT 'new', msg.conversation_id, msg.id, h.id, h.role, h.content,"
-    " h.tool_calls, h.tool_call_id, NULL, NULL, NULL"
-    " FROM msg LEFT JOIN LATERAL ("
-    "  SELECT id, role, content, tool_calls::text AS tool_calls,"
-    "  tool_call_id FROM messages"
-    "  WHERE conversation_id = msg.conversation_id AND user_id = $1"
-    "  ORDER BY id DESC LIMIT $4"
-    " ) h ON true"
-    " ORDER BY h.id DESC)"
+    NEW_ROWS_WITH_WINDOW("$4")
     PRIOR_ROW;
 
 /* Without an Idempotency-Key, the most common turn, the same statements
- * lose what only a key needs: no turns lookup, no turns row. They return
- * the same columns. */
+ * lose what only a key needs: no turns lookup, no turns row. */
 static const char SQL_TURN_BEGIN_NEW_PLAIN[] =
     "WITH conv AS ("
     " INSERT INTO conversations (user_id, title) VALUES ($1, $2)"
     " RETURNING id"
-    "), msg AS ("
-    " INSERT INTO messages (conversation_id, user_id, role, content)"
-    " SELECT id, $1, 'user', $3 FROM conv"
-    " RETURNING id, conversation_id"
     ")"
-    " SELECT 'new', conversation_id, id, NULL, NULL, NULL, NULL, NULL,"
-    " NULL, NULL, NULL FROM msg";
+    STORE_MESSAGE("$3")
+    NEW_ROW;
 
 static const char SQL_TURN_BEGIN_EXISTING_PLAIN[] =
     "WITH conv AS ("
     " SELECT id FROM conversations WHERE id = $3 AND user_id = $1"
     " FOR NO KEY UPDATE"
-    "), msg AS ("
-    " INSERT INTO messages (conversation_id, user_id, role, content)"
-    " SELECT id, $1, 'user', $2 FROM conv"
-    " RETURNING id, conversation_id"
     ")"
-    " SELECT 'new', msg.conversation_id, msg.id, h.id, h.role, h.content,"
-    " h.tool_calls, h.tool_call_id, NULL, NULL, NULL"
-    " FROM msg LEFT JOIN LATERAL ("
-    "  SELECT id, role, content, tool_calls::text AS tool_calls,"
-    "  tool_call_id FROM messages"
-    "  WHERE conversation_id = msg.conversation_id AND user_id = $1"
-    "  ORDER BY id DESC LIMIT $4"
-    " ) h ON true"
-    " ORDER BY h.id DESC";
+    STORE_MESSAGE("$2")
+    NEW_ROWS_WITH_WINDOW("$4");
 
 /* A stored turn: a 'turn' row (its user message id, its conversation in
  * the last column), its own messages (those answering its user message,
