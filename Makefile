@@ -68,6 +68,16 @@ run: deps
 	$(MAKE) all
 	scripts/run
 
+# Benchmarks on the real stack (stock durability, the built-in model, a
+# mock for the slow one), never part of make test; figures go to
+# bench/results/ so runs can be compared.
+bench: deps
+	$(MAKE) all
+	perl bench/perf.pl
+	perl bench/history-length.pl 300
+	perl bench/rss.pl 20000
+	perl bench/slow-model.pl 1000 30
+
 # The libFuzzer harnesses in fuzz/ (clang, libclang-rt-dev), FUZZ_SECONDS
 # each; t/95-fuzz.t runs them for a few seconds in every make test.
 FUZZ_SECONDS ?= 300
@@ -79,4 +89,4 @@ clean:
 	rm -f chat.fcgi chat.fcgi.asan *.o lib/*.o lib/libchat.a t/unit/*.t
 	rm -rf t/tmp
 
-.PHONY: all units deps test test-asan fuzz run clean
+.PHONY: all units deps test test-asan bench fuzz run clean

@@ -16,8 +16,7 @@ use Time::HiRes qw(time);
 use Stack;
 
 my $turns = shift // 300;
-my $s = Stack->new(workers => 1, pg_conf => { fsync => 'on',
-    synchronous_commit => 'on' });
+my $s = Stack->new(workers => 1, durable => 1);
 my $token = $s->token('bench');
 
 sub seed {

@@ -15,7 +15,7 @@ use Stack;
 
 my $target = shift // 100_000;
 -x '/usr/bin/wrk' or die "wrk is not installed (scripts/deps)\n";
-my $s = Stack->new(workers => 1, max_seconds => 3600);
+my $s = Stack->new(workers => 1, durable => 1, max_seconds => 3600);
 my $token = $s->token('rss');
 my @convs = map { $s->request(POST => '/chat', token => $token,
     body => { message => "hello $_" })->{json}{conversation_id} } 1 .. 20;

@@ -24,7 +24,7 @@ my $delay_ms = 2000;
 -x '/usr/bin/wrk' or die "wrk is not installed (scripts/deps)\n";
 
 my $t0 = time;
-my $s = Stack->new(workers => $workers, model => 'mock',
+my $s = Stack->new(workers => $workers, model => 'mock', durable => 1,
     mock_delay_ms => $delay_ms, pgbouncer => 1,
     pgbouncer_conf => { default_pool_size => 20, max_client_conn =>
     $workers + 100 }, nginx_connections => 4 * $clients + 256,

@@ -32,6 +32,10 @@ answers through nginx, or dies with the tails of every log. Options:
   nginx_connections  nginx's worker_connections (256), for load runs
   access_log     0: nginx writes no access log (benchmarks)
   pg_conf        extra postgresql settings, { log_statement => 'all' }
+  durable        1: PostgreSQL's stock settings for benchmarks; else the
+                 tests' fast ones (fsync, synchronous_commit and
+                 full_page_writes off, wal_level minimal, 16MB
+                 shared_buffers, autovacuum off)
   wait           0: do not wait for /chat/health (workers expected to fail)
   ready_seconds  how long /chat/health may take to answer (20)
   max_seconds    the stack's lifetime bound (env STACK_MAX_SECONDS, 900)
@@ -123,6 +127,7 @@ sub new {
 		pgbouncer_conf	=> $opt{pgbouncer_conf} // {},
 		nginx_connections => $opt{nginx_connections} // 256,
 		access_log	=> $opt{access_log} // 1,
+		durable		=> $opt{durable} // 0,
 		mock_delay_ms	=> $opt{mock_delay_ms} // 0,
 		pg_conf		=> $opt{pg_conf} // {},
 		wait		=> $opt{wait} // 1,
@@ -534,8 +539,11 @@ sub _postmaster {
 		max_connections		=> 100,
 		autovacuum		=> 'off',
 		log_line_prefix		=> '%m [%p] %q%u@%d ',
-		%$extra,
 	);
+	# Benchmarks want PostgreSQL as it ships: durable commits and all.
+	delete @conf{qw(fsync synchronous_commit full_page_writes wal_level
+	    max_wal_senders shared_buffers autovacuum)} if $self->{durable};
+	%conf = (%conf, %$extra);
 	unlink "$data/postmaster.pid";		# left by a KILL
 	$self->_spawn($name => argv => [ _pg_bin() . '/postgres', '-D', $data,
 	    map { ('-c', "$_=$conf{$_}") } sort keys %conf ],

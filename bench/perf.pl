@@ -1,0 +1,848 @@
+#!/usr/bin/perl
+# bench/perf.pl: how close does a chat turn come to what PostgreSQL alone
+# can do? Starts the real stack (nginx, WORKERS workers, PostgreSQL with
+# stock durability and pg_stat_statements, the built-in model), seeds 300
+# conversations of 20 messages with SQL, then for each concurrency:
+#
+#   service   wrk + bench/turn.lua through nginx, turns that call no tool;
+#             turns/s, p50/p99, statements and round trips per turn (from
+#             pg_stat_statements), RSS per worker (VmRSS and RssAnon)
+#   minimal   pgbench with the minimal turn: two statements, two commits
+#             (store the message and read the newest 40 in one; store the
+#             answer and bump updated_at in the other)
+#   our SQL   pgbench replaying the exact statements of our turn, as
+#             PostgreSQL's statement log shows a worker sending them (each
+#             round trip a pipeline ending in one Sync), named after
+#             lib/db.c's constants
+#
+# all on the same cluster in the same run, the three interleaved in two
+# halves (service, minimal, ours, ours, minimal, service) so that drift in
+# disk latency falls on all three alike. The headline is service turns/s
+# divided by minimal-turn tps (issue 8's targets: >= 0.8 at concurrency 1
+# and 8; p50 at concurrency 1 <= 1.25x the minimal turn's; <= 4 MiB per
+# worker). Writes the report to bench/results/perf-<UTC time>.txt and
+# appends a row per concurrency to bench/results/perf.tsv.
+#
+#   perl bench/perf.pl
+#
+# Environment: BENCH_SECONDS (10) per measured run, BENCH_WARMUP (2)
+# seconds of wrk before each service run, BENCH_CONCURRENCY ("1 8 32"),
+# BENCH_WORKERS (16), BENCH_TRACK_PLANNING (0; 1 adds planning times to
+# the SQL tables, at some cost in throughput). The default run takes
+# about two minutes.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../t/lib";
+use Cwd qw(abs_path);
+use Digest::SHA qw(sha1_hex);
+use File::Basename qw(basename dirname);
+use File::Temp qw(tempdir);
+use List::Util qw(max min sum);
+use POSIX qw(strftime);
+use Time::HiRes qw(sleep time);
+use Stack;
+
+my $ROOT = abs_path("$FindBin::Bin/..");
+my $SECONDS = $ENV{BENCH_SECONDS} // 10;
+my $WARMUP = $ENV{BENCH_WARMUP} // 2;
+my @CONC = split /[\s,]+/, $ENV{BENCH_CONCURRENCY} // '1 8 32';
+my $WORKERS = $ENV{BENCH_WORKERS} // 16;
+my $TRACK_PLANNING = $ENV{BENCH_TRACK_PLANNING} // 0;
+my $NCONV = 300;		# seeded conversations
+my $NTURNS = 5;			# seeded turns of 4 messages each
+my $USER = 'bench';
+my $MESSAGE = 'how are you today';
+my $HISTORY = 40;		# CHAT_HISTORY_MESSAGES' default
+my %TARGET = (ratio => 0.8, p50 => 1.25, rss_kib => 4096);
+
+-x '/usr/bin/wrk' or die "wrk is not installed (scripts/deps)\n";
+my $PG_BIN = pg_bin();
+-x "$PG_BIN/pgbench" or die "no pgbench in $PG_BIN\n";
+-x "$ROOT/chat.fcgi" || $ENV{CHAT_FCGI} or die "no ./chat.fcgi: make all\n";
+$SECONDS =~ /\A\d+\z/ && $SECONDS > 0 or die "BENCH_SECONDS: whole seconds\n";
+
+my $t_start = time;
+my $tmp = tempdir('todo-chat-perf-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+
+# PostgreSQL as installed: Stack's test settings (no fsync, no
+# synchronous commit, no full page writes, wal_level minimal, 16 MB of
+# shared buffers, no autovacuum) undone. Left as Stack makes it: the 1 MiB
+# WAL segments its template cluster was initdb'd with.
+my %stock = (
+	fsync			=> 'on',
+	synchronous_commit	=> 'on',
+	full_page_writes	=> 'on',
+	wal_level		=> 'replica',
+	max_wal_senders		=> 10,
+	shared_buffers		=> '128MB',
+	autovacuum		=> 'on',
+	max_connections		=> 100,
+	shared_preload_libraries => 'pg_stat_statements',
+	# Planning times cost a spinlock per plan on the statement's shared
+	# entry, which our few statements, run by every connection, contend
+	# for: off unless asked for.
+	'pg_stat_statements.track_planning' => $TRACK_PLANNING ? 'on' : 'off',
+	track_wal_io_timing	=> 'on',	# the mean WAL sync
+	# Each statement's process, application and transaction, for the
+	# log of one turn (capture_turn).
+	log_line_prefix		=> 'perf|%p|%a|%v| ',
+);
+progress("starting the stack: $WORKERS workers, stock durability");
+my $s = Stack->new(workers => $WORKERS, pg_conf => \%stock,
+    max_seconds => 600 + 6 * $SECONDS * @CONC);
+my $dbname = 'todo_chat';
+
+# Monitoring runs in the postgres database, so pg_stat_statements shows
+# the workers' statements apart from ours by dbid.
+psql('postgres', 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+$s->sql('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+my $settings = psql('postgres', q{SELECT name || '=' ||
+    current_setting(name) FROM
+    pg_settings WHERE name IN ('fsync', 'synchronous_commit',
+    'full_page_writes', 'wal_level', 'shared_buffers', 'wal_segment_size',
+    'autovacuum', 'server_version') ORDER BY name});
+my $pg_settings = join ' ', map { $_->[0] } @$settings;
+
+# ---------------------------------------------------------------- seed
+
+progress("seeding $NCONV conversations of " . 4 * $NTURNS . ' messages');
+# Whole turns of four messages (user, tool call, tool result, answer), as
+# bench/history-length.pl writes them, the conversations' turns
+# interleaved as live traffic leaves them.
+$s->sql(qq{INSERT INTO conversations (user_id, title)
+    SELECT '$USER', 'bench ' || g FROM generate_series(1, $NCONV) g});
+$s->sql(qq{INSERT INTO messages (conversation_id, user_id, role, content,
+    tool_calls, tool_call_id, reply_to, round)
+    SELECT c.id, c.user_id, r.role,
+    CASE r.role WHEN 'assistant' THEN CASE WHEN r.k = 1 THEN NULL
+     ELSE 'Added it.' END
+     WHEN 'tool' THEN '{"task_id": 1, "status": "created"}'
+     ELSE 'Add a task number ' || g END,
+    CASE WHEN r.k = 1 THEN ('[{"id":"call_' || c.id || '_' || g
+     || '","type":"function","function":{"name":"add_task",'
+     || '"arguments":"{\\"title\\":\\"x\\"}"}}]')::jsonb END,
+    CASE WHEN r.role = 'tool' THEN 'call_' || c.id || '_' || g END,
+    NULL, CASE WHEN r.k = 1 THEN 1 END
+    FROM conversations c, generate_series(1, $NTURNS) g,
+    (VALUES (0, 'user'), (1, 'assistant'), (2, 'tool'), (3, 'assistant'))
+     AS r(k, role)
+    WHERE c.user_id = '$USER'
+    ORDER BY g, c.id, r.k});
+$s->sql('ANALYZE');
+psql('postgres', 'CHECKPOINT');
+my ($lo, $hi, $n) = @{ $s->sql(qq{SELECT min(id), max(id), count(*)
+    FROM conversations WHERE user_id = '$USER'})->[0] };
+$hi - $lo + 1 == $n && $n == $NCONV
+    or die "seeded conversations are not ids $lo..$hi\n";
+
+my $token = $s->token($USER, exp => time + 86400);
+my $first = $s->request(POST => '/chat', token => $token,
+    body => { message => $MESSAGE, conversation_id => $lo });
+$first->{status} == 200 && !@{ $first->{json}{tool_calls} // [1] }
+    or die "a turn failed or called a tool: $first->{status} "
+    . "$first->{body}\n";
+my $ANSWER = $first->{json}{response};
+
+# --------------------------------------------------------------- warm
+
+# Every worker opens its connection on its first request: traffic at
+# twice the pool's size reaches them all, which pg_stat_activity shows.
+progress('warming every worker');
+my @pids = $s->worker_pids;
+@pids == $WORKERS or die "expected $WORKERS workers, found " . @pids . "\n";
+for my $try (1 .. 5) {
+	wrk(2 * $WORKERS, $WARMUP);
+	last if connected() >= $WORKERS;
+	die "only " . connected() . " of $WORKERS workers connected\n"
+	    if $try == 5;
+}
+
+# ------------------------------------------------------------- scripts
+
+# The minimal turn: the new message's id (\aset keeps the last row's)
+# becomes the answer's reply_to, as in a real turn.
+my @minimal = (q{WITH m AS (
+ INSERT INTO messages (conversation_id, user_id, role, content)
+ VALUES (:conv, :uid, 'user', :msg) RETURNING id)
+SELECT m.id AS mid, h.* FROM m LEFT JOIN LATERAL (
+ SELECT id, role, content, tool_calls::text AS tool_calls, tool_call_id
+ FROM messages WHERE conversation_id = :conv ORDER BY id DESC LIMIT 40
+) h ON true ORDER BY h.id DESC}, q{WITH c AS (
+ UPDATE conversations SET updated_at = now() WHERE id = :conv
+ RETURNING id)
+INSERT INTO messages (conversation_id, user_id, role, content, reply_to)
+SELECT id, :uid, 'assistant', :answer, :r_mid FROM c});
+write_file("$tmp/minimal.sql", "\\set conv random(:conv_lo, :conv_hi)\n"
+    . "$minimal[0]\n\\aset r_\n$minimal[1];\n");
+
+# Our turn exactly as the workers send it, from PostgreSQL's statement
+# log: its round trips (a worker's statements in one transaction, a
+# pipeline ending in one Sync), their statements and parameters.
+progress('capturing the SQL of one turn');
+my @trips = capture_turn();
+my %sql = eval { our_sql() };
+warn "perf: statements go unnamed: $@" if $@;
+my %name_of = reverse %sql;
+my (%label, @labels);
+for my $st (map { @$_ } @trips) {
+	my $name = $name_of{ $st->{sql} } // 'unknown_' . (@labels + 1);
+	(my $label = lc $name) =~ s/\Asql_//;
+	$label{ shape($st->{sql}) } //= do { push @labels, $label; $label };
+	$st->{label} = $label{ shape($st->{sql}) };
+}
+# What counts a turn (its last statement) and its round trips (the
+# statements that open one, each counted once).
+my $TURN_LABEL = $trips[-1][-1]{label};
+my %OPENERS = map { $_->[0]{label} => 1 } @trips;
+$label{ shape($minimal[0]) } = 'minimal_first';
+$label{ shape($minimal[1]) } = 'minimal_second';
+# Replayed by pgbench with its values as variables: the user, message,
+# conversation (random), history limit and answer; the user message id
+# the answer replies to must be unique (messages_answer_once_idx), so a
+# random number stands for it.
+write_file("$tmp/ours.sql", join '', "\\set conv random(:conv_lo, :conv_hi)\n",
+    "\\set rt random(1000000000000, 9000000000000000)\n",
+    map { ("\\startpipeline\n",
+    (map { with_args($_->{sql}, $_->{params}) . ";\n" } @$_),
+    "\\endpipeline\n") } @trips);
+
+# ---------------------------------------------------------------- runs
+
+# Disk and load drift over a run, so each concurrency's three runs are
+# interleaved in two halves, service, minimal, ours, then ours, minimal,
+# service, and each figure is taken over both halves.
+my @halves = $SECONDS >= 2 ? (int($SECONDS / 2),
+    $SECONDS - int($SECONDS / 2)) : ($SECONDS);
+my (@rows, %stmt_times);
+for my $c (@CONC) {
+	my %r = (conc => $c);
+	progress("c=$c: warm-up ${WARMUP}s");
+	wrk($c, $WARMUP);
+	my %part = (service => [], minimal => [], ours => []);
+	for my $h (0 .. $#halves) {
+		my @order = qw(service minimal ours);
+		@order = reverse @order if $h % 2;
+		for my $kind (@order) {
+			progress("c=$c: $kind, $halves[$h] s");
+			push @{ $part{$kind} }, one_run($kind, $c, $halves[$h]);
+		}
+	}
+	my %run = map { $_ => combine(@{ $part{$_} }) } keys %part;
+	my $w = $run{service};
+	@r{qw(turns_s p50_ms p99_ms requests)} = @$w{qw(rate p50_ms p99_ms n)};
+	my $st = $w->{st};
+	my $turns = $st->{$TURN_LABEL}{calls} || 1;
+	$r{stmts_turn} = sum(map { $_->{calls} } values %$st) / $turns;
+	$r{trips_turn} = sum(map { $st->{$_}{calls} // 0 } keys %OPENERS)
+	    / $turns;
+	my @mem = map { rss($_) } $s->worker_pids;
+	$r{rss_kib} = sum(map { $_->{VmRSS} } @mem) / @mem;
+	$r{anon_kib} = sum(map { $_->{RssAnon} } @mem) / @mem;
+	$r{pss_kib} = sum(map { $_->{Pss} } @mem) / @mem;
+	@r{qw(min_tps min_p50_ms min_p99_ms min_n)} =
+	    @{ $run{minimal} }{qw(rate p50_ms p99_ms n)};
+	@r{qw(ours_tps ours_p50_ms ours_p99_ms ours_n)} =
+	    @{ $run{ours} }{qw(rate p50_ms p99_ms n)};
+	for my $kind (keys %run) {
+		$r{"cpu_$kind"} = $run{$kind}{cpu};
+		$r{"sync_$kind"} = $run{$kind}{sync_ms};
+		$stmt_times{$c}{$kind} = $run{$kind}{st};
+	}
+	$r{ratio} = $r{turns_s} / $r{min_tps};
+	$r{p50_ratio} = $r{p50_ms} / $r{min_p50_ms};
+	push @rows, \%r;
+}
+my @after = $s->worker_pids;
+die "workers were restarted during the run (@pids -> @after)\n"
+    if "@after" ne "@pids";
+
+# ------------------------------------------------------------- report
+
+my $when = strftime('%Y-%m-%dT%H:%M:%SZ', gmtime);
+my $report = '';
+my $out = sub { $report .= sprintf shift, @_ };
+$out->("todo-chat perf, %s\n", $when);
+$out->("machine: %s, %d CPUs (%s), %.0f GiB\n", hostname(), ncpu(),
+    cpu_model(), mem_gib());
+$out->("build: commit %s, chat.fcgi sha1 %s\n", commit(), binary_sha());
+$out->("stack: nginx, %d workers, %s\n", $WORKERS, $pg_settings);
+$out->("a turn as the workers send it (statement log): %s\n",
+    join(' | ', map { join(' + ', map { $_->{label} } @$_) } @trips));
+$out->("load: %d s a run (%s s interleaved: service, minimal, ours, "
+    . "ours, minimal, service)\n  after %d s of warm-up; %d conversations "
+    . "of %d messages; \"%s\"\n\n", $SECONDS, join('+', @halves),
+    $WARMUP, $NCONV, 4 * $NTURNS + 1, $MESSAGE);
+
+my @cols = (
+    [ 'conc', '%4s', '%4d', 'conc' ],
+    [ 'turns/s', '%8s', '%8.0f', 'turns_s' ],
+    [ 'p50 ms', '%7s', '%7.2f', 'p50_ms' ],
+    [ 'p99 ms', '%7s', '%7.2f', 'p99_ms' ],
+    [ 'stmts/turn', '%10s', '%10.2f', 'stmts_turn' ],
+    [ 'trips/turn', '%10s', '%10.2f', 'trips_turn' ],
+    [ 'RSS KiB', '%7s', '%7.0f', 'rss_kib' ],
+    [ 'PSS', '%5s', '%5.0f', 'pss_kib' ],
+    [ 'anon', '%5s', '%5.0f', 'anon_kib' ],
+    [ 'min tps', '%8s', '%8.0f', 'min_tps' ],
+    [ 'min p50', '%7s', '%7.2f', 'min_p50_ms' ],
+    [ 'ours tps', '%8s', '%8.0f', 'ours_tps' ],
+    [ 'ours p50', '%8s', '%8.2f', 'ours_p50_ms' ],
+    [ 'ratio', '%6s', '%6.3f', 'ratio' ],
+);
+$out->("%s\n", join ' ', map { sprintf $_->[1], $_->[0] } @cols);
+for my $r (@rows) {
+	$out->("%s\n", join ' ', map { sprintf $_->[2], $r->{ $_->[3] } }
+	    @cols);
+}
+$out->("%s", <<'END');
+
+  turns/s, p50, p99: the service through nginx (wrk); stmts/turn: every
+  statement the workers sent (pg_stat_statements) per turn; trips/turn:
+  calls of the statements that open a round trip, per turn; RSS KiB, PSS,
+  anon: the workers' mean VmRSS, Pss and RssAnon (private); min: pgbench
+  with the minimal turn; ours: pgbench replaying our turn's SQL; ratio:
+  turns/s / min tps.
+
+END
+
+$out->("CPU a turn, ms, by part of the machine (busy: share of its %d "
+    . "CPUs):\n", ncpu());
+$out->("  %4s %-8s %7s %7s %7s %8s %7s %7s %6s %8s\n", 'conc', 'run',
+    'load', 'nginx', 'workers', 'postgres', 'other', 'total', 'busy',
+    'sync ms');
+for my $r (@rows) {
+	for my $run (qw(service minimal ours)) {
+		my $cpu = $r->{"cpu_$run"};
+		my $n = $run eq 'service' ? $r->{requests}
+		    : $r->{ $run eq 'minimal' ? 'min_n' : 'ours_n' };
+		my $total = sum(values %$cpu);
+		$out->("  %4d %-8s %7.3f %7.3f %7.3f %8.3f %7.3f %7.3f %5.0f%% "
+		    . "%8.3f\n", $r->{conc}, $run,
+		    map({ 1000 * ($cpu->{$_} // 0) / $n }
+		    qw(load nginx workers postgres other)),
+		    1000 * $total / $n, 100 * $total / ncpu() / $SECONDS,
+		    $r->{"sync_$run"});
+	}
+}
+$out->("  load: wrk or pgbench; other: whatever else ran on the machine "
+    . "(should be ~0);\n  sync ms: the mean WAL flush (pg_stat_wal), "
+    . "which bounds a commit's latency\n\n");
+
+for my $c (@CONC) {
+	$out->("SQL at concurrency %d (pg_stat_statements; mean a call):\n",
+	    $c);
+	$out->("  %-8s %-26s %10s %8s %8s %10s %8s\n", 'run', 'statement',
+	    'calls/turn', 'plan ms', 'exec ms', 'WAL bytes', 'WAL FPI');
+	for my $run (qw(service minimal ours)) {
+		my $st = $stmt_times{$c}{$run};
+		my $turns = $st->{ $run eq 'minimal' ? 'minimal_second'
+		    : $TURN_LABEL }{calls} || 1;
+		for my $k (sort { ($st->{$b}{calls} <=> $st->{$a}{calls})
+		    || ($a cmp $b) } keys %$st) {
+			$out->("  %-8s %-26s %10.2f %8s %8.3f %10.0f %8.2f\n",
+			    $run, $k, $st->{$k}{calls} / $turns,
+			    $TRACK_PLANNING ? sprintf('%.3f', $st->{$k}{plan})
+			    : '-', @{ $st->{$k} }{qw(exec wal fpi)});
+		}
+	}
+	$out->("\n");
+}
+
+my %by = map { $_->{conc} => $_ } @rows;
+my @verdicts;
+for my $c (grep { $by{$_} } 1, 8) {
+	push @verdicts, sprintf "ratio at c=%d: %.3f (target >= %.2f) %s", $c,
+	    $by{$c}{ratio}, $TARGET{ratio},
+	    $by{$c}{ratio} >= $TARGET{ratio} ? 'ok' : 'MISSED';
+}
+if (my $r = $by{1}) {
+	push @verdicts, sprintf "p50 at c=1: %.2f ms / %.2f ms = %.2fx "
+	    . "(target <= %.2fx) %s", $r->{p50_ms}, $r->{min_p50_ms},
+	    $r->{p50_ratio}, $TARGET{p50},
+	    $r->{p50_ratio} <= $TARGET{p50} ? 'ok' : 'MISSED';
+	push @verdicts, sprintf "p50 at c=1 beyond our own SQL: %.2f ms "
+	    . "(service %.2f, our SQL in pgbench %.2f)",
+	    $r->{p50_ms} - $r->{ours_p50_ms}, $r->{p50_ms},
+	    $r->{ours_p50_ms};
+}
+if (my $r = $by{8}) {
+	my %cpu = map { my $run = $_; my $n = $run eq 'service' ?
+	    $r->{requests} : $r->{ $run eq 'minimal' ? 'min_n' : 'ours_n' };
+	    ($run => 1000 * sum(values %{ $r->{"cpu_$run"} }) / $n) }
+	    qw(service minimal ours);
+	push @verdicts, sprintf "CPU a turn at c=8: service %.2f ms, our SQL "
+	    . "%.2f, minimal %.2f (minimal/service %.2f: the ceiling of the "
+	    . "ratio once CPU-bound)", @cpu{qw(service ours minimal)},
+	    $cpu{minimal} / $cpu{service};
+}
+my $rss = max(map { $_->{rss_kib} } @rows);
+push @verdicts, sprintf "RSS per worker: %.0f KiB mean at most; PSS %.0f, "
+    . "private %.0f (target <= %d KiB) %s", $rss,
+    max(map { $_->{pss_kib} } @rows), max(map { $_->{anon_kib} } @rows),
+    $TARGET{rss_kib},
+    $rss <= $TARGET{rss_kib} ? 'ok' : 'MISSED';
+for my $r (@rows) {
+	for my $run (qw(service minimal ours)) {
+		my $other = ($r->{"cpu_$run"}{other} // 0) / $SECONDS;
+		push @verdicts, sprintf "WARNING: other processes took %.0f%% "
+		    . "of a CPU during c=%d %s: the figures are skewed",
+		    100 * $other, $r->{conc}, $run if $other > 0.05;
+	}
+}
+$out->("%s\n", $_) for @verdicts;
+$out->("\nwall time %.0f s\n", time - $t_start);
+print $report;
+
+mkdir "$FindBin::Bin/results";
+(my $stamp = $when) =~ tr/:-//d;
+my $file = "$FindBin::Bin/results/perf-$stamp.txt";
+write_file($file, $report);
+my @tsv = qw(conc turns_s p50_ms p99_ms stmts_turn trips_turn rss_kib
+    pss_kib anon_kib min_tps min_p50_ms ours_tps ours_p50_ms ratio p50_ratio);
+my $tsv = "$FindBin::Bin/results/perf.tsv";
+my $new = !-e $tsv;
+open my $fh, '>>', $tsv or die "$tsv: $!\n";
+print $fh join("\t", qw(date commit binary seconds workers), @tsv), "\n"
+    if $new;
+for my $r (@rows) {
+	print $fh join("\t", $when, commit(), binary_sha(), $SECONDS,
+	    $WORKERS, map { $_ eq 'conc' ? $r->{$_}
+	    : sprintf '%.3f', $r->{$_} } @tsv), "\n";
+}
+close $fh or die "$tsv: $!\n";
+print "wrote $file, appended to $tsv\n";
+exit 0;
+
+# ------------------------------------------------------------- helpers
+
+sub progress { printf STDERR "perf: %s\n", $_[0] }
+
+sub write_file {
+	my ($file, $text) = @_;
+	open my $fh, '>', $file or die "$file: $!\n";
+	print $fh $text;
+	close $fh or die "$file: $!\n";
+}
+
+sub pg_bin {
+	return $ENV{PG_BIN} if $ENV{PG_BIN};
+	my @bins = sort {
+		(basename(dirname($a)) =~ /(\d+)/)[0]
+		    <=> (basename(dirname($b)) =~ /(\d+)/)[0]
+	} grep { -x "$_/postgres" } glob '/usr/lib/postgresql/*/bin';
+	@bins or die "no PostgreSQL in /usr/lib/postgresql\n";
+	return $bins[-1];	# the one Stack starts
+}
+
+sub pg_env {
+	return (PGHOST => $s->dir . '/run', PGPORT => $s->pg_port,
+	    PGUSER => 'postgres');
+}
+
+# Runs argv with extra environment; returns its output (stderr too), or
+# dies with it when the command fails.
+sub run {
+	my ($env, @argv) = @_;
+	local @ENV{ keys %$env } = values %$env;
+	my $pid = open my $fh, '-|';
+	defined $pid or die "fork: $!\n";
+	if (!$pid) {
+		open STDERR, '>&', \*STDOUT;
+		no warnings 'exec';
+		exec { $argv[0] } @argv;
+		print "exec $argv[0]: $!\n";
+		POSIX::_exit(127);
+	}
+	local $/;
+	my $text = <$fh> // '';
+	close $fh or die "$argv[0] failed ($?):\n$text";
+	return $text;
+}
+
+# Rows of a query, tab-separated columns.
+sub psql {
+	my ($db, $query) = @_;
+	my $text = run({ pg_env() }, "$PG_BIN/psql", '-X', '-q', '-t', '-A',
+	    '-F', "\t", '-v', 'ON_ERROR_STOP=1', '-d', $db, '-c', $query);
+	return [ map { [ split /\t/, $_, -1 ] } split /\n/, $text ];
+}
+
+sub connected {
+	return psql('postgres', qq{SELECT count(*) FROM pg_stat_activity
+	    WHERE datname = '$dbname' AND application_name = 'todo-chat'})
+	    ->[0][0];
+}
+
+sub wrk {
+	my ($c, $seconds) = @_;
+	my $threads = min($c, 2);
+	my $text = run({ TOKEN => $token, CONVERSATIONS => join(',',
+	    $lo .. $hi) }, '/usr/bin/wrk', '-t', $threads, '-c', $c, '-d',
+	    "${seconds}s", '--timeout', '10s', '-s', "$FindBin::Bin/turn.lua",
+	    'http://127.0.0.1:' . $s->port . '/chat');
+	my %w;
+	@w{qw(n seconds)} = $text =~ /(\d+) requests in ([\d.]+)s/
+	    or die "wrk said:\n$text";
+	($w{bad}) = $text =~ /non-200: (\d+)/;
+	my ($p50, $p99) = $text =~ /p50_us (\d+) p99_us (\d+)/
+	    or die "wrk said (no percentiles):\n$text";
+	@w{qw(p50_ms p99_ms)} = ($p50 / 1000, $p99 / 1000);
+	$w{errors} = 0;
+	$w{errors} += $_ for $text =~ /Socket\ errors:\ connect\ (\d+),
+	    \ read\ (\d+),\ write\ (\d+),\ timeout\ (\d+)/x;
+	return \%w;
+}
+
+# The workers' statements since the reset, by kind: calls and mean plan
+# and execution times.
+sub statements {
+	my $rows = psql('postgres', qq{SELECT regexp_replace(query, '\\s+', ' ',
+	    'g'), calls, total_plan_time, total_exec_time, wal_bytes, wal_fpi
+	    FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+	    WHERE d.datname = '$dbname' AND query NOT LIKE '%pg_stat%'});
+	my %st;
+	for (@$rows) {
+		my ($query, $calls, $plan, $exec, $wal, $fpi) = @$_;
+		my $label = $label{ shape($query) }
+		    // 'other: ' . substr($query, 0, 40);
+		my $to = $st{$label} //= {};
+		$to->{calls} += $calls;
+		$to->{plan} += $plan;
+		$to->{exec} += $exec;
+		$to->{wal} += $wal;
+		$to->{fpi} += $fpi;
+	}
+	for my $to (values %st) {
+		$to->{$_} /= $to->{calls} || 1 for qw(plan exec wal fpi);
+	}
+	return \%st;
+}
+
+# A statement with its values and parameters (pg_stat_statements' $n,
+# pgbench's :name) and spacing taken out, so that the same statement
+# looks the same from the log, pg_stat_statements and a script.
+sub shape {
+	my ($q) = @_;
+	$q =~ s/'(?:[^']|'')*'/?/g;
+	$q =~ s/\$\d+|(?<!:):[A-Za-z_]\w*|\b\d+\b|\b(?:NULL|true|false)\b/?/gi;
+	$q =~ s/\s+/ /g;
+	$q =~ s/\A | \z//g;
+	return $q;
+}
+
+# Logs every statement for one turn and reads it back: a list of round
+# trips, each a list of { sql, params => { n => value or undef } }.
+sub capture_turn {
+	my $log = $s->dir . '/postgres.log';
+	psql('postgres', q{ALTER SYSTEM SET log_statement = 'all'});
+	psql('postgres', 'SELECT pg_reload_conf()');
+	# A backend rereads its settings between statements: every worker
+	# serves a turn first (they take requests in turn).
+	turn($hi) for 1 .. 2 * $WORKERS;
+	my $offset = -s $log;
+	my $answer = turn($hi);
+	sleep 0.3;	# the log is written a moment later
+	psql('postgres', 'ALTER SYSTEM RESET log_statement');
+	psql('postgres', 'SELECT pg_reload_conf()');
+	my $reply_to = $s->sql_value(q{SELECT max(id) FROM messages
+	    WHERE conversation_id = $1 AND role = 'user'}, $hi);
+	open my $fh, '<', $log or die "$log: $!\n";
+	seek $fh, $offset, 0;
+	my (@trips, $vxid);
+	while (<$fh>) {
+		my ($pid, $tx, $what, $text) =
+		    /\Aperf\|(\d+)\|todo-chat\|([^|]*)\| (LOG|DETAIL):  (.*)/
+		    or next;
+		if ($what eq 'LOG') {
+			my ($sql) = $text =~
+			    /\A(?:execute [^:]*|statement): (.*)/ or next;
+			push @trips, [] if !defined $vxid || $tx ne $vxid;
+			$vxid = $tx;
+			push @{ $trips[-1] }, { sql => $sql, params => {} };
+		} elsif (@trips && $text =~ s/\Aparameters: //) {
+			my $value = qr/NULL|'((?:[^']|'')*)'/;
+			while ($text =~ /\$(\d+) = (?:$value)/g) {
+				my ($n, $v) = ($1, $2);
+				$v =~ s/''/'/g if defined $v;
+				$trips[-1][-1]{params}{$n} = as_variable($v,
+				    $reply_to, $answer);
+			}
+		}
+	}
+	@trips or die "no statement of a turn in $log\n";
+	return @trips;
+}
+
+# A parameter's value as a pgbench variable when it is one of ours, else
+# as a literal.
+sub as_variable {
+	my ($v, $reply_to, $answer) = @_;
+	return 'NULL' unless defined $v;
+	my %var = ($USER => ':uid', $MESSAGE => ':msg', $hi => ':conv',
+	    $HISTORY => ':lim', $answer => ':answer', $reply_to => ':rt');
+	return $var{$v} if $var{$v};
+	die "a value pgbench would read as a variable: $v\n"
+	    if $v =~ /(?<!:):[A-Za-z_]/;
+	(my $q = $v) =~ s/'/''/g;
+	return "'$q'";
+}
+
+sub turn {
+	my ($conv) = @_;
+	my $r = $s->request(POST => '/chat', token => $token,
+	    body => { message => $MESSAGE, conversation_id => $conv });
+	die "a turn failed: $r->{status} $r->{body}\n" if $r->{status} != 200;
+	return $r->{json}{response};
+}
+
+sub rss {
+	my ($pid) = @_;
+	my %m;
+	open my $fh, '<', "/proc/$pid/status" or die "worker $pid: $!\n";
+	while (<$fh>) {
+		$m{$1} = $2 if /^(VmRSS|RssAnon|RssFile|RssShmem):\s+(\d+) kB/;
+	}
+	# Proportional: each shared page divided among those mapping it.
+	open $fh, '<', "/proc/$pid/smaps_rollup" or die "worker $pid: $!\n";
+	while (<$fh>) { $m{Pss} = $1 if /^Pss:\s+(\d+) kB/ }
+	return \%m;
+}
+
+# One measured run of kind (service: wrk through nginx; minimal or ours:
+# pgbench) at concurrency c: its transactions, time, latencies,
+# statements, CPU and WAL syncs.
+sub one_run {
+	my ($kind, $c, $seconds) = @_;
+	psql('postgres', q{SELECT pg_stat_statements_reset(),
+	    pg_stat_reset_shared('wal')});
+	my ($res, $cpu) = measured(sub { $kind eq 'service'
+	    ? wrk($c, $seconds) : pgbench($kind, $c, $seconds) });
+	die "c=$c: $res->{bad} non-200 answers, $res->{errors} socket "
+	    . "errors\n" if $res->{bad} || $res->{errors};
+	$res->{cpu} = $cpu;
+	$res->{st} = statements();
+	# Backends report WAL statistics a second or so late: a mean of
+	# what arrived is still the mean.
+	@$res{qw(syncs sync_ms_total)} = @{ psql('postgres',
+	    'SELECT wal_sync, wal_sync_time FROM pg_stat_wal')->[0] };
+	return $res;
+}
+
+# The halves of a kind taken together: rates over the total time;
+# pgbench's percentiles over every transaction, wrk's (it gives only
+# percentiles) the mean of the halves'.
+sub combine {
+	my @h = @_;
+	my %r = (n => sum(map { $_->{n} } @h));
+	$r{rate} = $r{n} / sum(map { $_->{seconds} } @h);
+	if (defined $h[0]{us}) {
+		my @us = sort { $a <=> $b } map { @{ $_->{us} } } @h;
+		$r{p50_ms} = pct(0.5, @us) / 1000;
+		$r{p99_ms} = pct(0.99, @us) / 1000;
+	} else {
+		for my $p (qw(p50_ms p99_ms)) {
+			$r{$p} = sum(map { $_->{$p} } @h) / @h;
+		}
+	}
+	for my $x (@h) {
+		$r{cpu}{$_} += $x->{cpu}{$_} for keys %{ $x->{cpu} };
+		for my $k (keys %{ $x->{st} }) {
+			my ($from, $to) = ($x->{st}{$k}, $r{st}{$k} //= {});
+			$to->{$_} += $from->{$_} * $from->{calls}
+			    for qw(plan exec wal fpi);
+			$to->{calls} += $from->{calls};
+		}
+	}
+	for my $to (values %{ $r{st} }) {
+		$to->{$_} /= $to->{calls} || 1 for qw(plan exec wal fpi);
+	}
+	my $syncs = sum(map { $_->{syncs} } @h);
+	$r{sync_ms} = $syncs ? sum(map { $_->{sync_ms_total} } @h) / $syncs
+	    : 0;
+	return \%r;
+}
+
+# CPU time, in seconds, spent by each part of the machine while code
+# runs: the load generator (our children: wrk or pgbench), each of the
+# stack's process groups (Stack starts each in a session of its own and
+# lists their leaders in DIR/pids; a process's time moves to its parent
+# when it is reaped, so each group's sum holds), and the rest of the
+# machine, kernel threads aside ("other": anything else running would
+# skew the figures).
+sub measured {
+	my ($code) = @_;
+	my $before = cpu_snapshot();
+	my %old = map { $_ => 1 } postgres_children();
+	my @t0 = POSIX::times();
+	my $result = $code->();
+	my @t1 = POSIX::times();
+	# pgbench's backends exit a moment after pgbench: their time is
+	# their parent's once they are reaped.
+	my $until = time + 5;
+	sleep 0.05 while grep({ !$old{$_} } postgres_children())
+	    && time < $until;
+	my $after = cpu_snapshot();
+	my $hz = POSIX::sysconf(POSIX::_SC_CLK_TCK());
+	my %cpu = (load => ($t1[3] + $t1[4] - $t0[3] - $t0[4]) / $hz);
+	for my $pid (keys %$after) {
+		my ($group, $ticks) = @{ $after->{$pid} };
+		my $was = $before->{$pid} && $before->{$pid}[0] eq $group ?
+		    $before->{$pid}[1] : 0;
+		$cpu{$group} += ($ticks - $was) / $hz if $ticks > $was;
+	}
+	delete $cpu{self};
+	return ($result, \%cpu);
+}
+
+sub postgres_children {
+	my $pm = (split /\n/, slurp($s->dir . '/pg/postmaster.pid'))[0];
+	my @kids;
+	for my $stat (glob '/proc/[0-9]*/stat') {
+		my ($pid, $ppid) = slurp($stat) =~ /\A(\d+) \(.*\) \S+ (\d+)/s
+		    or next;
+		push @kids, $pid if $ppid == $pm;
+	}
+	return @kids;
+}
+
+sub slurp {
+	my ($file) = @_;
+	open my $fh, '<', $file or return '';
+	local $/;
+	return <$fh> // '';
+}
+
+sub cpu_snapshot {
+	my %leader;
+	open my $fh, '<', $s->dir . '/pids' or die "no pids file: $!\n";
+	while (<$fh>) {
+		my ($name, $pid) = split;
+		$leader{$pid} = $name;
+	}
+	$leader{$$} = 'self';
+	my %proc;
+	for my $stat (glob '/proc/[0-9]*/stat') {
+		open my $sf, '<', $stat or next;
+		my $line = <$sf> // next;
+		my ($pid, $rest) = $line =~ /\A(\d+) \(.*\) (.*)\z/s or next;
+		my @f = split ' ', $rest;
+		# state ppid pgrp session ... utime(11) stime cutime cstime
+		$proc{$pid} = [ $f[1], $f[11] + $f[12], $f[13] + $f[14] ];
+	}
+	my %snap;
+	for my $pid (keys %proc) {
+		my ($ppid, $own, $reaped) = @{ $proc{$pid} };
+		next if $pid == 2 || $ppid == 2;	# kernel threads
+		# The group of the nearest listed ancestor (PostgreSQL's
+		# children leave its session, so sessions will not do).
+		my ($p, $group) = ($pid, 'other');
+		for (1 .. 64) {
+			if ($leader{$p}) { $group = $leader{$p}; last }
+			$p = $proc{$p} ? $proc{$p}[0] : 0;
+			last if $p <= 1;
+		}
+		# Reaped children's time counts in the groups we start, so a
+		# pgbench backend that exits stays counted; not elsewhere,
+		# where a child that ran before we looked would count too.
+		$snap{$pid} = [ $group, $own + ($group eq 'other' ? 0
+		    : $reaped) ];
+	}
+	return \%snap;
+}
+
+sub pgbench {
+	my ($script, $c, $seconds) = @_;
+	my $prefix = "$tmp/log-$script-$c";
+	my $text = run({ pg_env() }, "$PG_BIN/pgbench", '-n', '-M', 'extended',
+	    '-c', $c, '-j', min($c, 2), '-T', $seconds,
+	    '-f', "$tmp/$script.sql",
+	    '-D', "conv_lo=$lo", '-D', "conv_hi=$hi", '-D', "uid=$USER",
+	    '-D', "msg=$MESSAGE", '-D', "answer=$ANSWER", '-D', "lim=$HISTORY",
+	    '-l', "--log-prefix=$prefix", $dbname);
+	my ($tps) = $text =~ /tps = ([\d.]+)/ or die "pgbench said:\n$text";
+	my ($n) = $text =~ /transactions actually processed: (\d+)/;
+	my ($failed) = $text =~ /number of failed transactions: (\d+)/;
+	die "pgbench $script: $failed failed transactions:\n$text"
+	    if $failed;
+	# Per-transaction log: client, transaction, latency in us, ...
+	my @us;
+	for my $log (glob "$prefix.*") {
+		open my $fh, '<', $log or die "$log: $!\n";
+		push @us, (split)[2] while <$fh>;
+		unlink $log;
+	}
+	@us or die "pgbench $script: no transaction log\n";
+	# tps leaves out the time spent connecting.
+	return { n => $n, seconds => $n / $tps, us => \@us };
+}
+
+sub pct {
+	my ($p, @v) = @_;
+	return $v[int($p * $#v + 0.5)];
+}
+
+# The SQL text of lib/db.c's statements as the worker sends them: cpp
+# expands the macros, then adjacent string literals are joined.
+sub our_sql {
+	my $cflags = `pkg-config --cflags libpq 2>/dev/null` // '';
+	chomp $cflags;
+	my $c = run({}, 'cc', '-E', '-P', "-I$ROOT/lib", split(' ', $cflags),
+	    "$ROOT/lib/db.c");
+	my %sql;
+	my $lit = qr/"(?:[^"\\]|\\.)*"/;
+	while ($c =~ /static const char (SQL_\w+)\[\] =\s*((?:$lit\s*)+);/g) {
+		my ($name, $lits) = ($1, $2);
+		my $text = '';
+		while ($lits =~ /"((?:[^"\\]|\\.)*)"/g) {
+			(my $l = $1) =~ s/\\(.)/$1/g;
+			$text .= $l;
+		}
+		$sql{$name} = $text;
+	}
+	for (qw(SQL_TRANSACTION_SETTINGS SQL_TURN_BEGIN_EXISTING
+	    SQL_TURN_FINISH)) {
+		die "lib/db.c: no $_ after cpp\n" unless $sql{$_};
+	}
+	return %sql;
+}
+
+# $n placeholders replaced by pgbench variables or literals.
+sub with_args {
+	my ($sql, $args) = @_;
+	# pgbench would take a ":name" of our own (not a "::type" cast) for
+	# one of its variables.
+	die "a ':name' in: $sql\n" if $sql =~ /(?<!:):[A-Za-z_]/;
+	$sql =~ s{\$(\d+)(?!\d)}{
+		$args->{$1} // die "no value for \$$1 in: $sql\n"
+	}ge;
+	return $sql;
+}
+
+sub hostname { my $h = `uname -n`; chomp $h; $h }
+sub ncpu { my $n = `nproc`; chomp $n; $n }
+
+sub cpu_model {
+	open my $fh, '<', '/proc/cpuinfo' or return '?';
+	while (<$fh>) { return $1 if /^model name\s*:\s*(.*?)\s*$/ }
+	return '?';
+}
+
+sub mem_gib {
+	open my $fh, '<', '/proc/meminfo' or return 0;
+	while (<$fh>) { return $1 / 1048576 if /^MemTotal:\s+(\d+)/ }
+	return 0;
+}
+
+sub commit {
+	my $c = `git -C '$ROOT' rev-parse --short HEAD 2>/dev/null` // '';
+	chomp $c;
+	return length $c ? $c : '?';
+}
+
+sub binary_sha {
+	my $bin = "$ROOT/chat.fcgi";
+	open my $fh, '<:raw', $bin or return '?';
+	local $/;
+	return substr(sha1_hex(<$fh>), 0, 10);
+}
