@@ -44,7 +44,7 @@ my $max_backends = 0;
 my $sampler = fork // die;
 if ($sampler == 0) {
 	my $max = 0;
-	my $end = time + $seconds + 5;
+	my $end = time + $seconds + 10;
 	while (time < $end) {
 		my $n = $s->sql_value(q{SELECT count(*) FROM pg_stat_activity
 		    WHERE backend_type = 'client backend'
@@ -61,6 +61,9 @@ if ($sampler == 0) {
 
 local $ENV{TOKEN} = $token;
 local $ENV{CONVERSATIONS} = join ',', map { $_->[0] } @$ids;
+# A first short run opens every worker's database and model connections
+# (a thousand connects at once); the measured run starts warm.
+`wrk -t 2 -c $clients -d 5s --timeout 20s -s $FindBin::Bin/turn.lua http://127.0.0.1:@{[ $s->port ]}/chat 2>&1`;
 my $out = `wrk -t 2 -c $clients -d ${seconds}s --timeout 20s -s $FindBin::Bin/turn.lua http://127.0.0.1:@{[ $s->port ]}/chat 2>&1`;
 waitpid $sampler, 0;
 $max_backends = do { open my $fh, '<', $s->dir . '/max_backends'; <$fh> }
