@@ -79,13 +79,14 @@ route_match(const char *pattern, const char *path, char *segment,
 	return *path == '\0';
 }
 
+/* Finds the route for the request; else fills err (404, or 405 with the
+ * methods the path allows written into allow, which err then borrows). */
 static const struct route *
 route_find(const struct request *r, char *segment, size_t size,
-    struct chat_err *err)
+    char *allow, size_t allowlen, struct chat_err *err)
 {
-	static char	 allow[64];
-	size_t		 i;
-	int		 matched = 0;
+	size_t	 i;
+	int	 matched = 0;
 
 	allow[0] = '\0';
 	for (i = 0; i < NROUTES; i++) {
@@ -94,9 +95,8 @@ route_find(const struct request *r, char *segment, size_t size,
 		if (strcmp(routes[i].method, r->method) == 0)
 			return &routes[i];
 		if (matched++)
-			strncat(allow, ", ", sizeof(allow) - strlen(allow) - 1);
-		strncat(allow, routes[i].method, sizeof(allow) -
-		    strlen(allow) - 1);
+			strncat(allow, ", ", allowlen - strlen(allow) - 1);
+		strncat(allow, routes[i].method, allowlen - strlen(allow) - 1);
 	}
 	if (!matched) {
 		err_set(err, 404, "not_found", "No such endpoint.");
@@ -224,13 +224,14 @@ serve(FCGX_Request *fcgi, unsigned long seq)
 	struct chat_err		 err = { 0 };
 	struct call		 c = { &r, NULL, "" };
 	char			 user_id[AUTH_USER_ID_MAX + 1];
-	char			 segment[HTTP_PATH_MAX];
+	char			 segment[HTTP_PATH_MAX], allow[64];
 
 	memset(&r, 0, sizeof(r));
 	r.seq = seq;
 	segment[0] = '\0';
 	if (http_request_read(&r, fcgi, cfg->max_body_bytes, &err) == -1 ||
-	    (route = route_find(&r, segment, sizeof(segment), &err)) == NULL)
+	    (route = route_find(&r, segment, sizeof(segment), allow,
+	    sizeof(allow), &err)) == NULL)
 		goto fail;
 	c.segment = segment;
 	if (route->needs_auth) {
