@@ -57,6 +57,11 @@ static const char SQL_PING[] = "SELECT 1";
     " FROM turns t WHERE t.user_id = $1 AND t.idempotency_key = " KEY \
     ")"
 #define STORE_TURN(KEY, HASH) \
+    ", expired AS (" \
+    " DELETE FROM turns WHERE user_id = $1 AND idempotency_key <> " KEY \
+    " AND created_at < now() - interval '" KEY_LIFETIME "'" \
+    " AND EXISTS (SELECT 1 FROM msg)" \
+    ")" \
     ", turn AS (" \
     " INSERT INTO turns (user_id, idempotency_key, request_hash," \
     " conversation_id, user_message_id, lease_until)" \
@@ -70,6 +75,13 @@ static const char SQL_PING[] = "SELECT 1";
 /* DESIGN.md: an attempt whose worker died counts as running for at most
  * 30 s; each stored round renews it. */
 #define LEASE	"30 seconds"
+/* A key guards retries, which come within minutes. A user's new keyed
+ * turn (not a replay, which writes nothing) clears their other keys older
+ * than a day, so the turns table holds
+ * about a day of keys, not every key ever sent. (Its own key it keeps:
+ * the insert would meet the row before the unreferenced DELETE, which
+ * PostgreSQL runs last, removed it.) */
+#define KEY_LIFETIME	"24 hours"
 
 /* The pieces the four first statements share: the user message stored
  * in the conversation `conv` yields, and the reply's rows: the new message

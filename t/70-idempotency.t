@@ -148,4 +148,21 @@ is $r->{json}{response}, 'mock: killed mid-turn', 'the turn is completed';
 is count(q{content = 'killed mid-turn'}), 1, 'its message stored once';
 is $s->request(GET => '/chat/health')->{status}, 200, 'service healthy';
 
+# 8. Keys are kept a day: a new keyed turn clears the user's older ones,
+# a replay (which writes nothing) does not, and an old key still replays.
+my $carol = $s->token('carol');
+turn("old-$_", "old turn $_", token => $carol) for 1 .. 2;
+$s->sql(q{UPDATE turns SET created_at = now() - interval '25 hours'
+    WHERE user_id = 'carol'});
+my $keys = q{SELECT string_agg(idempotency_key, ',' ORDER BY
+    idempotency_key) FROM turns WHERE user_id = 'carol'};
+$r = turn('old-1', 'old turn 1', token => $carol);
+is $r->{status}, 200, 'a day-old key still replays its turn';
+is $s->sql_value($keys), 'old-1,old-2', 'and the replay removed nothing';
+is turn('new-1', 'a new turn', token => $carol)->{status}, 200,
+    'a new keyed turn';
+is $s->sql_value($keys), 'new-1', "it cleared carol's day-old keys";
+is $s->sql_value(q{SELECT count(*) FROM turns WHERE user_id = 'alice'}), 5,
+    "and nobody else's";
+
 done_testing;
