@@ -174,13 +174,11 @@ path_id(const char *segment, long long *id, struct chat_err *err)
 	return 0;
 }
 
+/* Sends a page the browse_ call built (rc 0), or passes its error on. */
 static int
-conversations(struct call *c, struct chat_err *err)
+send_page(struct call *c, int rc, cJSON *reply)
 {
-	cJSON	*reply;
-
-	if (browse_conversations(c->user_id, c->req->query, &reply,
-	    err) == -1)
+	if (rc == -1)
 		return -1;
 	reply_json(c->req, 200, reply);
 	cJSON_Delete(reply);
@@ -188,18 +186,26 @@ conversations(struct call *c, struct chat_err *err)
 }
 
 static int
+conversations(struct call *c, struct chat_err *err)
+{
+	cJSON	*reply = NULL;
+	int	 rc;
+
+	rc = browse_conversations(c->user_id, c->req->query, &reply, err);
+	return send_page(c, rc, reply);
+}
+
+static int
 messages(struct call *c, struct chat_err *err)
 {
 	long long	 id;
-	cJSON		*reply;
+	cJSON		*reply = NULL;
+	int		 rc;
 
-	if (path_id(c->segment, &id, err) == -1 ||
-	    browse_messages(c->user_id, id, c->req->query, &reply,
-	    err) == -1)
+	if (path_id(c->segment, &id, err) == -1)
 		return -1;
-	reply_json(c->req, 200, reply);
-	cJSON_Delete(reply);
-	return 0;
+	rc = browse_messages(c->user_id, id, c->req->query, &reply, err);
+	return send_page(c, rc, reply);
 }
 
 static int
