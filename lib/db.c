@@ -409,20 +409,37 @@ exec_params(PGconn *c, const char *sql, int n, const char *const *params)
 	return failed;
 }
 
+/* Runs one statement on the worker's connection and checks its status.
+ * 0 and *res the caller's to PQclear(); or -1, *res NULL and err set
+ * (db_fail() has logged it and dropped a broken connection). */
+static int
+run(const char *sql, int n, const char *const *params, ExecStatusType want,
+    PGresult **res, struct chat_err *err)
+{
+	PGconn	*c;
+
+	*res = NULL;
+	if ((c = db_conn(err)) == NULL)
+		return -1;
+	*res = exec_params(c, sql, n, params);
+	if (PQresultStatus(*res) != want) {
+		db_fail(*res, err);
+		PQclear(*res);
+		*res = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 int
 db_ping(struct chat_err *err)
 {
-	PGconn		*c;
 	PGresult	*res;
-	int		 rc = 0;
 
-	if ((c = db_conn(err)) == NULL)
+	if (run(SQL_PING, 0, NULL, PGRES_TUPLES_OK, &res, err) == -1)
 		return -1;
-	res = exec_params(c, SQL_PING, 0, NULL);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		rc = db_fail(res, err);
 	PQclear(res);
-	return rc;
+	return 0;
 }
 
 static enum hist_role
@@ -484,26 +501,6 @@ out_of_memory(struct chat_err *err)
 	    "The server is short of memory; try again.");
 }
 
-/* Runs one statement for its rows; *res is the caller's on success. */
-static int
-query_rows(const char *sql, int n, const char *const *params,
-    PGresult **res, struct chat_err *err)
-{
-	PGconn	*c;
-
-	*res = NULL;
-	if ((c = db_conn(err)) == NULL)
-		return -1;
-	*res = exec_params(c, sql, n, params);
-	if (PQresultStatus(*res) != PGRES_TUPLES_OK) {
-		db_fail(*res, err);
-		PQclear(*res);
-		*res = NULL;
-		return -1;
-	}
-	return 0;
-}
-
 int
 db_turn_begin(const char *user_id, long long conversation_id,
     const char *title, const char *message, size_t max_history,
@@ -521,15 +518,20 @@ db_turn_begin(const char *user_id, long long conversation_id,
 	memset(out, 0, sizeof(*out));
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
 	snprintf(limit, sizeof(limit), "%zu", max_history);
+	/* A plain statement without a key; the new-conversation ones take no
+	 * window (their first parameters are a prefix of fresh). */
 	if (conversation_id == 0)
 		rc = idempotency_key == NULL ?
-		    query_rows(SQL_TURN_BEGIN_NEW_PLAIN, 3, fresh, &res, err) :
-		    query_rows(SQL_TURN_BEGIN_NEW, 5, fresh, &res, err);
+		    run(SQL_TURN_BEGIN_NEW_PLAIN, 3, fresh, PGRES_TUPLES_OK,
+		    &res, err) :
+		    run(SQL_TURN_BEGIN_NEW, 5, fresh, PGRES_TUPLES_OK, &res,
+		    err);
 	else
 		rc = idempotency_key == NULL ?
-		    query_rows(SQL_TURN_BEGIN_EXISTING_PLAIN, 4, existing, &res,
-		    err) :
-		    query_rows(SQL_TURN_BEGIN_EXISTING, 6, existing, &res, err);
+		    run(SQL_TURN_BEGIN_EXISTING_PLAIN, 4, existing,
+		    PGRES_TUPLES_OK, &res, err) :
+		    run(SQL_TURN_BEGIN_EXISTING, 6, existing, PGRES_TUPLES_OK,
+		    &res, err);
 	if (rc == -1)
 		return -1;
 	if (PQntuples(res) == 0) {
@@ -557,8 +559,8 @@ db_turn_load(const char *user_id, const char *idempotency_key,
 
 	memset(out, 0, sizeof(*out));
 	snprintf(limit, sizeof(limit), "%zu", max_history);
-	if (query_rows(take_over ? SQL_TURN_RESUME : SQL_TURN_REPLAY, 3,
-	    params, &res, err) == -1)
+	if (run(take_over ? SQL_TURN_RESUME : SQL_TURN_REPLAY, 3, params,
+	    PGRES_TUPLES_OK, &res, err) == -1)
 		return -1;
 	out->res = res;
 	if ((n = PQntuples(res)) == 0 ||
@@ -592,15 +594,11 @@ db_turn_release(const char *user_id, const char *idempotency_key)
 {
 	const char	*params[2] = { user_id, idempotency_key };
 	struct chat_err	 err;
-	PGconn		*c;
 	PGresult	*res;
 
-	if ((c = db_conn(&err)) == NULL)
-		return;
-	res = exec_params(c, SQL_TURN_RELEASE, 2, params);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		db_fail(res, &err);
-	PQclear(res);
+	if (run(SQL_TURN_RELEASE, 2, params, PGRES_COMMAND_OK, &res,
+	    &err) == 0)
+		PQclear(res);
 }
 
 void
@@ -818,18 +816,14 @@ db_turn_finish(const char *user_id, long long conversation_id,
 {
 	char		 conv[24], reply_to[24];
 	const char	*params[4] = { user_id, conv, answer, reply_to };
-	PGconn		*c;
 	PGresult	*res;
 	int		 rc = 0;
 
-	if ((c = db_conn(err)) == NULL)
-		return -1;
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
 	snprintf(reply_to, sizeof(reply_to), "%lld", user_message_id);
-	res = exec_params(c, SQL_TURN_FINISH, 4, params);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		rc = db_fail(res, err);
-	else if (PQntuples(res) == 0)
+	if (run(SQL_TURN_FINISH, 4, params, PGRES_TUPLES_OK, &res, err) == -1)
+		return -1;
+	if (PQntuples(res) == 0)
 		rc = err_set(err, 404, "conversation_not_found",
 		    "The conversation was deleted.");
 	PQclear(res);
@@ -887,18 +881,11 @@ static int
 read_rows(const char *sql, int n, const char *const *params,
     struct db_rows *out, struct chat_err *err)
 {
-	PGconn		*c;
 	PGresult	*res;
 
 	memset(out, 0, sizeof(*out));
-	if ((c = db_conn(err)) == NULL)
+	if (run(sql, n, params, PGRES_TUPLES_OK, &res, err) == -1)
 		return -1;
-	res = exec_params(c, sql, n, params);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		db_fail(res, err);
-		PQclear(res);
-		return -1;
-	}
 	out->res = res;
 	out->n = PQntuples(res);
 	return 0;
@@ -944,17 +931,14 @@ db_conversation_delete(const char *user_id, long long conversation_id,
 {
 	char		 conv[24];
 	const char	*params[2] = { user_id, conv };
-	PGconn		*c;
 	PGresult	*res;
 	int		 rc = 0;
 
-	if ((c = db_conn(err)) == NULL)
-		return -1;
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
-	res = exec_params(c, SQL_CONVERSATION_DELETE, 2, params);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		rc = db_fail(res, err);
-	else if (strcmp(PQcmdTuples(res), "0") == 0)
+	if (run(SQL_CONVERSATION_DELETE, 2, params, PGRES_COMMAND_OK, &res,
+	    err) == -1)
+		return -1;
+	if (strcmp(PQcmdTuples(res), "0") == 0)
 		rc = err_set(err, 404, "conversation_not_found",
 		    "No such conversation.");
 	PQclear(res);
