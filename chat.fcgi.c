@@ -116,8 +116,7 @@ reply_json(struct request *r, int status, cJSON *body)
 	if ((text = cJSON_PrintUnformatted(body)) == NULL) {
 		struct chat_err	 err = { 0 };
 
-		err_set(&err, 503, "out_of_memory", "The server is short of "
-		    "memory; try again.");
+		err_oom(&err);
 		http_reply_error(r, &err);
 		return;
 	}

@@ -133,13 +133,6 @@ message_item(cJSON *o, const struct db_rows *rows, int i)
 	return 0;
 }
 
-static int
-out_of_memory(struct chat_err *err)
-{
-	return err_set(err, 503, "out_of_memory", "The server is short of "
-	    "memory; try again.");
-}
-
 int
 browse_conversations(const char *user_id, const char *query, cJSON **reply,
     struct chat_err *err)
@@ -154,7 +147,7 @@ browse_conversations(const char *user_id, const char *query, cJSON **reply,
 		return -1;
 	*reply = page("conversations", &rows, limit, conversation_item);
 	db_rows_free(&rows);
-	return *reply != NULL ? 0 : out_of_memory(err);
+	return *reply != NULL ? 0 : err_oom(err);
 }
 
 int
@@ -172,7 +165,7 @@ browse_messages(const char *user_id, long long conversation_id,
 		return -1;
 	*reply = page("messages", &rows, limit, message_item);
 	db_rows_free(&rows);
-	return *reply != NULL ? 0 : out_of_memory(err);
+	return *reply != NULL ? 0 : err_oom(err);
 }
 
 int

@@ -494,13 +494,6 @@ begin_rows(PGresult *res, struct db_turn *out)
 	return 0;
 }
 
-static int
-out_of_memory(struct chat_err *err)
-{
-	return err_set(err, 503, "out_of_memory",
-	    "The server is short of memory; try again.");
-}
-
 int
 db_turn_begin(const char *user_id, long long conversation_id,
     const char *title, const char *message, size_t max_history,
@@ -542,7 +535,7 @@ db_turn_begin(const char *user_id, long long conversation_id,
 	out->res = res;
 	if (begin_rows(res, out) == -1) {
 		db_turn_free(out);
-		return out_of_memory(err);
+		return err_oom(err);
 	}
 	return 0;
 }
@@ -579,7 +572,7 @@ db_turn_load(const char *user_id, const char *idempotency_key,
 	    (out->history = calloc(n - nown, sizeof(*out->history))) ==
 	    NULL) {
 		db_turn_free(out);
-		return out_of_memory(err);
+		return err_oom(err);
 	}
 	for (i = 1; i < n; i++)
 		hist_row(res, i, 1, i <= nown ? &out->own[i - 1] :
@@ -763,8 +756,7 @@ db_round(const char *user_id, const char *idempotency_key,
 	if (s == NULL || ids == NULL) {
 		free(s);
 		free(ids);
-		return err_set(err, 503, "out_of_memory",
-		    "The server is short of memory; try again.");
+		return err_oom(err);
 	}
 	s[0] = (struct stmt){ SQL_TRANSACTION_SETTINGS, 0, { NULL }, NULL };
 	s[1] = (struct stmt){ SQL_ROUND_LOCK, 2, { conv, user_id }, NULL };
@@ -802,8 +794,7 @@ db_round(const char *user_id, const char *idempotency_key,
 	for (i = 0; rc == 0 && i < ncalls; i++)
 		if ((calls[i].result = strdup(PQgetvalue(s[i + 3].res, 0,
 		    0))) == NULL)
-			rc = err_set(err, 503, "out_of_memory",
-			    "The server is short of memory; try again.");
+			rc = err_oom(err);
 	stmts_clear(s, n);
 	free(s);
 	free(ids);

@@ -17,3 +17,10 @@ err_set(struct chat_err *err, int status, const char *code,
 	va_end(ap);
 	return -1;
 }
+
+int
+err_oom(struct chat_err *err)
+{
+	return err_set(err, 503, "out_of_memory", "The server is short of "
+	    "memory; try again.");
+}

@@ -18,4 +18,8 @@ struct chat_err {
 int	err_set(struct chat_err *err, int status, const char *code,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* err_set() for the one failure every module shares: memory ran out.
+ * 503 "out_of_memory"; returns -1. */
+int	err_oom(struct chat_err *err);
+
 #endif

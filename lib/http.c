@@ -68,9 +68,7 @@ read_body(struct request *r, size_t max, struct chat_err *err)
 		}
 		if (buf_add(&r->body, chunk, n) == -1) {
 			if (r->body.len + n <= max)
-				return err_set(err, 503, "out_of_memory",
-				    "The server is short of memory; "
-				    "try again.");
+				return err_oom(err);
 			r->body_too_large = 1;
 			buf_free(&r->body);
 		}

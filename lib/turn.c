@@ -246,8 +246,7 @@ run_round(struct turn_state *ts, int round, const struct model_reply *mr,
 	rc = 0;
 	goto out;
 oom:
-	err_set(err, 503, "out_of_memory", "The server is short of memory; "
-	    "try again.");
+	err_oom(err);
 out:
 	for (i = 0; i < n; i++) {
 		if (dbc != NULL)
@@ -294,8 +293,7 @@ converse(struct turn_state *ts, char **answer, struct chat_err *err)
 			return -1;
 	}
 	if (*answer == NULL)
-		return err_set(err, 503, "out_of_memory", "The server is "
-		    "short of memory; try again.");
+		return err_oom(err);
 	return db_turn_finish(ts->req->user_id, ts->conversation_id,
 	    ts->user_message_id, *answer, err);
 }
@@ -433,8 +431,7 @@ turn_prior(struct turn_state *ts, struct db_turn *t, const char *hash,
 	ts->conversation_id = t->conversation_id;
 	ts->user_message_id = t->user_message_id;
 	if (stored_rounds(ts, t, answer) == -1)
-		return err_set(err, 503, "out_of_memory", "The server is "
-		    "short of memory; try again.");
+		return err_oom(err);
 	return *answer != NULL;
 }
 
@@ -452,8 +449,7 @@ turn_start(struct turn_state *ts, cJSON **reply, struct chat_err *err)
 
 	make_title(req->message, title, sizeof(title));
 	if (request_hash(req, hash) == -1)
-		return err_set(err, 503, "out_of_memory", "The server is "
-		    "short of memory; try again.");
+		return err_oom(err);
 	if (db_turn_begin(req->user_id, req->conversation_id, title,
 	    req->message, config()->history_messages, req->idempotency_key,
 	    hash, &t, err) == -1)
@@ -485,8 +481,7 @@ turn_run(const struct turn_request *req, cJSON **reply,
 	ts.req = req;
 	if ((ts.calls_out = cJSON_CreateArray()) == NULL ||
 	    (ts.tools = tools_definitions()) == NULL) {
-		err_set(err, 503, "out_of_memory", "The server is short of "
-		    "memory; try again.");
+		err_oom(err);
 		goto out;
 	}
 	if ((started = turn_start(&ts, reply, err)) != 0) {
@@ -497,8 +492,7 @@ turn_run(const struct turn_request *req, cJSON **reply,
 		if ((*reply = turn_reply(&ts, answer)) != NULL)
 			rc = 0;
 		else
-			err_set(err, 503, "out_of_memory", "The server is "
-			    "short of memory; try again.");
+			err_oom(err);
 	}
 	/* The stored message lets the client retry; with its key the retry
 	 * resumes the turn at once instead of waiting out our lease. */
