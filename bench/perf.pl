@@ -800,7 +800,7 @@ sub our_sql {
 		}
 		$sql{$name} = $text;
 	}
-	for (qw(SQL_TRANSACTION_SETTINGS SQL_TURN_BEGIN_EXISTING
+	for (qw(SQL_TURN_BEGIN
 	    SQL_TURN_FINISH)) {
 		die "lib/db.c: no $_ after cpp\n" unless $sql{$_};
 	}

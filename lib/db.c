@@ -21,21 +21,22 @@ static PGconn	*conn;
 #define SQLSTATE_DEADLOCK	"40P01"
 #define SQLSTATE_SERIALIZATION	"40001"
 
-/* Every round trip starts with settings local to its transaction: they
- * cannot be a session SET (pgbouncer in transaction mode) nor startup
- * options (pgbouncer 1.18 refuses them).
+/* The statements outside a turn (browsing, the retry of a keyed turn,
+ * the health check) start their round trip with settings local to its
+ * transaction: they cannot be a session SET (pgbouncer in transaction
+ * mode) nor startup options (pgbouncer 1.18 refuses them). A turn's own
+ * statements are schema.sql's functions, which carry their settings.
  *
  * statement_timeout: a query stuck on a lock or a bad plan fails the
  * request with a 503 instead of holding the worker; 5 s is far above any
  * statement here.
  *
- * enable_bitmapscan off: the window is the newest 40 messages of one
- * conversation, read backwards from messages_conversation_id_idx. When
- * the statistics say conversations are short (or the id comes from a CTE
- * and the planner must guess), PostgreSQL prefers a bitmap scan of the
- * whole conversation and a sort, whose cost grows with the conversation:
- * exactly what ADR-003 asks us to avoid. Every statement here is an index
- * lookup of a few rows, so no plan is lost by taking bitmaps away. */
+ * enable_bitmapscan off: a page of messages is read along
+ * messages_conversation_id_idx; when the statistics say conversations are
+ * short, PostgreSQL prefers a bitmap scan of the whole conversation and a
+ * sort, whose cost grows with the conversation: exactly what ADR-003 asks
+ * us to avoid. Every statement here is an index lookup of a few rows, so
+ * no plan is lost by taking bitmaps away. */
 #define STATEMENT_TIMEOUT_MS	"5000"
 static const char SQL_TRANSACTION_SETTINGS[] =
     "SELECT set_config('statement_timeout', '" STATEMENT_TIMEOUT_MS "', true),"
@@ -43,117 +44,21 @@ static const char SQL_TRANSACTION_SETTINGS[] =
 
 static const char SQL_PING[] = "SELECT 1";
 
-/* Both first statements of a turn begin alike: with an Idempotency-Key
- * ($KEY, NULL without one), the turn that first used it is looked up, and
- * only when there is none is anything written, the turns row included. A
- * concurrent first attempt with the same key makes the turns insert fail
- * on its primary key, which rolls the whole statement back (409). */
-#define PRIOR_TURN(KEY) \
-    "WITH prior AS (" \
-    " SELECT t.conversation_id, t.user_message_id, t.request_hash," \
-    " t.lease_until > now() AS running, EXISTS (" \
-    "  SELECT 1 FROM messages a WHERE a.reply_to = t.user_message_id" \
-    "  AND a.role = 'assistant' AND a.tool_calls IS NULL) AS done" \
-    " FROM turns t WHERE t.user_id = $1 AND t.idempotency_key = " KEY \
-    ")"
-#define STORE_TURN(KEY, HASH) \
-    ", expired AS (" \
-    " DELETE FROM turns WHERE user_id = $1 AND idempotency_key <> " KEY \
-    " AND created_at < now() - interval '" KEY_LIFETIME "'" \
-    " AND EXISTS (SELECT 1 FROM msg)" \
-    ")" \
-    ", turn AS (" \
-    " INSERT INTO turns (user_id, idempotency_key, request_hash," \
-    " conversation_id, user_message_id, lease_until)" \
-    " SELECT $1, " KEY ", " HASH ", conversation_id, id," \
-    " now() + interval '" LEASE "' FROM msg WHERE " KEY " IS NOT NULL" \
-    ")"
-#define PRIOR_ROW \
-    " UNION ALL SELECT 'prior', conversation_id, user_message_id, NULL," \
-    " NULL, NULL, NULL, NULL, request_hash, running, done FROM prior"
+/* The statements every turn runs are functions in schema.sql, whose
+ * plans PostgreSQL keeps per connection (see there); each carries its own
+ * settings. */
+static const char SQL_TURN_BEGIN[] =
+    "SELECT * FROM chat_turn_begin($1, $2, $3, $4, $5, $6, $7)";
+static const char SQL_ROUND[] =
+    "SELECT chat_round($1, $2, $3, $4, $5, $6, $7)";
+static const char SQL_TOOL[] =
+    "SELECT chat_tool($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+static const char SQL_TURN_FINISH[] =
+    "SELECT chat_turn_finish($1, $2, $3, $4)";
 
 /* DESIGN.md: an attempt whose worker died counts as running for at most
- * 30 s; each stored round renews it. */
+ * 30 s (chat_turn_begin() and chat_round() say the same). */
 #define LEASE	"30 seconds"
-/* A key guards retries, which come within minutes. A user's new keyed
- * turn (not a replay, which writes nothing) clears their other keys older
- * than a day, so the turns table holds
- * about a day of keys, not every key ever sent. (Its own key it keeps:
- * the insert would meet the row before the unreferenced DELETE, which
- * PostgreSQL runs last, removed it.) */
-#define KEY_LIFETIME	"24 hours"
-
-/* The pieces the four first statements share: the user message stored
- * in the conversation `conv` yields, and the reply's rows: the new message
- * with the window before it, newest first (LIMIT $n). */
-#define STORE_MESSAGE(CONTENT) \
-    ", msg AS (" \
-    " INSERT INTO messages (conversation_id, user_id, role, content)" \
-    " SELECT id, $1, 'user', " CONTENT " FROM conv" \
-    " RETURNING id, conversation_id" \
-    ")"
-#define NEW_ROW \
-    " (SELECT 'new', conversation_id, id, NULL, NULL, NULL, NULL, NULL," \
-    " NULL, NULL, NULL FROM msg)"
-#define NEW_ROWS_WITH_WINDOW(LIMIT) \
-    " (SELECT 'new', msg.conversation_id, msg.id, h.id, h.role, h.content," \
-    " h.tool_calls, h.tool_call_id, NULL, NULL, NULL" \
-    " FROM msg LEFT JOIN LATERAL (" \
-    "  SELECT id, role, content, tool_calls::text AS tool_calls," \
-    "  tool_call_id FROM messages" \
-    "  WHERE conversation_id = msg.conversation_id AND user_id = $1" \
-    "  ORDER BY id DESC LIMIT " LIMIT \
-    " ) h ON true" \
-    " ORDER BY h.id DESC)"
-
-/* A new conversation and its first message in one statement. */
-static const char SQL_TURN_BEGIN_NEW[] =
-    PRIOR_TURN("$4")
-    ", conv AS ("
-    " INSERT INTO conversations (user_id, title)"
-    " SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM prior)"
-    " RETURNING id"
-    ")"
-    STORE_MESSAGE("$3")
-    STORE_TURN("$4", "$5")
-    NEW_ROW
-    PRIOR_ROW;
-
-/* An existing conversation of the user: its row lock orders every write
- * to the conversation (messages of concurrent turns never interleave
- * inside a round), the message is stored, and the window is read
- * backwards from messages_conversation_id_idx. The read shares the
- * statement's snapshot, so it sees the history before the new message,
- * and it is empty when the conversation is not the user's. */
-static const char SQL_TURN_BEGIN_EXISTING[] =
-    PRIOR_TURN("$5")
-    ", conv AS ("
-    " SELECT id FROM conversations"
-    " WHERE id = $3 AND user_id = $1 AND NOT EXISTS (SELECT 1 FROM prior)"
-    " FOR NO KEY UPDATE"
-    ")"
-    STORE_MESSAGE("$2")
-    STORE_TURN("$5", "$6")
-    NEW_ROWS_WITH_WINDOW("$4")
-    PRIOR_ROW;
-
-/* Without an Idempotency-Key, the most common turn, the same statements
- * lose what only a key needs: no turns lookup, no turns row. */
-static const char SQL_TURN_BEGIN_NEW_PLAIN[] =
-    "WITH conv AS ("
-    " INSERT INTO conversations (user_id, title) VALUES ($1, $2)"
-    " RETURNING id"
-    ")"
-    STORE_MESSAGE("$3")
-    NEW_ROW;
-
-static const char SQL_TURN_BEGIN_EXISTING_PLAIN[] =
-    "WITH conv AS ("
-    " SELECT id FROM conversations WHERE id = $3 AND user_id = $1"
-    " FOR NO KEY UPDATE"
-    ")"
-    STORE_MESSAGE("$2")
-    NEW_ROWS_WITH_WINDOW("$4");
 
 /* A stored turn: a 'turn' row (its user message id, its conversation in
  * the last column), its own messages (those answering its user message,
@@ -194,102 +99,14 @@ static const char SQL_TURN_REPLAY[] =
 static const char SQL_TURN_RELEASE[] =
     "UPDATE turns SET lease_until = now()"
     " WHERE user_id = $1 AND idempotency_key = $2";
-static const char SQL_ROUND_LEASE[] =
-    "UPDATE turns SET lease_until = now() + interval '" LEASE "'"
-    " WHERE user_id = $1 AND idempotency_key = $2";
-
-/* The round's first statements: the conversation's row lock, then the
- * assistant message that asked for the tools. The lock is taken as an
- * UPDATE would take it, without writing a new row version: only the
- * turn's last statement bumps updated_at, so a turn leaves one dead
- * version of the row behind, not one per round trip. A deleted conversation
- * makes the insert fail on the foreign key and the round roll back. */
-static const char SQL_ROUND_LOCK[] =
-    "SELECT id FROM conversations WHERE id = $1 AND user_id = $2"
-    " FOR NO KEY UPDATE";
-static const char SQL_ROUND_ASSISTANT[] =
-    "INSERT INTO messages (conversation_id, user_id, role, content,"
-    " tool_calls, reply_to, round)"
-    " VALUES ($1, $2, 'assistant', $3, $4::jsonb, $5, $6)";
-
-/* One statement per tool call: the task change and its tool message
- * commit together, the result built by PostgreSQL from the rows touched.
- * Common parameters: $1 user_id, $2 conversation_id, $3 reply_to, $4 the
- * call id, $5 the result when no task matched; the tool's own follow. */
-#define STORE_RESULT(result) \
-    " INSERT INTO messages (conversation_id, user_id, role, content," \
-    " tool_call_id, reply_to)" \
-    " SELECT $2, $1, 'tool', COALESCE((" result "), $5), $4, $3" \
-    " RETURNING content"
-
-static const char SQL_TOOL_ADD[] =
-    "WITH t AS ("
-    " INSERT INTO tasks (user_id, title, description)"
-    " VALUES ($1, $6, COALESCE($7, '')) RETURNING id, title"
-    ")"
-    STORE_RESULT("SELECT json_build_object('task_id', id, 'status',"
-    " 'created', 'title', title)::text FROM t");
-
-/* At most 100 tasks go to the model: the list must fit its context. */
-static const char SQL_TOOL_LIST[] =
-    "WITH t AS ("
-    " SELECT id, title, description, completed FROM tasks"
-    " WHERE user_id = $1 AND ($6 = 'all' OR completed = ($6 = 'completed'))"
-    " ORDER BY id LIMIT 100"
-    ")"
-    STORE_RESULT("SELECT COALESCE(json_agg(json_build_object('id', id,"
-    " 'title', title, 'description', description, 'completed', completed)"
-    " ORDER BY id), '[]')::text FROM t");
-
-static const char SQL_TOOL_COMPLETE[] =
-    "WITH t AS ("
-    " UPDATE tasks SET completed = true, updated_at = now()"
-    " WHERE id = $6 AND user_id = $1 RETURNING id, title"
-    ")"
-    STORE_RESULT("SELECT json_build_object('task_id', id, 'status',"
-    " 'completed', 'title', title)::text FROM t");
-
-static const char SQL_TOOL_DELETE[] =
-    "WITH t AS ("
-    " DELETE FROM tasks WHERE id = $6 AND user_id = $1 RETURNING id, title"
-    ")"
-    STORE_RESULT("SELECT json_build_object('task_id', id, 'status',"
-    " 'deleted', 'title', title)::text FROM t");
-
-static const char SQL_TOOL_UPDATE[] =
-    "WITH t AS ("
-    " UPDATE tasks SET title = COALESCE($7, title),"
-    " description = COALESCE($8, description), updated_at = now()"
-    " WHERE id = $6 AND user_id = $1 RETURNING id, title"
-    ")"
-    STORE_RESULT("SELECT json_build_object('task_id', id, 'status',"
-    " 'updated', 'title', title)::text FROM t");
-
-/* A result known before any SQL: a bad call, an unknown tool. */
-static const char SQL_TOOL_NONE[] =
-    "INSERT INTO messages (conversation_id, user_id, role, content,"
-    " tool_call_id, reply_to)"
-    " VALUES ($2, $1, 'tool', $5, $4, $3) RETURNING content";
-
-static const char SQL_TURN_FINISH[] =
-    "WITH conv AS ("
-    " UPDATE conversations SET updated_at = now()"
-    " WHERE id = $2 AND user_id = $1 RETURNING id"
-    ")"
-    " INSERT INTO messages (conversation_id, user_id, role, content,"
-    " reply_to)"
-    " SELECT id, $1, 'assistant', $3, $4 FROM conv RETURNING id";
-
-static const struct {
-	const char	*sql;
-	int		 nparams;	/* common five plus the tool's own */
-} tool_sql[] = {
-	[DB_TOOL_ADD] =		{ SQL_TOOL_ADD, 7 },
-	[DB_TOOL_LIST] =	{ SQL_TOOL_LIST, 6 },
-	[DB_TOOL_COMPLETE] =	{ SQL_TOOL_COMPLETE, 6 },
-	[DB_TOOL_DELETE] =	{ SQL_TOOL_DELETE, 6 },
-	[DB_TOOL_UPDATE] =	{ SQL_TOOL_UPDATE, 8 },
-	[DB_TOOL_NONE] =	{ SQL_TOOL_NONE, 5 },
+/* What chat_tool() calls each operation. */
+static const char *const tool_op[] = {
+	[DB_TOOL_ADD] =		"add",
+	[DB_TOOL_LIST] =	"list",
+	[DB_TOOL_COMPLETE] =	"complete",
+	[DB_TOOL_DELETE] =	"delete",
+	[DB_TOOL_UPDATE] =	"update",
+	[DB_TOOL_NONE] =	"none",
 };
 
 /* A connection that has something to read between requests is dead: the
@@ -379,21 +196,25 @@ db_fail(const PGresult *res, struct chat_err *err)
 struct stmt {
 	const char	*sql;
 	int		 nparams;
-	const char	*params[8];
+	const char	*params[10];
 	PGresult	*res;
 };
 
 static int	pipeline_run(PGconn *, struct stmt *, size_t, PGresult **);
 
-/* Runs one statement in the same round trip as its time limit, and
- * returns its result, or the failing one (NULL when the connection
- * broke): PQresultStatus() of either says which. */
+/* Runs one statement as a transaction of its own and returns its result,
+ * or the failing one (NULL when the connection broke): PQresultStatus()
+ * of either says which. With settings, the statement travels behind
+ * SQL_TRANSACTION_SETTINGS in one pipeline, still one round trip. */
 static PGresult *
-exec_params(PGconn *c, const char *sql, int n, const char *const *params)
+exec_params(PGconn *c, const char *sql, int settings, int n,
+    const char *const *params)
 {
 	struct stmt	 s[2];
 	PGresult	*failed;
 
+	if (!settings)
+		return PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
 	memset(s, 0, sizeof(s));
 	s[0].sql = SQL_TRANSACTION_SETTINGS;
 	s[1].sql = sql;
@@ -413,15 +234,15 @@ exec_params(PGconn *c, const char *sql, int n, const char *const *params)
  * 0 and *res the caller's to PQclear(); or -1, *res NULL and err set
  * (db_fail() has logged it and dropped a broken connection). */
 static int
-run(const char *sql, int n, const char *const *params, ExecStatusType want,
-    PGresult **res, struct chat_err *err)
+execute(const char *sql, int settings, int n, const char *const *params,
+    ExecStatusType want, PGresult **res, struct chat_err *err)
 {
 	PGconn	*c;
 
 	*res = NULL;
 	if ((c = db_conn(err)) == NULL)
 		return -1;
-	*res = exec_params(c, sql, n, params);
+	*res = exec_params(c, sql, settings, n, params);
 	if (PQresultStatus(*res) != want) {
 		db_fail(*res, err);
 		PQclear(*res);
@@ -429,6 +250,22 @@ run(const char *sql, int n, const char *const *params, ExecStatusType want,
 		return -1;
 	}
 	return 0;
+}
+
+/* A plain statement, with SQL_TRANSACTION_SETTINGS. */
+static int
+run(const char *sql, int n, const char *const *params, ExecStatusType want,
+    PGresult **res, struct chat_err *err)
+{
+	return execute(sql, 1, n, params, want, res, err);
+}
+
+/* A call of one of schema.sql's functions, which carry their settings. */
+static int
+call(const char *sql, int n, const char *const *params, PGresult **res,
+    struct chat_err *err)
+{
+	return execute(sql, 0, n, params, PGRES_TUPLES_OK, res, err);
 }
 
 int
@@ -501,31 +338,14 @@ db_turn_begin(const char *user_id, long long conversation_id,
     struct db_turn *out, struct chat_err *err)
 {
 	char		 conv[24], limit[24];
-	const char	*fresh[5] = { user_id, title, message,
-	    idempotency_key, request_hash };
-	const char	*existing[6] = { user_id, message, conv, limit,
-	    idempotency_key, request_hash };
+	const char	*params[7] = { user_id, conversation_id != 0 ? conv :
+	    NULL, title, message, limit, idempotency_key, request_hash };
 	PGresult	*res;
-	int		 rc;
 
 	memset(out, 0, sizeof(*out));
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
 	snprintf(limit, sizeof(limit), "%zu", max_history);
-	/* A plain statement without a key; the new-conversation ones take no
-	 * window (their first parameters are a prefix of fresh). */
-	if (conversation_id == 0)
-		rc = idempotency_key == NULL ?
-		    run(SQL_TURN_BEGIN_NEW_PLAIN, 3, fresh, PGRES_TUPLES_OK,
-		    &res, err) :
-		    run(SQL_TURN_BEGIN_NEW, 5, fresh, PGRES_TUPLES_OK, &res,
-		    err);
-	else
-		rc = idempotency_key == NULL ?
-		    run(SQL_TURN_BEGIN_EXISTING_PLAIN, 4, existing,
-		    PGRES_TUPLES_OK, &res, err) :
-		    run(SQL_TURN_BEGIN_EXISTING, 6, existing, PGRES_TUPLES_OK,
-		    &res, err);
-	if (rc == -1)
+	if (call(SQL_TURN_BEGIN, 7, params, &res, err) == -1)
 		return -1;
 	if (PQntuples(res) == 0) {
 		PQclear(res);
@@ -685,8 +505,8 @@ stmts_clear(struct stmt *s, size_t n)
 	}
 }
 
-/* Fills s[0..ncalls) with the tool statements of a round. ids holds the
- * text of each task_id, ROUND_ID_LEN bytes apiece. */
+/* Fills s[0..ncalls) with the chat_tool() calls of a round. ids holds
+ * the text of each task_id, ROUND_ID_LEN bytes apiece. */
 #define ROUND_ID_LEN	24
 static void
 tool_stmts(const char *user_id, const char *conv, const char *reply_to,
@@ -697,36 +517,12 @@ tool_stmts(const char *user_id, const char *conv, const char *reply_to,
 
 	for (i = 0; i < ncalls; i++) {
 		const struct db_tool_call	*tc = &calls[i];
-		const char			**p = s[i].params;
 		char				*id = ids + i * ROUND_ID_LEN;
 
 		snprintf(id, ROUND_ID_LEN, "%lld", tc->task_id);
-		s[i].sql = tool_sql[tc->op].sql;
-		s[i].nparams = tool_sql[tc->op].nparams;
-		p[0] = user_id;
-		p[1] = conv;
-		p[2] = reply_to;
-		p[3] = tc->call_id;
-		p[4] = tc->fallback;
-		switch (tc->op) {
-		case DB_TOOL_ADD:
-			p[5] = tc->title;
-			p[6] = tc->description;
-			break;
-		case DB_TOOL_LIST:
-			p[5] = tc->status;
-			break;
-		case DB_TOOL_UPDATE:
-			p[6] = tc->title;
-			p[7] = tc->description;
-			/* FALLTHROUGH */
-		case DB_TOOL_COMPLETE:
-		case DB_TOOL_DELETE:
-			p[5] = id;
-			break;
-		case DB_TOOL_NONE:
-			break;
-		}
+		s[i] = (struct stmt){ SQL_TOOL, 10, { user_id, conv, reply_to,
+		    tc->call_id, tc->fallback, tool_op[tc->op], id, tc->title,
+		    tc->description, tc->status }, NULL };
 	}
 }
 
@@ -745,7 +541,7 @@ db_round(const char *user_id, const char *idempotency_key,
 	PGconn		*c;
 	PGresult	*failed;
 	const char	*state;
-	size_t		 i, n = ncalls + 3 + (idempotency_key != NULL);
+	size_t		 i, n = ncalls + 1;
 	int		 attempt, rc = -1;
 
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
@@ -758,14 +554,9 @@ db_round(const char *user_id, const char *idempotency_key,
 		free(ids);
 		return err_oom(err);
 	}
-	s[0] = (struct stmt){ SQL_TRANSACTION_SETTINGS, 0, { NULL }, NULL };
-	s[1] = (struct stmt){ SQL_ROUND_LOCK, 2, { conv, user_id }, NULL };
-	s[2] = (struct stmt){ SQL_ROUND_ASSISTANT, 6, { conv, user_id,
-	    content, tool_calls, reply_to, nround }, NULL };
-	tool_stmts(user_id, conv, reply_to, calls, ncalls, ids, s + 3);
-	if (idempotency_key != NULL)
-		s[n - 1] = (struct stmt){ SQL_ROUND_LEASE, 2, { user_id,
-		    idempotency_key }, NULL };
+	s[0] = (struct stmt){ SQL_ROUND, 7, { user_id, conv, reply_to,
+	    nround, content, tool_calls, idempotency_key }, NULL };
+	tool_stmts(user_id, conv, reply_to, calls, ncalls, ids, s + 1);
 
 	for (attempt = 1; attempt <= ROUND_ATTEMPTS; attempt++) {
 		if ((c = db_conn(err)) == NULL)
@@ -792,7 +583,7 @@ db_round(const char *user_id, const char *idempotency_key,
 		break;
 	}
 	for (i = 0; rc == 0 && i < ncalls; i++)
-		if ((calls[i].result = strdup(PQgetvalue(s[i + 3].res, 0,
+		if ((calls[i].result = strdup(PQgetvalue(s[i + 1].res, 0,
 		    0))) == NULL)
 			rc = err_oom(err);
 	stmts_clear(s, n);
@@ -812,9 +603,9 @@ db_turn_finish(const char *user_id, long long conversation_id,
 
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
 	snprintf(reply_to, sizeof(reply_to), "%lld", user_message_id);
-	if (run(SQL_TURN_FINISH, 4, params, PGRES_TUPLES_OK, &res, err) == -1)
+	if (call(SQL_TURN_FINISH, 4, params, &res, err) == -1)
 		return -1;
-	if (PQntuples(res) == 0)
+	if (PQgetisnull(res, 0, 0))
 		rc = err_set(err, 404, "conversation_not_found",
 		    "The conversation was deleted.");
 	PQclear(res);

@@ -1,4 +1,5 @@
-/* db.h: the worker's PostgreSQL connection and every SQL statement.
+/* db.h: the worker's PostgreSQL connection and every SQL statement; a
+ * turn's statements are calls of the PL/pgSQL functions in schema.sql.
  *
  * One PGconn per worker, opened lazily and reopened after a failure; no
  * session state survives a statement or a pipeline (pgbouncer transaction

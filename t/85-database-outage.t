@@ -2,7 +2,7 @@
 # t/85-database-outage.t: PostgreSQL goes away and comes back. Requests
 # meanwhile get a quick 503 with the JSON error, workers neither crash nor
 # hang, and the first request after the restart succeeds with nothing
-# restarted. A statement stuck behind a lock is cut by statement_timeout.
+# restarted. A turn stuck behind a row lock is cut by lock_timeout.
 use strict;
 use warnings;
 use FindBin;
@@ -53,8 +53,8 @@ is $s->sql_value(q{SELECT count(*) FROM messages
     WHERE content = 'during the outage'}), 0,
     'the refused message was not stored';
 
-# A turn waiting on a lock someone holds too long: statement_timeout
-# ends it with a 503 instead of holding the worker.
+# A turn waiting on a lock someone holds too long: lock_timeout, set by
+# schema.sql's functions, ends it with a 503 instead of holding the worker.
 my $pid = fork // die;
 if ($pid == 0) {
 	$conv =~ /\A\d+\z/ or die;
@@ -70,7 +70,7 @@ my $t0 = time;
 $r = chat('stuck behind a lock', $conv);
 my $took = time - $t0;
 is $r->{status}, 503, 'a statement stuck on a lock: 503';
-ok $took >= 4 && $took < 9, sprintf 'cut by statement_timeout (%.1f s)',
+ok $took >= 4 && $took < 9, sprintf 'cut by lock_timeout (%.1f s)',
     $took;
 kill 'TERM', $pid;
 waitpid $pid, 0;
