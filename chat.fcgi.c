@@ -265,16 +265,22 @@ done:
  * then the worker leaves its loop and releases what it holds. */
 static volatile sig_atomic_t	 stopping;
 
+/* libfcgi's own flag, set too: a worker idle on a connection nginx keeps
+ * open (fastcgi_keep_conn) waits in read(2), not accept(2); the signal
+ * ends that read, and the flag keeps libfcgi from going back to accept()
+ * to wait for a new connection instead of returning. */
 static void
 on_term(int sig)
 {
 	(void)sig;
 	stopping = 1;
+	FCGX_ShutdownPending();
 }
 
 /* SIGTERM without SA_RESTART, so that it breaks the wait in accept(2)
- * (FCGI_FAIL_ACCEPT_ON_INTR below); libpq and libcurl retry their own
- * interrupted calls, so a request in flight is finished first. */
+ * (FCGI_FAIL_ACCEPT_ON_INTR below) or in read(2) on a kept connection;
+ * libpq and libcurl retry their own interrupted calls, so a request in
+ * flight is finished first. */
 static int
 signals_init(void)
 {
@@ -314,6 +320,18 @@ main(void)
 	while (!stopping && FCGX_Accept_r(&fcgi) >= 0) {
 		log_set_request(++seq);
 		serve(&fcgi, seq);
+		/* libfcgi's close shuts down the write side and waits (up
+		 * to 2 s) for the server to hang up: unread input could
+		 * otherwise make TCP reset the connection and lose the
+		 * reply. With the input read to its end (every request
+		 * but a body too large to drain) there is nothing to reset
+		 * over: close at once, one wake-up a request fewer. */
+		if (FCGX_HasSeenEOF(fcgi.in) == EOF &&
+		    FCGX_GetError(fcgi.in) == 0)
+			FCGX_Detach(&fcgi);
+		else
+			FCGX_Attach(&fcgi);	/* undo an earlier request's
+						 * Detach on a kept connection */
 		FCGX_Finish_r(&fcgi);
 		log_set_request(0);
 	}
