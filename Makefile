@@ -6,9 +6,9 @@ CC	?= cc
 PKGS	 = libcjson fcgi libpq libcurl libcrypto
 OPT	?= -O2 -g
 CFLAGS	+= $(OPT) -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
-	   -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+	   -pthread -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
 
 LIB_OBJS = lib/buf.o lib/err.o lib/log.o lib/config.o lib/auth.o lib/http.o \
 	   lib/history.o lib/model.o lib/offline.o lib/tools.o lib/db.o \
@@ -24,6 +24,10 @@ UNIT_TESTS = $(UNIT_SRCS:.c=.t)
 # `make test` runs the integration tests against it too.
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	    -fno-sanitize-recover=all
+TSAN_FLAGS = -O1 -g -fsanitize=thread
+# Run again with four threads a worker against the ThreadSanitizer build.
+TSAN_TESTS = t/10-chat.t t/50-model.t t/70-idempotency.t t/75-concurrent.t \
+	     t/88-load-faults.t t/89-fastcgi-connection.t
 LIB_SRCS = $(LIB_OBJS:.o=.c)
 # Every integration test but those that bring their own instrumentation.
 SAN_TESTS = $(filter-out t/91-valgrind.t t/92-unit-valgrind.t t/95-fuzz.t, \
@@ -48,6 +52,12 @@ chat.fcgi.asan: chat.fcgi.c $(LIB_SRCS) $(LIB_HDRS)
 	$(CC) $(CFLAGS) $(SAN_FLAGS) -Ilib -o $@ chat.fcgi.c $(LIB_SRCS) \
 	    $(LDLIBS)
 
+# ThreadSanitizer, for workers with several threads (CHAT_WORKER_THREADS):
+# it sees our code's accesses, not those inside the libraries.
+chat.fcgi.tsan: chat.fcgi.c $(LIB_SRCS) $(LIB_HDRS)
+	$(CC) $(CFLAGS) $(TSAN_FLAGS) -Ilib -o $@ chat.fcgi.c $(LIB_SRCS) \
+	    $(LDLIBS)
+
 units: $(UNIT_TESTS)
 
 deps:
@@ -56,13 +66,17 @@ deps:
 # The whole suite: unit tests, then integration tests against a throwaway
 # PostgreSQL, real workers, real nginx and the mock model in t/.
 test: deps
-	$(MAKE) all units chat.fcgi.asan
+	$(MAKE) all units chat.fcgi.asan chat.fcgi.tsan
 	prove -r t/
 	CHAT_FCGI=./chat.fcgi.asan prove $(SAN_TESTS)
+	CHAT_FCGI=./chat.fcgi.tsan CHAT_WORKER_THREADS=4 prove $(TSAN_TESTS)
 
 # Only the sanitizer pass, on an already built tree.
 test-asan: chat.fcgi.asan
 	CHAT_FCGI=./chat.fcgi.asan prove $(SAN_TESTS)
+
+test-tsan: chat.fcgi.tsan
+	CHAT_FCGI=./chat.fcgi.tsan CHAT_WORKER_THREADS=4 prove $(TSAN_TESTS)
 
 run: deps
 	$(MAKE) all
@@ -86,7 +100,7 @@ fuzz: deps
 	fuzz/run $(FUZZ_SECONDS)
 
 clean:
-	rm -f chat.fcgi chat.fcgi.asan *.o lib/*.o lib/libchat.a t/unit/*.t
+	rm -f chat.fcgi chat.fcgi.asan chat.fcgi.tsan *.o lib/*.o lib/libchat.a t/unit/*.t
 	rm -rf t/tmp
 
-.PHONY: all units deps test test-asan bench fuzz run clean
+.PHONY: all units deps test test-asan test-tsan bench fuzz run clean

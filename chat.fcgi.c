@@ -1,11 +1,15 @@
 /* chat.fcgi.c: the FastCGI accept loop, the route table, and turning a
  * struct chat_err into an HTTP response. SQL and model calls live in
  * lib/; this file decides only who may call what. */
+#include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cJSON.h>
 #include <fcgiapp.h>
@@ -261,64 +265,36 @@ done:
 	http_request_free(&r);
 }
 
-/* Set by SIGTERM (multiwatch's stop): the request being served finishes,
- * then the worker leaves its loop and releases what it holds. */
-static volatile sig_atomic_t	 stopping;
+/* Set on SIGTERM (multiwatch's stop): each worker thread finishes the
+ * request it is serving, then leaves its loop and releases what it
+ * holds. */
+static atomic_int	 stopping;
+/* Set by a worker thread whose loop ended on its own (libfcgi could not
+ * accept): the process stops, and exits non-zero for multiwatch. */
+static atomic_int	 failed;
+/* Numbers the process's requests for its log lines (lib/log.h). */
+static atomic_ulong	 requests;
 
-/* libfcgi's own flag, set too: a worker idle on a connection nginx keeps
- * open (fastcgi_keep_conn) waits in read(2), not accept(2); the signal
- * ends that read, and the flag keeps libfcgi from going back to accept()
- * to wait for a new connection instead of returning. */
-static void
-on_term(int sig)
+/* Each worker thread: one FastCGI request at a time, with a database
+ * connection and a model handle of its own (lib/db.c and lib/model.c
+ * keep them per thread). */
+struct worker {
+	pthread_t	 thread;
+	atomic_int	 done;
+};
+
+static void *
+worker_run(void *arg)
 {
-	(void)sig;
-	stopping = 1;
-	FCGX_ShutdownPending();
-}
-
-/* SIGTERM without SA_RESTART, so that it breaks the wait in accept(2)
- * (FCGI_FAIL_ACCEPT_ON_INTR below) or in read(2) on a kept connection;
- * libpq and libcurl retry their own interrupted calls, so a request in
- * flight is finished first. */
-static int
-signals_init(void)
-{
-	struct sigaction	 sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	sa.sa_handler = on_term;
-	if (sigaction(SIGTERM, &sa, NULL) == -1 ||
-	    sigaction(SIGINT, &sa, NULL) == -1)
-		return -1;
-	/* A client gone mid-reply must not kill the worker. */
-	sa.sa_handler = SIG_IGN;
-	return sigaction(SIGPIPE, &sa, NULL);
-}
-
-int
-main(void)
-{
+	struct worker	*w = arg;
 	FCGX_Request	 fcgi;
-	unsigned long	 seq = 0;
+	unsigned long	 seq;
 
-	if (config_load() == -1)
-		return 1;
-	if (model_init(config()) == -1)
-		return 1;
-	if (signals_init() == -1) {
-		perror("chat.fcgi: sigaction");
-		return 1;
-	}
-	if (FCGX_Init() != 0 ||
-	    FCGX_InitRequest(&fcgi, 0, FCGI_FAIL_ACCEPT_ON_INTR) != 0) {
-		fprintf(stderr, "chat.fcgi: cannot set up FastCGI on fd 0 "
-		    "(start it with spawn-fcgi)\n");
-		return 1;
-	}
+	if (FCGX_InitRequest(&fcgi, 0, FCGI_FAIL_ACCEPT_ON_INTR) != 0)
+		goto out;
 	while (!stopping && FCGX_Accept_r(&fcgi) >= 0) {
-		log_set_request(++seq);
+		seq = ++requests;
+		log_set_request(seq);
 		serve(&fcgi, seq);
 		/* libfcgi's close shuts down the write side and waits (up
 		 * to 2 s) for the server to hang up: unread input could
@@ -336,8 +312,117 @@ main(void)
 		log_set_request(0);
 	}
 	FCGX_Free(&fcgi, 1);
+out:
+	if (!stopping) {
+		log_err("a worker thread could not accept: stopping");
+		failed = 1;
+		kill(getpid(), SIGTERM);
+	}
+	model_thread_cleanup();
+	db_cleanup();
+	w->done = 1;
+	return NULL;
+}
+
+/* Only breaks a worker thread's wait in accept(2), or in read(2) on a
+ * connection the front keeps open: installed without SA_RESTART, so the
+ * call fails with EINTR and the thread finds stopping set (libpq and
+ * libcurl retry their own interrupted calls, so a request in flight is
+ * finished first). */
+static void
+on_wake(int sig)
+{
+	(void)sig;
+}
+
+/* The signals that stop the worker: SIGTERM, SIGINT, and SIGUSR1, which
+ * multiwatch sends its children on SIGTERM (libfcgi's "finish the
+ * request, then exit"). They are blocked in every thread and taken by
+ * the main thread with sigwait(); SIGUSR2 wakes the worker threads. */
+static int
+signals_init(sigset_t *stop)
+{
+	struct sigaction	 sa;
+
+	sigemptyset(stop);
+	sigaddset(stop, SIGTERM);
+	sigaddset(stop, SIGINT);
+	sigaddset(stop, SIGUSR1);
+	if (pthread_sigmask(SIG_BLOCK, stop, NULL) != 0)
+		return -1;
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_wake;
+	if (sigaction(SIGUSR2, &sa, NULL) == -1)
+		return -1;
+	/* A client gone mid-reply must not kill the worker. */
+	sa.sa_handler = SIG_IGN;
+	return sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* Stops the worker threads: libfcgi's flag keeps them from going back
+ * to accept(); SIGUSR2 ends the wait they are in, again every 50 ms for
+ * one that was about to start waiting when the first came. */
+static void
+workers_stop(struct worker *w, int n)
+{
+	const struct timespec	 pause = { 0, 50 * 1000 * 1000 };
+	int			 i, left;
+
+	stopping = 1;
+	FCGX_ShutdownPending();
+	for (;;) {
+		for (i = 0, left = 0; i < n; i++)
+			if (!w[i].done) {
+				pthread_kill(w[i].thread, SIGUSR2);
+				left++;
+			}
+		if (left == 0)
+			break;
+		nanosleep(&pause, NULL);
+	}
+	for (i = 0; i < n; i++)
+		pthread_join(w[i].thread, NULL);
+}
+
+int
+main(void)
+{
+	struct worker	*w;
+	sigset_t	 stop;
+	int		 i, n, sig;
+
+	if (config_load() == -1)
+		return 1;
+	if (model_init(config()) == -1)
+		return 1;
+	if (signals_init(&stop) == -1) {
+		perror("chat.fcgi: signals");
+		return 1;
+	}
+	if (FCGX_Init() != 0) {
+		fprintf(stderr, "chat.fcgi: cannot set up FastCGI on fd 0 "
+		    "(start it with spawn-fcgi)\n");
+		return 1;
+	}
+	n = config()->threads;
+	if ((w = calloc(n, sizeof(*w))) == NULL) {
+		perror("chat.fcgi");
+		return 1;
+	}
+	for (i = 0; i < n; i++)
+		if ((errno = pthread_create(&w[i].thread, NULL, worker_run,
+		    &w[i])) != 0) {
+			perror("chat.fcgi: pthread_create");
+			workers_stop(w, i);
+			free(w);
+			return 1;
+		}
+	while (sigwait(&stop, &sig) != 0)
+		continue;
+	workers_stop(w, n);
+	free(w);
 	model_cleanup();
 	tools_cleanup();
-	db_cleanup();
-	return 0;
+	return failed ? 1 : 0;
 }

@@ -91,6 +91,11 @@ config_from(struct config *c, const char *(*lookup)(const char *))
 	    64 * 1024 * 1024, &v) == -1)
 		return -1;
 	c->max_body_bytes = v;
+	/* Each thread is a worker with its own connections; see README,
+	 * "How many workers". */
+	if (int_setting(lookup, "CHAT_WORKER_THREADS", 1, 1, 4096, &v) == -1)
+		return -1;
+	c->threads = v;
 	return 0;
 }
 

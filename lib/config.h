@@ -17,6 +17,7 @@ struct config {
 	int		 history_messages;
 	long		 history_tokens;
 	size_t		 max_body_bytes;
+	int		 threads;	/* worker threads in the process */
 };
 
 /* Reads the environment into the process's configuration. 0, or -1 with

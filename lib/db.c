@@ -12,8 +12,9 @@
 #include "log.h"
 
 /* The worker's one connection: NULL until first needed, and again after a
- * failure, so the next request reconnects instead of the worker dying. */
-static PGconn	*conn;
+ * failure, so the next request reconnects instead of the worker dying.
+ * One per worker thread (CHAT_WORKER_THREADS). */
+static _Thread_local PGconn	*conn;
 
 /* SQLSTATEs we treat apart from "the database is unavailable". */
 #define SQLSTATE_UNIQUE		"23505"	/* a turn's round stored twice */

@@ -6,7 +6,8 @@
 
 #include "log.h"
 
-static unsigned long	 current_request;
+/* Per thread: each worker thread serves its own request. */
+static _Thread_local unsigned long	 current_request;
 
 void
 log_set_request(unsigned long request_seq)

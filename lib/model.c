@@ -34,11 +34,17 @@
  * much more than two seconds of backoff (250 + 500 + 1000 ms). */
 #define MAX_ATTEMPTS		4
 
+/* Shared by the process's worker threads, set before they start and
+ * only read afterwards. */
 static const struct config	*model_cfg;
-static CURL			*curl;
 static struct curl_slist	*headers;
-static char			*endpoint;
-static char			 curl_error[CURL_ERROR_SIZE];
+static char			*endpoint;	/* NULL: the offline model */
+static int			 curl_ready;	/* curl_global_init() done */
+/* Each worker thread's own handle: a CURL handle serves one transfer at
+ * a time, and one kept for the thread's life keeps its connection (and
+ * TLS session) to the model open between requests. */
+static _Thread_local CURL	*curl;
+static _Thread_local char	 curl_error[CURL_ERROR_SIZE];
 
 /* What one HTTP exchange brought back. */
 struct attempt {
@@ -237,21 +243,28 @@ int
 model_init(const struct config *cfg)
 {
 	model_cfg = cfg;
-	if (cfg->model_url == NULL || curl != NULL)
+	if (cfg->model_url == NULL || endpoint != NULL)
 		return 0;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
-	    (curl = curl_easy_init()) == NULL) {
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "chat.fcgi: model: libcurl did not start\n");
 		return -1;
 	}
-	/* One handle for the worker's life keeps the connection (and the
-	 * TLS session) to the model open between requests. */
+	curl_ready = 1;
 	if ((endpoint = make_endpoint(cfg->model_url)) == NULL ||
 	    make_headers(cfg->model_key) == -1) {
 		model_cleanup();
 		return -1;
 	}
 	srandom((unsigned int)getpid() ^ (unsigned int)now_ms());
+	return 0;
+}
+
+/* The calling thread's handle, made on its first model call. */
+static int
+handle_open(void)
+{
+	if ((curl = curl_easy_init()) == NULL)
+		return -1;
 	curl_easy_setopt(curl, CURLOPT_URL, endpoint);
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -268,13 +281,19 @@ model_init(const struct config *cfg)
 }
 
 void
+model_thread_cleanup(void)
+{
+	curl_easy_cleanup(curl);
+	curl = NULL;
+}
+
+void
 model_cleanup(void)
 {
-	if (curl != NULL) {
-		curl_easy_cleanup(curl);
+	model_thread_cleanup();
+	if (curl_ready)
 		curl_global_cleanup();
-	}
-	curl = NULL;
+	curl_ready = 0;
 	curl_slist_free_all(headers);
 	headers = NULL;
 	free(endpoint);
@@ -490,8 +509,10 @@ model_complete(const cJSON *messages, const cJSON *tools,
 	int		 rc;
 
 	memset(out, 0, sizeof(*out));
-	if (curl == NULL)
+	if (endpoint == NULL)
 		return offline_answer(messages, tools, out, err);
+	if (curl == NULL && handle_open() == -1)
+		return err_oom(err);
 	if (!cJSON_IsArray(messages) || (body = request_body(messages,
 	    tools)) == NULL)
 		return err_set(err, 502, "model_error", "The request for the "

@@ -33,10 +33,15 @@ struct model_reply {
 /* Most calls a single reply may carry; more is a malformed reply. */
 #define MODEL_MAX_CALLS	32
 
-/* Once per worker, after config_load(): creates the reused CURL handle
- * when a model URL is configured. 0, or -1 with a message on stderr. */
+/* Once per process, after config_load() and before the worker threads
+ * start: sets libcurl up when a model URL is configured. Each thread
+ * then makes its own CURL handle on its first call and keeps it. 0, or
+ * -1 with a message on stderr. */
 int	 model_init(const struct config *cfg);
-/* Releases the worker's handle at exit. */
+/* Releases the calling thread's handle, as a worker thread ends. */
+void	 model_thread_cleanup(void);
+/* Releases the calling thread's handle and what model_init() set up, at
+ * exit, once the other threads are gone. */
 void	 model_cleanup(void);
 
 /* Asks the model for the next step: the configured server, or the

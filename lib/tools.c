@@ -2,6 +2,7 @@
  * checks that turn a model's call into a database operation. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,12 +109,22 @@ fail:
 	return NULL;
 }
 
+/* The worker threads share the definitions, read only once built; the
+ * lock covers the building, which a failure (ENOMEM) lets a later turn
+ * try again. */
+static pthread_mutex_t	definitions_lock = PTHREAD_MUTEX_INITIALIZER;
+
 const cJSON *
 tools_definitions(void)
 {
+	const cJSON	*d;
+
+	pthread_mutex_lock(&definitions_lock);
 	if (definitions == NULL)
 		definitions = build_definitions();
-	return definitions;
+	d = definitions;
+	pthread_mutex_unlock(&definitions_lock);
+	return d;
 }
 
 void

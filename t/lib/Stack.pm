@@ -42,7 +42,8 @@ answers through nginx, or dies with the tails of every log. Options:
 
 The worker binary is ./chat.fcgi, or $ENV{CHAT_FCGI}, which may be a
 command line ("valgrind -q --error-exitcode=9 ./chat.fcgi"). ASAN_OPTIONS,
-UBSAN_OPTIONS, LSAN_OPTIONS and VALGRIND_OPTS pass through to workers.
+UBSAN_OPTIONS, LSAN_OPTIONS, TSAN_OPTIONS, VALGRIND_OPTS and
+CHAT_WORKER_THREADS pass through to workers (an env option wins).
 The mock is t/mock_model.py, or $ENV{MOCK_MODEL}.
 
 =head1 METHODS
@@ -109,7 +110,8 @@ my $CGI_FCGI = '/usr/bin/cgi-fcgi';
 my $PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
 # Workers get PATH, DESIGN.md's variables and, for sanitizer and valgrind
 # runs, these from the test's environment.
-my @PASS_ENV = qw(ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS VALGRIND_OPTS);
+my @PASS_ENV = qw(ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS TSAN_OPTIONS
+    VALGRIND_OPTS CHAT_WORKER_THREADS);
 
 my $NULL = "\x1dNULL\x1d";	# how psql shows NULL to sql()
 my %LIVE;		# refaddr => weakened stack, for END
@@ -1001,7 +1003,7 @@ sub stop {
 	# A worker built with sanitizers reports on stderr and may be
 	# restarted by multiwatch before any request notices: the log
 	# decides, and END turns it into the test's failure.
-	if (_slurp("$dir/workers.log") =~ /(ERROR: \w*Sanitizer|runtime error:)/) {
+	if (_slurp("$dir/workers.log") =~ /(ERROR: \w*Sanitizer|WARNING: ThreadSanitizer|runtime error:)/) {
 		print STDERR "# Stack: sanitizer report ($1) in $dir/workers.log\n";
 		$SANITIZER_REPORT = $failed = 1;
 	}
