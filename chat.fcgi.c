@@ -2,6 +2,7 @@
  * struct chat_err into an HTTP response. SQL and model calls live in
  * lib/; this file decides only who may call what. */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -392,6 +393,7 @@ main(void)
 	sigset_t	 stop;
 	int		 i, n, sig;
 
+	mallopt(M_MXFAST, 0);
 	if (config_load() == -1)
 		return 1;
 	if (model_init(config()) == -1)

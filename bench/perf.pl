@@ -27,7 +27,9 @@
 #
 # Environment: BENCH_SECONDS (10) per measured run, BENCH_WARMUP (2)
 # seconds of wrk before each service run, BENCH_CONCURRENCY ("1 8 32"),
-# BENCH_WORKERS (16), BENCH_TRACK_PLANNING (0; 1 adds planning times to
+# BENCH_WORKERS (16), BENCH_THREADS (4: workers per process, so 4
+# processes of 4 threads; 1 makes each worker a process of its own),
+# BENCH_TRACK_PLANNING (0; 1 adds planning times to
 # the SQL tables, at some cost in throughput). The default run takes
 # about two minutes.
 use strict;
@@ -48,6 +50,11 @@ my $SECONDS = $ENV{BENCH_SECONDS} // 10;
 my $WARMUP = $ENV{BENCH_WARMUP} // 2;
 my @CONC = split /[\s,]+/, $ENV{BENCH_CONCURRENCY} // '1 8 32';
 my $WORKERS = $ENV{BENCH_WORKERS} // 16;
+my $THREADS = $ENV{BENCH_THREADS} // 4;
+$WORKERS =~ /\A[1-9]\d*\z/ && $THREADS =~ /\A[1-9]\d*\z/
+    && $WORKERS % $THREADS == 0
+    or die "BENCH_WORKERS must be a multiple of BENCH_THREADS\n";
+my $PROCS = $WORKERS / $THREADS;
 my $TRACK_PLANNING = $ENV{BENCH_TRACK_PLANNING} // 0;
 my $NCONV = 300;		# seeded conversations
 my $NTURNS = 5;			# seeded turns of 4 messages each
@@ -88,8 +95,10 @@ my %stock = (
 	# log of one turn (capture_turn).
 	log_line_prefix		=> 'perf|%p|%a|%v| ',
 );
-progress("starting the stack: $WORKERS workers, stock durability");
-my $s = Stack->new(workers => $WORKERS, pg_conf => \%stock,
+progress("starting the stack: $WORKERS workers ($PROCS processes of "
+    . "$THREADS threads), stock durability");
+my $s = Stack->new(workers => $PROCS, pg_conf => \%stock,
+    env => { CHAT_WORKER_THREADS => $THREADS },
     max_seconds => 600 + 6 * $SECONDS * @CONC);
 my $dbname = 'todo_chat';
 
@@ -150,7 +159,8 @@ my $ANSWER = $first->{json}{response};
 # twice the pool's size reaches them all, which pg_stat_activity shows.
 progress('warming every worker');
 my @pids = $s->worker_pids;
-@pids == $WORKERS or die "expected $WORKERS workers, found " . @pids . "\n";
+@pids == $PROCS or die "expected $PROCS worker processes, found " . @pids
+    . "\n";
 for my $try (1 .. 5) {
 	wrk(2 * $WORKERS, $WARMUP);
 	last if connected() >= $WORKERS;
@@ -236,10 +246,12 @@ for my $c (@CONC) {
 	$r{stmts_turn} = sum(map { $_->{calls} } values %$st) / $turns;
 	$r{trips_turn} = sum(map { $st->{$_}{calls} // 0 } keys %OPENERS)
 	    / $turns;
+	# Per worker: a process's memory shared by its threads.
 	my @mem = map { rss($_) } $s->worker_pids;
-	$r{rss_kib} = sum(map { $_->{VmRSS} } @mem) / @mem;
-	$r{anon_kib} = sum(map { $_->{RssAnon} } @mem) / @mem;
-	$r{pss_kib} = sum(map { $_->{Pss} } @mem) / @mem;
+	$r{proc_rss_kib} = sum(map { $_->{VmRSS} } @mem) / @mem;
+	$r{rss_kib} = $r{proc_rss_kib} / $THREADS;
+	$r{anon_kib} = sum(map { $_->{RssAnon} } @mem) / @mem / $THREADS;
+	$r{pss_kib} = sum(map { $_->{Pss} } @mem) / @mem / $THREADS;
 	@r{qw(min_tps min_p50_ms min_p99_ms min_n)} =
 	    @{ $run{minimal} }{qw(rate p50_ms p99_ms n)};
 	@r{qw(ours_tps ours_p50_ms ours_p99_ms ours_n)} =
@@ -266,7 +278,8 @@ $out->("todo-chat perf, %s\n", $when);
 $out->("machine: %s, %d CPUs (%s), %.0f GiB\n", hostname(), ncpu(),
     cpu_model(), mem_gib());
 $out->("build: commit %s, chat.fcgi sha1 %s\n", commit(), binary_sha());
-$out->("stack: nginx, %d workers, %s\n", $WORKERS, $pg_settings);
+$out->("stack: nginx, %d workers (%d processes of %d threads), %s\n",
+    $WORKERS, $PROCS, $THREADS, $pg_settings);
 $out->("a turn as the workers send it (statement log): %s\n",
     join(' | ', map { join(' + ', map { $_->{label} } @$_) } @trips));
 $out->("load: %d s a run (%s s interleaved: service, minimal, ours, "
@@ -300,7 +313,8 @@ $out->("%s", <<'END');
   turns/s, p50, p99: the service through nginx (wrk); stmts/turn: every
   statement the workers sent (pg_stat_statements) per turn; trips/turn:
   calls of the statements that open a round trip, per turn; RSS KiB, PSS,
-  anon: the workers' mean VmRSS, Pss and RssAnon (private); min: pgbench
+  anon: a worker's share of its process's VmRSS, Pss and RssAnon
+  (private), the mean over processes divided by threads; min: pgbench
   with the minimal turn; ours: pgbench replaying our turn's SQL; ratio:
   turns/s / min tps.
 
@@ -377,8 +391,9 @@ if (my $r = $by{8}) {
 	    $cpu{minimal} / $cpu{service};
 }
 my $rss = max(map { $_->{rss_kib} } @rows);
-push @verdicts, sprintf "RSS per worker: %.0f KiB mean at most; PSS %.0f, "
-    . "private %.0f (target <= %d KiB) %s", $rss,
+push @verdicts, sprintf "RSS per worker: %.0f KiB mean at most (a process "
+    . "of %d threads: %.0f KiB); PSS %.0f, private %.0f (target <= %d KiB) %s",
+    $rss, $THREADS, max(map { $_->{proc_rss_kib} } @rows),
     max(map { $_->{pss_kib} } @rows), max(map { $_->{anon_kib} } @rows),
     $TARGET{rss_kib},
     $rss <= $TARGET{rss_kib} ? 'ok' : 'MISSED';
@@ -401,13 +416,17 @@ write_file($file, $report);
 my @tsv = qw(conc turns_s p50_ms p99_ms stmts_turn trips_turn rss_kib
     pss_kib anon_kib min_tps min_p50_ms ours_tps ours_p50_ms ratio p50_ratio);
 my $tsv = "$FindBin::Bin/results/perf.tsv";
+my $header = join("\t", qw(date commit binary seconds workers threads),
+    @tsv) . "\n";
+# Rows of another layout (an older perf.pl) are kept aside, not mixed in.
+rename $tsv, "$tsv.$stamp" if -e $tsv && (split /\n/, slurp($tsv))[0] . "\n"
+    ne $header;
 my $new = !-e $tsv;
 open my $fh, '>>', $tsv or die "$tsv: $!\n";
-print $fh join("\t", qw(date commit binary seconds workers), @tsv), "\n"
-    if $new;
+print $fh $header if $new;
 for my $r (@rows) {
 	print $fh join("\t", $when, commit(), binary_sha(), $SECONDS,
-	    $WORKERS, map { $_ eq 'conc' ? $r->{$_}
+	    $WORKERS, $THREADS, map { $_ eq 'conc' ? $r->{$_}
 	    : sprintf '%.3f', $r->{$_} } @tsv), "\n";
 }
 close $fh or die "$tsv: $!\n";

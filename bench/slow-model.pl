@@ -1,12 +1,13 @@
 #!/usr/bin/perl
 # bench/slow-model.pl: a thousand turns in flight. The mock model answers
 # every call after 2 s; 1,000 wrk connections send turns for 30 s through
-# nginx to WORKERS worker processes (1,000 by default, one turn each at a
-# time), which reach PostgreSQL through pgbouncer in transaction mode with
-# at most 20 server connections. Prints throughput against the ideal
-# (clients / delay), errors, the most server connections PostgreSQL saw,
-# and the memory of all workers together; appends to
-# bench/results/slow-model.tsv.
+# nginx to WORKERS workers (as many as clients by default, one turn each
+# at a time) run as processes of THREADS threads (50 by default: 20
+# processes; THREADS=1 makes each worker a process), which reach
+# PostgreSQL through pgbouncer in transaction mode with at most 20 server
+# connections. Prints throughput against the ideal (clients / delay),
+# errors, the most server connections PostgreSQL saw, and the memory of
+# all workers together; appends to bench/results/slow-model.tsv.
 #
 #   perl bench/slow-model.pl [clients] [seconds]     (1000, 30)
 use strict;
@@ -20,17 +21,23 @@ use Stack;
 my $clients = shift // 1000;
 my $seconds = shift // 30;
 my $workers = $ENV{WORKERS} // $clients;
+my $threads = $ENV{THREADS} // 50;
+$workers % $threads == 0 or die "WORKERS must be a multiple of THREADS\n";
+my $procs = $workers / $threads;
 my $delay_ms = 2000;
 -x '/usr/bin/wrk' or die "wrk is not installed (scripts/deps)\n";
 
 my $t0 = time;
-my $s = Stack->new(workers => $workers, model => 'mock', durable => 1,
+my $s = Stack->new(workers => $procs, model => 'mock', durable => 1,
     mock_delay_ms => $delay_ms, pgbouncer => 1,
     pgbouncer_conf => { default_pool_size => 20, max_client_conn =>
-    $workers + 100 }, nginx_connections => 4 * $clients + 256,
+    $workers + 100, listen_backlog => $workers + 100 },
+    nginx_connections => 4 * $clients + 256,
     access_log => 0, max_seconds => 900, ready_seconds => 120,
-    env => { CHAT_MODEL_TIMEOUT_MS => 30000 });
-printf "stack with %d workers up in %.1f s\n", $workers, time - $t0;
+    env => { CHAT_MODEL_TIMEOUT_MS => 30000,
+    CHAT_WORKER_THREADS => $threads });
+printf "stack with %d workers (%d processes of %d threads) up in %.1f s\n",
+    $workers, $procs, $threads, time - $t0;
 my $token = $s->token('slow');
 
 # One conversation per client, made directly in the database.
@@ -78,20 +85,23 @@ my ($p99) = $out =~ /p99_us (\d+)/;
 my $rate = $n / $seconds;
 my $ideal = $clients / ($delay_ms / 1000);
 
-# Memory: what each worker holds of its own (anonymous pages), and its
-# proportional share of the rest, summed over every worker.
-my ($anon, $pss, $count) = (0, 0, 0);
+# Memory: what the worker processes hold of their own (anonymous pages),
+# their proportional share of the rest, and their VmRSS, summed.
+my ($anon, $pss, $rss, $count) = (0, 0, 0, 0);
 for my $pid ($s->worker_pids) {
 	open my $fh, '<', "/proc/$pid/smaps_rollup" or next;
 	$count++;
 	while (<$fh>) {
 		$pss += $1 if /^Pss:\s+(\d+)/;
 		$anon += $1 if /^Pss_Anon:\s+(\d+)/;
+		$rss += $1 if /^Rss:\s+(\d+)/;
 	}
 }
+my $nworkers = $count * $threads;
 
-printf "%d clients, model delay %d ms, %d s, %d workers\n", $clients,
-    $delay_ms, $seconds, $count;
+printf "%d clients, model delay %d ms, %d s, %d workers (%d processes of "
+    . "%d threads)\n", $clients, $delay_ms, $seconds, $nworkers, $count,
+    $threads;
 printf "turns: %d, %.1f/s = %.1f%% of the ideal %.0f/s (target >= 90%%)\n",
     $n, $rate, 100 * $rate / $ideal, $ideal;
 printf "errors: %d non-200, socket errors: %s (target: none)\n", $bad // -1,
@@ -100,13 +110,14 @@ printf "latency: p50 %.0f ms, p99 %.0f ms\n", ($p50 // 0) / 1000,
     ($p99 // 0) / 1000;
 printf "PostgreSQL client backends at most: %d (target <= 20)\n",
     $max_backends;
-printf "workers' memory: %.0f MiB private, %.0f MiB PSS in all "
-    . "(%.2f MiB PSS each)\n", $anon / 1024, $pss / 1024,
-    $count ? $pss / 1024 / $count : 0;
+printf "workers' memory: %.0f MiB private, %.0f MiB PSS, %.0f MiB RSS in "
+    . "all (%.2f MiB RSS, %.2f MiB PSS a worker)\n", $anon / 1024,
+    $pss / 1024, $rss / 1024, $nworkers ? $rss / 1024 / $nworkers : 0,
+    $nworkers ? $pss / 1024 / $nworkers : 0;
 
 mkdir "$FindBin::Bin/results";
 open my $fh, '>>', "$FindBin::Bin/results/slow-model.tsv" or die;
-printf $fh "%s\t%d\t%d\t%d\t%.1f\t%.3f\t%d\t%s\t%d\t%.0f\t%.0f\n",
-    strftime('%Y-%m-%dT%H:%M:%SZ', gmtime), $clients, $count, $seconds,
+printf $fh "%s\t%d\t%d\t%d\t%.1f\t%.3f\t%d\t%s\t%d\t%.0f\t%.0f\t%d\t%.0f\n",
+    strftime('%Y-%m-%dT%H:%M:%SZ', gmtime), $clients, $nworkers, $seconds,
     $rate, $rate / $ideal, $bad // -1, $sock // '', $max_backends,
-    $anon / 1024, $pss / 1024;
+    $anon / 1024, $pss / 1024, $threads, $rss / 1024;

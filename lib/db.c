@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -122,11 +123,12 @@ conn_alive(PGconn *c)
 	pfd.fd = PQsocket(c);
 	pfd.events = POLLIN;
 	pfd.revents = 0;
-	if (poll(&pfd, 1, 0) <= 0)
-		return 1;
-	if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK)
-		return 0;
-	return 1;
+	/* Readable: a FATAL message (the backend was terminated, the
+	 * server is shutting down) or the end of the stream. libpq would
+	 * read the message and call the connection fine until the next
+	 * read finds it closed, failing a request that a new connection
+	 * would serve. */
+	return poll(&pfd, 1, 0) <= 0;
 }
 
 static void
@@ -135,6 +137,25 @@ conn_drop(void)
 	PQfinish(conn);
 	conn = NULL;
 }
+
+static long long
+now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A refusal that comes at once may pass in a moment: a pooler's listen
+ * queue overflows when hundreds of workers connect together (a unix
+ * socket then says EAGAIN), and a server that is starting refuses for a
+ * while. Two quick retries ride that out; a database that stays down
+ * still fails within a tenth of a second, and one that does not answer
+ * fails once, after connect_timeout. */
+#define CONNECT_TRIES		3
+#define CONNECT_QUICK_MS	100
+static const long	connect_pause_ms[CONNECT_TRIES - 1] = { 10, 50 };
 
 /* The worker's connection, (re)opened as needed; NULL with err 503.
  * DATABASE_URL comes last so that its own settings win over ours. */
@@ -146,22 +167,34 @@ db_conn(struct chat_err *err)
 	    "keepalives_interval", "keepalives_count", "dbname", NULL };
 	const char	*values[7] = { "5", "todo-chat", "30", "10", "3",
 	    NULL, NULL };
+	struct timespec	 pause;
+	long long	 start;
+	int		 try;
 
 	if (conn != NULL && conn_alive(conn))
 		return conn;
 	if (conn != NULL)
 		conn_drop();
 	values[5] = config()->database_url;
-	conn = PQconnectdbParams(keys, values, 1);
-	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-		log_err("database connection failed: %s", conn != NULL ?
-		    PQerrorMessage(conn) : "out of memory");
+	for (try = 0; ; try++) {
+		start = now_ms();
+		conn = PQconnectdbParams(keys, values, 1);
+		if (conn != NULL && PQstatus(conn) == CONNECTION_OK)
+			return conn;
+		if (try == CONNECT_TRIES - 1 ||
+		    now_ms() - start > CONNECT_QUICK_MS)
+			break;
 		conn_drop();
-		err_set(err, 503, "database_unavailable",
-		    "The database is unavailable; try again shortly.");
-		return NULL;
+		pause.tv_sec = 0;
+		pause.tv_nsec = connect_pause_ms[try] * 1000000L;
+		nanosleep(&pause, NULL);
 	}
-	return conn;
+	log_err("database connection failed: %s", conn != NULL ?
+	    PQerrorMessage(conn) : "out of memory");
+	conn_drop();
+	err_set(err, 503, "database_unavailable",
+	    "The database is unavailable; try again shortly.");
+	return NULL;
 }
 
 void
