@@ -27,8 +27,10 @@
 #
 # Environment: BENCH_SECONDS (10) per measured run, BENCH_WARMUP (2)
 # seconds of wrk before each service run, BENCH_CONCURRENCY ("1 8 32"),
-# BENCH_WORKERS (16), BENCH_THREADS (4: workers per process, so 4
-# processes of 4 threads; 1 makes each worker a process of its own),
+# BENCH_WORKERS (8: as many as the clients at concurrency 8; more only
+# adds database connections to a CPU-bound run), BENCH_THREADS (4:
+# workers per process, so 2 processes of 4 threads; 1 makes each worker
+# a process of its own),
 # BENCH_TRACK_PLANNING (0; 1 adds planning times to
 # the SQL tables, at some cost in throughput). The default run takes
 # about two minutes.
@@ -49,7 +51,7 @@ my $ROOT = abs_path("$FindBin::Bin/..");
 my $SECONDS = $ENV{BENCH_SECONDS} // 10;
 my $WARMUP = $ENV{BENCH_WARMUP} // 2;
 my @CONC = split /[\s,]+/, $ENV{BENCH_CONCURRENCY} // '1 8 32';
-my $WORKERS = $ENV{BENCH_WORKERS} // 16;
+my $WORKERS = $ENV{BENCH_WORKERS} // 8;
 my $THREADS = $ENV{BENCH_THREADS} // 4;
 $WORKERS =~ /\A[1-9]\d*\z/ && $THREADS =~ /\A[1-9]\d*\z/
     && $WORKERS % $THREADS == 0

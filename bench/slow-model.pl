@@ -32,7 +32,7 @@ my $s = Stack->new(workers => $procs, model => 'mock', durable => 1,
     mock_delay_ms => $delay_ms, pgbouncer => 1,
     pgbouncer_conf => { default_pool_size => 20, max_client_conn =>
     $workers + 100, listen_backlog => $workers + 100 },
-    nginx_connections => 4 * $clients + 256,
+    nginx_connections => 4 * $clients + 256, backlog => 4 * $clients,
     access_log => 0, max_seconds => 900, ready_seconds => 120,
     env => { CHAT_MODEL_TIMEOUT_MS => 30000,
     CHAT_WORKER_THREADS => $threads });

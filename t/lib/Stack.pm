@@ -30,6 +30,8 @@ answers through nginx, or dies with the tails of every log. Options:
                  PostgreSQL (DATABASE_URL points at it)
   pgbouncer_conf extra pgbouncer.ini settings, { default_pool_size => 2 }
   nginx_connections  nginx's worker_connections (256), for load runs
+  backlog        spawn-fcgi's listen backlog (its default, 1024), for load
+                 runs with more clients than that
   access_log     0: nginx writes no access log (benchmarks)
   pg_conf        extra postgresql settings, { log_statement => 'all' }
   durable        1: PostgreSQL's stock settings for benchmarks; else the
@@ -128,6 +130,7 @@ sub new {
 		pgbouncer	=> $opt{pgbouncer} // 0,
 		pgbouncer_conf	=> $opt{pgbouncer_conf} // {},
 		nginx_connections => $opt{nginx_connections} // 256,
+		backlog		=> $opt{backlog} // 1024,
 		access_log	=> $opt{access_log} // 1,
 		durable		=> $opt{durable} // 0,
 		mock_delay_ms	=> $opt{mock_delay_ms} // 0,
@@ -767,7 +770,7 @@ sub start_workers {
 	unlink $sock;
 	# -M 0666: nginx's workers run as nobody when the master is root.
 	$self->_spawn(workers => argv => [ '/usr/bin/spawn-fcgi',
-	    '-s', $sock, '-M', '0666', '-n', '--',
+	    '-s', $sock, '-M', '0666', '-b', $self->{backlog}, '-n', '--',
 	    '/usr/bin/multiwatch', '-f', $self->{workers}, '--', @app ],
 	    env => $self->_worker_env, log => "$self->{dir}/workers.log");
 	# spawn-fcgi binds the socket before it becomes multiwatch.
