@@ -60,7 +60,9 @@ static const struct route {
 
 #define NROUTES	(sizeof(routes) / sizeof(routes[0]))
 
-/* 1 if path matches pattern; the '*' segment is copied into segment. */
+/* 1 if path matches pattern; the '*' segment is percent-decoded into
+ * segment. One that does not decode (a bad escape, an encoded '/')
+ * matches nothing. */
 static int
 route_match(const char *pattern, const char *path, char *segment,
     size_t size)
@@ -70,10 +72,9 @@ route_match(const char *pattern, const char *path, char *segment,
 	while (*pattern != '\0') {
 		if (*pattern == '*') {
 			len = strcspn(path, "/");
-			if (len == 0 || len >= size)
+			if (len == 0 || http_segment_decode(path, len,
+			    segment, size) == -1)
 				return 0;
-			memcpy(segment, path, len);
-			segment[len] = '\0';
 			path += len;
 			pattern++;
 			continue;

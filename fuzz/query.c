@@ -1,4 +1,5 @@
-/* fuzz/query.c: http_query_get() and browse_paging() on a query string. */
+/* fuzz/query.c: http_query_get() and browse_paging() on a query string,
+ * http_segment_decode() on the same bytes as a path segment. */
 /*
  * The query arrives as a FastCGI parameter, a C string. Each lookup
  * writes into a block of exactly outlen bytes, so a byte past it is an
@@ -23,6 +24,25 @@ lookup(const char *query, const char *name, size_t outlen)
 	FUZZ_CHECK(rc >= -1 && rc <= 1);
 	if (rc == 1)
 		FUZZ_CHECK(strlen(out) < outlen);
+	free(out);
+}
+
+/* The segment is not NUL-terminated (the router hands over a length),
+ * and out is exactly outlen bytes. */
+static void
+segment(const uint8_t *data, size_t size, size_t outlen)
+{
+	char	*in, *out;
+
+	if ((in = malloc(size > 0 ? size : 1)) == NULL ||
+	    (out = malloc(outlen > 0 ? outlen : 1)) == NULL)
+		abort();
+	memcpy(in, data, size);
+	if (http_segment_decode(in, size, out, outlen) == 0) {
+		FUZZ_CHECK(strlen(out) < outlen);
+		FUZZ_CHECK(strchr(out, '/') == NULL);
+	}
+	free(in);
 	free(out);
 }
 
@@ -51,6 +71,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		for (j = 0; j < sizeof(outlens) / sizeof(outlens[0]); j++)
 			lookup(query, names[i], outlens[j]);
+	for (j = 0; j < sizeof(outlens) / sizeof(outlens[0]); j++)
+		segment(data, size, outlens[j]);
 	paging(query, BROWSE_CONVERSATIONS_DEFAULT);
 	paging(query, BROWSE_MESSAGES_DEFAULT);
 	free(query);

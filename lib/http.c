@@ -189,9 +189,11 @@ hexval(int c)
 	return -1;
 }
 
-/* Percent-decodes s[0..len) into out; '+' is a space in a query. */
+/* Percent-decodes s[0..len) into out (NUL-terminated); in a query
+ * (plus_is_space) '+' is a space. 0, or -1 when malformed or too long. */
 static int
-query_decode(const char *s, size_t len, char *out, size_t outlen)
+percent_decode(const char *s, size_t len, int plus_is_space, char *out,
+    size_t outlen)
 {
 	size_t	 i, o = 0;
 	int	 hi, lo;
@@ -214,10 +216,26 @@ query_decode(const char *s, size_t len, char *out, size_t outlen)
 			out[o++] = (char)(hi * 16 + lo);
 			i += 2;
 		} else
-			out[o++] = s[i] == '+' ? ' ' : s[i];
+			out[o++] = s[i] == '+' && plus_is_space ? ' ' : s[i];
 	}
 	out[o] = '\0';
 	return 0;
+}
+
+static int
+query_decode(const char *s, size_t len, char *out, size_t outlen)
+{
+	return percent_decode(s, len, 1, out, outlen);
+}
+
+int
+http_segment_decode(const char *s, size_t len, char *out, size_t outlen)
+{
+	if (percent_decode(s, len, 0, out, outlen) == -1)
+		return -1;
+	/* "%2F" would make one segment look like two to whoever reads
+	 * the decoded value as a path. */
+	return strchr(out, '/') != NULL ? -1 : 0;
 }
 
 int

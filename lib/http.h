@@ -53,6 +53,12 @@ void	 http_reply_error(struct request *r, const struct chat_err *err);
 int	 http_query_get(const char *query, const char *name, char *out,
 	    size_t outlen);
 
+/* Percent-decodes the path segment s[0..len) into out (size outlen):
+ * clients encode '@' and '+' in a user id as %40 and %2B. 0, or -1 when
+ * malformed, too long, or decoding to a NUL or a '/'. Pure. */
+int	 http_segment_decode(const char *s, size_t len, char *out,
+	    size_t outlen);
+
 /* 1 if s[0..len) is well-formed UTF-8 (no overlongs, no surrogates, no
  * code points past U+10FFFF), else 0. */
 int	 http_utf8_valid(const char *s, size_t len);

@@ -141,6 +141,25 @@ ok $ok && !%open, 'every tool result directly answers its call';
 $r = chat('Show me all my tasks', undef, path => '/api/alice/chat');
 isnt $r->{conversation_id}, $conv, 'no conversation_id: a new one';
 is scalar @{ $r->{tool_calls}[0]{result} }, 2, 'same user, same tasks';
+# The segment is percent-decoded, as clients that encode '@' and '+'
+# (encodeURIComponent, most URL builders) send it.
+my $carol = $s->token('carol+todo@example.com');
+$r = chat('Add a task to check the encoding', undef, token => $carol,
+    path => '/api/carol%2Btodo%40example.com/chat');
+is $r->{tool_calls}[0]{result}{status}, 'created',
+    'a user id with %2B and %40 in the path';
+$r = chat('Show me all my tasks', undef, path => '/api/al%69ce/chat');
+is scalar @{ $r->{tool_calls}[0]{result} }, 2, 'any byte may be encoded';
+# An encoded '/', a bad escape, a NUL: no route. (nginx itself answers
+# 400 to the last two, so the worker is asked directly.)
+for my $bad ('/api/alice%2Fx/chat', '/api/%zz/chat', '/api/alice%00/chat') {
+	my $e = $s->fcgi(POST => $bad, token => $alice,
+	    body => { message => 'hi' });
+	is $e->{status}, 404, "$bad: 404";
+}
+is $s->request(POST => '/api/carol%2Btodo%40example.com/chat',
+    token => $alice, body => { message => 'hi' })->{status}, 403,
+    "another user's id, encoded: still 403";
 
 # 7. Plain FastCGI, as cgi-fcgi sends it, with no nginx in between.
 $r = $s->fcgi(POST => '/chat', token => $alice,

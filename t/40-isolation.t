@@ -277,17 +277,18 @@ my @refused = (
    undef, 400, 'invalid_before' ],
 );
 # Path ids, some starting with a real conversation id of alice's or
-# bob's own: none is that conversation.
+# bob's own: none is that conversation. (An encoded '/' matches no route
+# at all: not_found.)
 for my $id ('1%20OR%201=1', "$a1%20OR%201=1", "$b1%20OR%201=1",
     "$a1;DROP%20TABLE%20messages", "$b1'--", "$b1%27--",
     "$b1.0", "0x$b1", "${b1}e0", "-$b1", "+$b1", "0$b1", '0',
     '99999999999999999999', "$b1%2F..%2F$a1") {
+	my $code = $id =~ /%2F/ ? 'not_found' : 'conversation_not_found';
 	push @refused,
 	    [ "GET messages of path id $id", GET =>
-	      "/chat/conversations/$id/messages", undef, 404,
-	      'conversation_not_found' ],
+	      "/chat/conversations/$id/messages", undef, 404, $code ],
 	    [ "DELETE path id $id", DELETE => "/chat/conversations/$id",
-	      undef, 404, 'conversation_not_found' ];
+	      undef, 404, $code ];
 }
 for my $c (@refused) {
 	my ($what, $method, $path, $body, $status, $code) = @$c;

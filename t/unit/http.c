@@ -1,5 +1,5 @@
-/* t/unit/http.c: the pure parts of http.c: UTF-8 validation and query
- * string lookup. Prints TAP. */
+/* t/unit/http.c: the pure parts of http.c: UTF-8 validation, query
+ * string lookup and path segment decoding. Prints TAP. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +114,29 @@ static const struct {
 	{ "names are not decoded",	"li%6Dit=3", "limit", 32, 0, NULL },
 };
 
+static const struct {
+	const char	*name;
+	const char	*s;
+	size_t		 outlen;
+	int		 rc;
+	const char	*value;		/* compared when rc is 0 */
+} segments[] = {
+	{ "plain",			"alice", 32, 0, "alice" },
+	{ "%40 is '@'",			"bob%40example.com", 32, 0,
+					"bob@example.com" },
+	{ "'+' stays a plus",		"a+b", 32, 0, "a+b" },
+	{ "%2B is a plus",		"a%2Bb", 32, 0, "a+b" },
+	{ "hex in either case",		"al%69%6Ce", 32, 0, "alile" },
+	{ "%2F would split the path",	"a%2Fb", 32, -1, NULL },
+	{ "%2f too",			"a%2fb", 32, -1, NULL },
+	{ "%00 rejected",		"a%00", 32, -1, NULL },
+	{ "malformed %zz",		"%zz", 32, -1, NULL },
+	{ "'%' at the end",		"a%", 32, -1, NULL },
+	{ "%4 at the end",		"a%4", 32, -1, NULL },
+	{ "fits exactly",		"a%40b", 4, 0, "a@b" },
+	{ "one byte too long",		"abcd", 4, -1, NULL },
+};
+
 /* Checks a copy of exactly len bytes, so that ASan and valgrind see a
  * read past the end of a truncated sequence. */
 static int
@@ -150,18 +173,43 @@ query_case(size_t i)
 	return ok;
 }
 
+/* One segment, read from a copy of exactly its bytes (no NUL after
+ * them) into a buffer of exactly outlen. */
+static int
+segment_case(size_t i)
+{
+	size_t	 len = strlen(segments[i].s);
+	char	*in, *out;
+	int	 rc, ok;
+
+	if ((in = malloc(len)) == NULL ||
+	    (out = malloc(segments[i].outlen)) == NULL)
+		abort();
+	memcpy(in, segments[i].s, len);
+	rc = http_segment_decode(in, len, out, segments[i].outlen);
+	ok = rc == segments[i].rc &&
+	    (rc != 0 || strcmp(out, segments[i].value) == 0);
+	free(in);
+	free(out);
+	return ok;
+}
+
 int
 main(void)
 {
 	size_t	 i, n = sizeof(utf8) / sizeof(utf8[0]);
 	size_t	 nq = sizeof(queries) / sizeof(queries[0]);
+	size_t	 ns = sizeof(segments) / sizeof(segments[0]);
 
-	printf("1..%zu\n", n + nq);
+	printf("1..%zu\n", n + nq + ns);
 	for (i = 0; i < n; i++)
 		printf("%sok %zu - utf8: %s\n", utf8_case(i) ? "" : "not ",
 		    i + 1, utf8[i].name);
 	for (i = 0; i < nq; i++)
 		printf("%sok %zu - query: %s\n", query_case(i) ? "" : "not ",
 		    n + i + 1, queries[i].name);
+	for (i = 0; i < ns; i++)
+		printf("%sok %zu - segment: %s\n", segment_case(i) ? "" :
+		    "not ", n + nq + i + 1, segments[i].name);
 	return 0;
 }
