@@ -72,6 +72,35 @@ chat_message(const char *role, const char *content)
 	return m;
 }
 
+/* Calls on their way back to the model: arguments that are not a JSON
+ * object become "{}". A model sometimes sends arguments cut short or
+ * otherwise broken (tools.c answers such a call with an error), and
+ * several OpenAI-compatible servers parse every earlier call's arguments
+ * and refuse the whole request when one does not parse: replayed as
+ * sent, one bad call would make every later turn of the conversation
+ * fail. What the model said stays as it was in messages.tool_calls.
+ * 0, or -1 out of memory. */
+static int
+calls_for_model(cJSON *calls)
+{
+	cJSON	*call, *fn, *args, *parsed;
+	int	 object;
+
+	cJSON_ArrayForEach(call, calls) {
+		fn = cJSON_GetObjectItemCaseSensitive(call, "function");
+		args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+		if (!cJSON_IsString(args))
+			continue;
+		parsed = cJSON_Parse(args->valuestring);
+		object = cJSON_IsObject(parsed);
+		cJSON_Delete(parsed);
+		if (!object && !cJSON_ReplaceItemInObjectCaseSensitive(fn,
+		    "arguments", cJSON_CreateString("{}")))
+			return -1;
+	}
+	return 0;
+}
+
 /* One stored message in OpenAI's format. */
 static cJSON *
 history_message(const struct hist_msg *h)
@@ -87,6 +116,8 @@ history_message(const struct hist_msg *h)
 		if ((calls = cJSON_Parse(h->tool_calls)) == NULL)
 			goto fail;
 		cJSON_AddItemToObject(m, "tool_calls", calls);
+		if (calls_for_model(calls) == -1)
+			goto fail;
 	}
 	if (h->tool_call_id != NULL && cJSON_AddStringToObject(m,
 	    "tool_call_id", h->tool_call_id) == NULL)
@@ -241,6 +272,9 @@ run_round(struct turn_state *ts, int round, const struct model_reply *mr,
 	cJSON_AddItemToArray(ts->messages, m);
 	cJSON_AddItemToObject(m, "tool_calls", calls);
 	calls = NULL;
+	if (calls_for_model(cJSON_GetObjectItemCaseSensitive(m,
+	    "tool_calls")) == -1)
+		goto oom;
 	if (round_record(ts, mr, dbc, args) == -1)
 		goto oom;
 	rc = 0;

@@ -463,10 +463,23 @@ is_deeply [ $fed->{role}, $fed->{tool_call_id} ], [ 'tool', 'call_half' ],
     '... the error goes back to the model as the tool result';
 is_deeply eval { $JSON->decode($fed->{content}) }, $tc->{result},
     '... the same error';
+# Several OpenAI-compatible servers refuse a request whose earlier calls
+# have arguments that do not parse: they go back to the model as {}.
 is $req->[1]{body}{messages}[-2]{tool_calls}[0]{function}{arguments},
-    '{"title": "Half', '... after the call as the model sent it';
+    '{}', '... after the call, its arguments sent back as {}';
 is shape(stored($s, $r->{json}{conversation_id})), 'u a t A',
     '... and the round is stored';
+is $s->sql_value(q{SELECT tool_calls->0->'function'->>'arguments'
+    FROM messages WHERE conversation_id = $1 AND tool_calls IS NOT NULL},
+    $r->{json}{conversation_id}), '{"title": "Half',
+    '... with the arguments as the model sent them';
+script($s, answer('Fine.'));
+my $again = chat($s, $alice, 'and now?', $r->{json}{conversation_id});
+is $again->{status}, 200, 'the next turn of that conversation: 200';
+$req = sent($s, 'k', [ 200 ], 'the next turn');
+my ($old) = grep { $_->{tool_calls} } @{ $req->[0]{body}{messages} };
+is $old->{tool_calls}[0]{function}{arguments}, '{}',
+    '... its history carries the broken call as {}';
 
 script($s, calls([ 'call_mail', 'send_email', { to => 'boss' } ]),
     answer('I cannot send mail.'));
