@@ -687,7 +687,7 @@ sub combine {
 # CPU time, in seconds, spent by each part of the machine while code
 # runs: the load generator (our children: wrk or pgbench), each of the
 # stack's process groups (Stack starts each in a session of its own and
-# lists their leaders in DIR/pids; a process's time moves to its parent
+# $s->pids lists their leaders; a process's time moves to its parent
 # when it is reaped, so each group's sum holds), and the rest of the
 # machine, kernel threads aside ("other": anything else running would
 # skew the figures).
@@ -717,7 +717,7 @@ sub measured {
 }
 
 sub postgres_children {
-	my $pm = (split /\n/, slurp($s->dir . '/pg/postmaster.pid'))[0];
+	my $pm = $s->postmaster_pid or die "no postmaster\n";
 	my @kids;
 	for my $stat (glob '/proc/[0-9]*/stat') {
 		my ($pid, $ppid) = slurp($stat) =~ /\A(\d+) \(.*\) \S+ (\d+)/s
@@ -735,12 +735,7 @@ sub slurp {
 }
 
 sub cpu_snapshot {
-	my %leader;
-	open my $fh, '<', $s->dir . '/pids' or die "no pids file: $!\n";
-	while (<$fh>) {
-		my ($name, $pid) = split;
-		$leader{$pid} = $name;
-	}
+	my %leader = reverse %{ $s->pids };
 	$leader{$$} = 'self';
 	my %proc;
 	for my $stat (glob '/proc/[0-9]*/stat') {

@@ -73,6 +73,10 @@ The mock is t/mock_model.py, or $ENV{MOCK_MODEL}.
   stop_postgres, start_postgres     fast shutdown and restart (same port)
   stop_workers, start_workers
   worker_pids                children of multiwatch, sorted
+  pids                       { name => pid } of the processes Stack started
+                             (each a session leader: postgres, workers...)
+  postmaster_pid             PostgreSQL's postmaster (Stack may have
+                             started it through runuser)
   wait_until($code, $seconds, $what)  polls $code until true, or dies
   log                        the workers' stderr so far; logs: every log
   dir, secret, port, pg_port, socket, database_url, mock_url,
@@ -785,6 +789,14 @@ sub stop_workers {
 	# multiwatch passes SIGTERM on as SIGUSR1, libfcgi's "finish the
 	# request, then exit"; under valgrind an exit takes a while.
 	$self->_stop_proc(workers => 'TERM', 20);
+}
+
+sub pids { return { %{ $_[0]{procs} } } }
+
+sub postmaster_pid {
+	my ($self) = @_;
+	my ($pid) = _slurp("$self->{dir}/pg/postmaster.pid") =~ /\A(\d+)/;
+	return $pid;
 }
 
 sub worker_pids {
