@@ -40,7 +40,6 @@ use FindBin;
 use lib "$FindBin::Bin/../t/lib";
 use Cwd qw(abs_path);
 use Digest::SHA qw(sha1_hex);
-use File::Basename qw(basename dirname);
 use File::Temp qw(tempdir);
 use List::Util qw(max min sum);
 use POSIX qw(strftime);
@@ -66,7 +65,7 @@ my $HISTORY = 40;		# CHAT_HISTORY_MESSAGES' default
 my %TARGET = (ratio => 0.8, p50 => 1.25, rss_kib => 4096);
 
 -x '/usr/bin/wrk' or die "wrk is not installed (scripts/deps)\n";
-my $PG_BIN = pg_bin();
+my $PG_BIN = Stack::pg_bin();
 -x "$PG_BIN/pgbench" or die "no pgbench in $PG_BIN\n";
 -x "$ROOT/chat.fcgi" || $ENV{CHAT_FCGI} or die "no ./chat.fcgi: make all\n";
 $SECONDS =~ /\A\d+\z/ && $SECONDS > 0 or die "BENCH_SECONDS: whole seconds\n";
@@ -444,16 +443,6 @@ sub write_file {
 	open my $fh, '>', $file or die "$file: $!\n";
 	print $fh $text;
 	close $fh or die "$file: $!\n";
-}
-
-sub pg_bin {
-	return $ENV{PG_BIN} if $ENV{PG_BIN};
-	my @bins = sort {
-		(basename(dirname($a)) =~ /(\d+)/)[0]
-		    <=> (basename(dirname($b)) =~ /(\d+)/)[0]
-	} grep { -x "$_/postgres" } glob '/usr/lib/postgresql/*/bin';
-	@bins or die "no PostgreSQL in /usr/lib/postgresql\n";
-	return $bins[-1];	# the one Stack starts
 }
 
 sub pg_env {

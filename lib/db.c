@@ -8,6 +8,7 @@
 
 #include <libpq-fe.h>
 
+#include "clock.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -138,15 +139,6 @@ conn_drop(void)
 	conn = NULL;
 }
 
-static long long
-now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A refusal that comes at once may pass in a moment: a pooler's listen
  * queue overflows when hundreds of workers connect together (a unix
  * socket then says EAGAIN), and a server that is starting refuses for a
@@ -177,12 +169,12 @@ db_conn(struct chat_err *err)
 		conn_drop();
 	values[5] = config()->database_url;
 	for (try = 0; ; try++) {
-		start = now_ms();
+		start = clock_ms();
 		conn = PQconnectdbParams(keys, values, 1);
 		if (conn != NULL && PQstatus(conn) == CONNECTION_OK)
 			return conn;
 		if (try == CONNECT_TRIES - 1 ||
-		    now_ms() - start > CONNECT_QUICK_MS)
+		    clock_ms() - start > CONNECT_QUICK_MS)
 			break;
 		conn_drop();
 		pause.tv_sec = 0;

@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "config.h"
 #include "http.h"
 #include "model.h"
@@ -111,15 +112,6 @@ const char *
 model_system_prompt(void)
 {
 	return SYSTEM_PROMPT;
-}
-
-static long long
-now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -255,7 +247,7 @@ model_init(const struct config *cfg)
 		model_cleanup();
 		return -1;
 	}
-	srandom((unsigned int)getpid() ^ (unsigned int)now_ms());
+	srandom((unsigned int)getpid() ^ (unsigned int)clock_ms());
 	return 0;
 }
 
@@ -454,9 +446,9 @@ post_with_retries(struct attempt *a, struct model_reply *out,
 	long		 wait_ms;
 	int		 n;
 
-	deadline = now_ms() + model_cfg->model_timeout_ms;
+	deadline = clock_ms() + model_cfg->model_timeout_ms;
 	for (n = 1; ; n++) {
-		if ((left = deadline - now_ms()) <= 0)
+		if ((left = deadline - clock_ms()) <= 0)
 			return timeout_err(err);
 		attempt_run(a, left);
 		if (a->rc == CURLE_OK && a->status >= 200 && a->status < 300)
@@ -466,7 +458,7 @@ post_with_retries(struct attempt *a, struct model_reply *out,
 			return failure_err(err);
 		}
 		wait_ms = backoff_ms(a, n);
-		if (n == MAX_ATTEMPTS || now_ms() + wait_ms >= deadline) {
+		if (n == MAX_ATTEMPTS || clock_ms() + wait_ms >= deadline) {
 			attempt_log(a, n, n == MAX_ATTEMPTS ?
 			    "no tries left" : "no time left");
 			if (a->rc == CURLE_OPERATION_TIMEDOUT)

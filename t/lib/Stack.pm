@@ -75,6 +75,8 @@ The mock is t/mock_model.py, or $ENV{MOCK_MODEL}.
   worker_pids                children of multiwatch, sorted
   pids                       { name => pid } of the processes Stack started
                              (each a session leader: postgres, workers...)
+  Stack::pg_bin()            the bin directory of the newest PostgreSQL
+                             (or $ENV{PG_BIN}): the one Stack starts
   postmaster_pid             PostgreSQL's postmaster (Stack may have
                              started it through runuser)
   wait_until($code, $seconds, $what)  polls $code until true, or dies
@@ -458,7 +460,7 @@ sub wait_until {
 
 # ----------------------------------------------------------- PostgreSQL
 
-sub _pg_bin {
+sub pg_bin {
 	return $ENV{PG_BIN} if $ENV{PG_BIN};
 	my @bins = sort {
 		(basename(dirname($a)) =~ /(\d+)/)[0]
@@ -473,7 +475,7 @@ sub _pg_bin {
 # a tenth. (t/00-stack.t runs schema.sql again, as DESIGN.md promises.)
 sub _init_postgres {
 	my ($self) = @_;
-	my $bin = _pg_bin();
+	my $bin = pg_bin();
 	my ($version) = basename(dirname($bin)) =~ /(\d+)/;
 	my $schema = _slurp("$ROOT/schema.sql");
 	my $template = "$self->{base}/.pg-template-$version-"
@@ -554,7 +556,7 @@ sub _postmaster {
 	    max_wal_senders shared_buffers autovacuum)} if $self->{durable};
 	%conf = (%conf, %$extra);
 	unlink "$data/postmaster.pid";		# left by a KILL
-	$self->_spawn($name => argv => [ _pg_bin() . '/postgres', '-D', $data,
+	$self->_spawn($name => argv => [ pg_bin() . '/postgres', '-D', $data,
 	    map { ('-c', "$_=$conf{$_}") } sort keys %conf ],
 	    log => "$self->{dir}/postgres.log", as_postgres => 1);
 	my $ok = eval {
@@ -595,7 +597,7 @@ sub stop_postgres {
 
 sub _psql_argv {
 	my ($self, $db, $port) = @_;
-	return [ _pg_bin() . '/psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1',
+	return [ pg_bin() . '/psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1',
 	    '-h', "$self->{dir}/run", '-p', $port // $self->{pg_port},
 	    '-U', 'postgres', '-d', $db ];
 }
