@@ -23,8 +23,10 @@
 #include "http.h"
 #include "log.h"
 #include "model.h"
-#include "tools.h"
+#include "openai.h"
+#include "text.h"
 #include "turn.h"
+#include "url.h"
 
 /* What a handler gets: the request, the caller (when the route needs
  * one) and the path segment the route's '*' matched. */
@@ -72,7 +74,7 @@ route_match(const char *pattern, const char *path, char *segment,
 	while (*pattern != '\0') {
 		if (*pattern == '*') {
 			len = strcspn(path, "/");
-			if (len == 0 || http_segment_decode(path, len,
+			if (len == 0 || url_segment_decode(path, len,
 			    segment, size) == -1)
 				return 0;
 			path += len;
@@ -167,13 +169,7 @@ chat(struct call *c, struct chat_err *err)
 static int
 path_id(const char *segment, long long *id, struct chat_err *err)
 {
-	char	*end;
-
-	if (*segment < '1' || *segment > '9' || strlen(segment) > 18)
-		return err_set(err, 404, "conversation_not_found",
-		    "No such conversation.");
-	*id = strtoll(segment, &end, 10);
-	if (*end != '\0')
+	if (text_id_parse(segment, id) == -1)
 		return err_set(err, 404, "conversation_not_found",
 		    "No such conversation.");
 	return 0;
@@ -411,23 +407,23 @@ main(void)
 	if (model_init(config()) == -1)
 		return 1;
 	if (signals_init(&stop) == -1) {
-		perror("chat.fcgi: signals");
+		log_err("signals: %s", strerror(errno));
 		return 1;
 	}
 	if (FCGX_Init() != 0) {
-		fprintf(stderr, "chat.fcgi: cannot set up FastCGI on fd 0 "
-		    "(start it with spawn-fcgi)\n");
+		log_err("cannot set up FastCGI on fd 0 (start it with "
+		    "spawn-fcgi)");
 		return 1;
 	}
 	n = config()->threads;
 	if ((w = calloc(n, sizeof(*w))) == NULL) {
-		perror("chat.fcgi");
+		log_err("%s", strerror(errno));
 		return 1;
 	}
 	for (i = 0; i < n; i++)
 		if ((errno = pthread_create(&w[i].thread, NULL, worker_run,
 		    &w[i])) != 0) {
-			perror("chat.fcgi: pthread_create");
+			log_err("pthread_create: %s", strerror(errno));
 			workers_stop(w, i);
 			free(w);
 			return 1;
@@ -437,6 +433,6 @@ main(void)
 	workers_stop(w, n);
 	free(w);
 	model_cleanup();
-	tools_cleanup();
+	openai_cleanup();
 	return failed ? 1 : 0;
 }

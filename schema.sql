@@ -113,36 +113,93 @@ CREATE INDEX IF NOT EXISTS turns_conversation_id_idx
 --
 -- Run again, schema.sql replaces them: deploy it before new workers.
 
+-- How long an attempt of a keyed turn counts as running after its last
+-- sign of life: a retry that comes while it runs gets 409
+-- turn_in_progress, one that comes later takes the turn over. 30 s is far
+-- above a turn's time in the database, and short enough that a person's
+-- retry after a crashed worker soon succeeds. Each stored round renews it.
+CREATE OR REPLACE FUNCTION chat_turn_lease() RETURNS interval
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT interval '30 seconds' $$;
+
+-- The history window: the user's newest messages of a conversation
+-- before message p_before, at most p_limit, newest first, read backwards
+-- from messages_conversation_id_idx so that the cost does not grow with
+-- the conversation. A plain SQL function, so that PostgreSQL inlines it
+-- into the statement that calls it and plans them together.
+CREATE OR REPLACE FUNCTION chat_history(p_user text, p_conversation bigint,
+	p_before bigint, p_limit integer)
+RETURNS TABLE (id bigint, role text, content text, tool_calls text,
+	tool_call_id text)
+LANGUAGE sql STABLE
+AS $$
+	SELECT m.id, m.role, m.content, m.tool_calls::text, m.tool_call_id
+	FROM messages m
+	WHERE m.conversation_id = p_conversation AND m.user_id = p_user
+	AND m.id < p_before
+	ORDER BY m.id DESC LIMIT p_limit
+$$;
+
+-- What the statements that start or take up a turn return, one shape
+-- for all (lib/db.c reads the columns by name). The first row describes
+-- the turn: kind 'new' (chat_turn_begin stored the message), 'prior'
+-- (the key was used before: request_hash, running and done tell how that
+-- turn stands; nothing was written) or 'turn' (a stored turn read back).
+-- Then, for a stored turn, its own messages ('own': those answering its
+-- user message) oldest first; then the window before the user message
+-- ('hist') newest first. message_id is the user message on the first row,
+-- each message's id on the others.
+DO $$
+BEGIN
+	CREATE TYPE chat_turn_row AS (kind text, conversation_id bigint,
+	    message_id bigint, role text, content text, tool_calls text,
+	    tool_call_id text, request_hash text, running boolean,
+	    done boolean);
+EXCEPTION WHEN duplicate_object THEN
+	NULL;
+END
+$$;
+
+-- Earlier versions of schema.sql returned other shapes, or took other
+-- arguments; CREATE OR REPLACE cannot change either.
+DO $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'chat_turn_begin'
+	    AND prorettype <> 'chat_turn_row'::regtype) THEN
+		DROP FUNCTION chat_turn_begin(text, bigint, text, text,
+		    integer, text, text);
+	END IF;
+END
+$$;
+DROP FUNCTION IF EXISTS chat_tool(text, bigint, bigint, text, text, text,
+	bigint, text, text, text);
+
 -- The first statement of a turn. With an Idempotency-Key (p_key) already
 -- used by the user, one 'prior' row describes that turn and nothing is
 -- written. Otherwise: the conversation created (p_conversation NULL) or
 -- locked (the user's; no row at all when it is not), the user message
--- stored, the key recorded, and 'new' rows returned: the conversation,
--- the message's id and the window of at most p_history messages before
--- it, newest first (one row of NULLs when there is none). The
--- conversation's row lock orders every write to it, so the messages of
--- concurrent turns never interleave inside a round. A concurrent first
--- attempt with the same key fails on the turns primary key, which rolls
--- the whole turn back (lib/db.c: 409).
+-- stored, the key recorded, and a 'new' row returned with the window of
+-- at most p_history messages before it. The conversation's row lock
+-- orders every write to it, so the messages of concurrent turns never
+-- interleave inside a round. A concurrent first attempt with the same key
+-- fails on the turns primary key, which rolls the whole turn back
+-- (lib/db.c: 409).
 CREATE OR REPLACE FUNCTION chat_turn_begin(p_user text,
 	p_conversation bigint, p_title text, p_message text,
 	p_history integer, p_key text, p_hash text)
-RETURNS TABLE (kind text, conversation_id bigint, message_id bigint,
-	id bigint, role text, content text, tool_calls text,
-	tool_call_id text, request_hash text, running boolean, done boolean)
+RETURNS SETOF chat_turn_row
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
 SET lock_timeout = '5s'
 AS $$
-#variable_conflict use_column
 DECLARE
 	conv	bigint;
 	msg	bigint;
 BEGIN
 	IF p_key IS NOT NULL THEN
-		RETURN QUERY SELECT 'prior', t.conversation_id,
-		    t.user_message_id, NULL::bigint, NULL, NULL, NULL, NULL,
-		    t.request_hash, t.lease_until > now(), EXISTS (
+		RETURN QUERY SELECT 'prior'::text, t.conversation_id,
+		    t.user_message_id, NULL::text, NULL::text, NULL::text,
+		    NULL::text, t.request_hash, t.lease_until > now(), EXISTS (
 		     SELECT 1 FROM messages a
 		     WHERE a.reply_to = t.user_message_id
 		     AND a.role = 'assistant' AND a.tool_calls IS NULL)
@@ -172,24 +229,104 @@ BEGIN
 		DELETE FROM turns t WHERE t.user_id = p_user
 		    AND t.idempotency_key <> p_key
 		    AND t.created_at < now() - interval '24 hours';
-		-- DESIGN.md: an attempt whose worker died counts as running
-		-- for at most 30 s; each stored round renews it.
 		INSERT INTO turns (user_id, idempotency_key, request_hash,
 		    conversation_id, user_message_id, lease_until)
 		    VALUES (p_user, p_key, p_hash, conv, msg,
-		    now() + interval '30 seconds');
+		    now() + chat_turn_lease());
 	END IF;
-	RETURN QUERY SELECT 'new', conv, msg, h.id, h.role, h.content,
+	RETURN QUERY SELECT 'new'::text, conv, msg, NULL::text, NULL::text,
+	    NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::boolean;
+	RETURN QUERY SELECT 'hist'::text, conv, h.id, h.role, h.content,
 	    h.tool_calls, h.tool_call_id, NULL::text, NULL::boolean,
 	    NULL::boolean
-	    FROM (SELECT) one LEFT JOIN LATERAL (
-	     SELECT m.id, m.role, m.content, m.tool_calls::text AS tool_calls,
-	     m.tool_call_id FROM messages m
-	     WHERE m.conversation_id = conv AND m.user_id = p_user
-	     AND m.id < msg ORDER BY m.id DESC LIMIT p_history
-	    ) h ON true
+	    FROM chat_history(p_user, conv, msg, p_history) h
 	    ORDER BY h.id DESC;
 END
+$$;
+
+-- A stored turn read back: a 'turn' row, the turn's own messages (those
+-- answering its user message, after it in the conversation) oldest
+-- first, then the window of at most p_history messages before it.
+CREATE OR REPLACE FUNCTION chat_turn_stored(p_user text,
+	p_conversation bigint, p_message bigint, p_history integer)
+RETURNS SETOF chat_turn_row
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	RETURN QUERY SELECT 'turn'::text, p_conversation, p_message,
+	    NULL::text, NULL::text, NULL::text, NULL::text, NULL::text,
+	    NULL::boolean, NULL::boolean;
+	RETURN QUERY SELECT 'own'::text, p_conversation, m.id, m.role,
+	    m.content, m.tool_calls::text, m.tool_call_id, NULL::text,
+	    NULL::boolean, NULL::boolean
+	    FROM messages m
+	    WHERE m.conversation_id = p_conversation AND m.user_id = p_user
+	    AND m.id > p_message AND m.reply_to = p_message
+	    ORDER BY m.id;
+	RETURN QUERY SELECT 'hist'::text, p_conversation, h.id, h.role,
+	    h.content, h.tool_calls, h.tool_call_id, NULL::text,
+	    NULL::boolean, NULL::boolean
+	    FROM chat_history(p_user, p_conversation, p_message, p_history) h
+	    ORDER BY h.id DESC;
+END
+$$;
+
+-- A retry takes over the turn of the user's key p_key whose attempt died
+-- (its lease ran out), renewing the lease, and reads it back as
+-- chat_turn_stored() does. Two retries at once: the row lock lets one in,
+-- the other finds the lease taken and gets no row at all (lib/db.c: 409).
+CREATE OR REPLACE FUNCTION chat_turn_resume(p_user text, p_key text,
+	p_history integer)
+RETURNS SETOF chat_turn_row
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+SET lock_timeout = '5s'
+AS $$
+DECLARE
+	conv	bigint;
+	msg	bigint;
+BEGIN
+	UPDATE turns t SET lease_until = now() + chat_turn_lease()
+	    WHERE t.user_id = p_user AND t.idempotency_key = p_key
+	    AND t.lease_until <= now()
+	    RETURNING t.conversation_id, t.user_message_id INTO conv, msg;
+	IF FOUND THEN
+		RETURN QUERY SELECT * FROM chat_turn_stored(p_user, conv, msg,
+		    p_history);
+	END IF;
+END
+$$;
+
+-- A finished turn read back for a retry of it: no lease, nothing
+-- written. No row when the user has no such key.
+CREATE OR REPLACE FUNCTION chat_turn_replay(p_user text, p_key text,
+	p_history integer)
+RETURNS SETOF chat_turn_row
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+AS $$
+DECLARE
+	conv	bigint;
+	msg	bigint;
+BEGIN
+	SELECT t.conversation_id, t.user_message_id INTO conv, msg
+	    FROM turns t
+	    WHERE t.user_id = p_user AND t.idempotency_key = p_key;
+	IF FOUND THEN
+		RETURN QUERY SELECT * FROM chat_turn_stored(p_user, conv, msg,
+		    p_history);
+	END IF;
+END
+$$;
+
+-- A failed attempt gives its turn up at once, so that the client's retry
+-- resumes it instead of waiting out the lease.
+CREATE OR REPLACE FUNCTION chat_turn_release(p_user text, p_key text)
+RETURNS void
+LANGUAGE sql
+AS $$
+	UPDATE turns SET lease_until = now()
+	WHERE user_id = p_user AND idempotency_key = p_key
 $$;
 
 -- A round of tool calls begins: the conversation's row lock (taken as an
@@ -221,20 +358,109 @@ BEGIN
 	    VALUES (p_conversation, p_user, 'assistant', p_content,
 	    p_tool_calls, p_reply_to, p_round);
 	IF p_key IS NOT NULL THEN
-		UPDATE turns SET lease_until = now() + interval '30 seconds'
+		UPDATE turns SET lease_until = now() + chat_turn_lease()
 		    WHERE user_id = p_user AND idempotency_key = p_key;
 	END IF;
 END
 $$;
 
--- One tool call of a round: the task change (p_op: add, list, complete,
--- delete, update, or none for a result known without SQL) and its tool
--- message commit together. The result is built from the rows touched, or
--- is p_fallback when no task matched; the stored result is returned. At
--- most 100 tasks are listed: the list must fit the model's context.
+-- The task tools, one function each, named tool_<name> after the tool
+-- (lib/tools.c's table names them): for user p_user, with the arguments
+-- lib/tools.c checked (p_args, a JSON object), the result as JSON text,
+-- or NULL when no task matched. They run inside chat_tool(), under its
+-- settings.
+CREATE OR REPLACE FUNCTION tool_add_task(p_user text, p_args jsonb)
+RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	result	text;
+BEGIN
+	INSERT INTO tasks (user_id, title, description)
+	    VALUES (p_user, p_args->>'title',
+	    COALESCE(p_args->>'description', ''))
+	    RETURNING json_build_object('task_id', id, 'status', 'created',
+	    'title', title)::text INTO result;
+	RETURN result;
+END
+$$;
+
+-- At most 100 tasks: the list must fit the model's context.
+CREATE OR REPLACE FUNCTION tool_list_tasks(p_user text, p_args jsonb)
+RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	status	text := COALESCE(p_args->>'status', 'all');
+	result	text;
+BEGIN
+	SELECT COALESCE(json_agg(json_build_object('id', t.id,
+	    'title', t.title, 'description', t.description,
+	    'completed', t.completed) ORDER BY t.id), '[]')::text
+	    INTO result FROM (
+	     SELECT id, title, description, completed FROM tasks
+	     WHERE user_id = p_user AND (status = 'all'
+	     OR completed = (status = 'completed'))
+	     ORDER BY id LIMIT 100) t;
+	RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tool_complete_task(p_user text, p_args jsonb)
+RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	result	text;
+BEGIN
+	UPDATE tasks SET completed = true, updated_at = now()
+	    WHERE id = (p_args->>'task_id')::bigint AND user_id = p_user
+	    RETURNING json_build_object('task_id', id, 'status', 'completed',
+	    'title', title)::text INTO result;
+	RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tool_delete_task(p_user text, p_args jsonb)
+RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	result	text;
+BEGIN
+	DELETE FROM tasks
+	    WHERE id = (p_args->>'task_id')::bigint AND user_id = p_user
+	    RETURNING json_build_object('task_id', id, 'status', 'deleted',
+	    'title', title)::text INTO result;
+	RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tool_update_task(p_user text, p_args jsonb)
+RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	result	text;
+BEGIN
+	UPDATE tasks SET title = COALESCE(p_args->>'title', title),
+	    description = COALESCE(p_args->>'description', description),
+	    updated_at = now()
+	    WHERE id = (p_args->>'task_id')::bigint AND user_id = p_user
+	    RETURNING json_build_object('task_id', id, 'status', 'updated',
+	    'title', title)::text INTO result;
+	RETURN result;
+END
+$$;
+
+-- One tool call of a round: the tool's function (p_function, one of the
+-- tool_ functions above; NULL for a call refused before it reached the
+-- database) and the tool message with its result commit together. The
+-- result is the function's, or p_fallback when it gives none; the stored
+-- result is returned.
 CREATE OR REPLACE FUNCTION chat_tool(p_user text, p_conversation bigint,
-	p_reply_to bigint, p_call_id text, p_fallback text, p_op text,
-	p_task bigint, p_title text, p_description text, p_status text)
+	p_reply_to bigint, p_call_id text, p_fallback text, p_function text,
+	p_args jsonb)
 RETURNS text
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
@@ -243,40 +469,16 @@ AS $$
 DECLARE
 	result	text;
 BEGIN
-	CASE p_op
-	WHEN 'add' THEN
-		INSERT INTO tasks (user_id, title, description)
-		    VALUES (p_user, p_title, COALESCE(p_description, ''))
-		    RETURNING json_build_object('task_id', id,
-		    'status', 'created', 'title', title)::text INTO result;
-	WHEN 'list' THEN
-		SELECT COALESCE(json_agg(json_build_object('id', t.id,
-		    'title', t.title, 'description', t.description,
-		    'completed', t.completed) ORDER BY t.id), '[]')::text
-		    INTO result FROM (
-		     SELECT id, title, description, completed FROM tasks
-		     WHERE user_id = p_user AND (p_status = 'all'
-		     OR completed = (p_status = 'completed'))
-		     ORDER BY id LIMIT 100) t;
-	WHEN 'complete' THEN
-		UPDATE tasks SET completed = true, updated_at = now()
-		    WHERE id = p_task AND user_id = p_user
-		    RETURNING json_build_object('task_id', id,
-		    'status', 'completed', 'title', title)::text INTO result;
-	WHEN 'delete' THEN
-		DELETE FROM tasks WHERE id = p_task AND user_id = p_user
-		    RETURNING json_build_object('task_id', id,
-		    'status', 'deleted', 'title', title)::text INTO result;
-	WHEN 'update' THEN
-		UPDATE tasks SET title = COALESCE(p_title, title),
-		    description = COALESCE(p_description, description),
-		    updated_at = now()
-		    WHERE id = p_task AND user_id = p_user
-		    RETURNING json_build_object('task_id', id,
-		    'status', 'updated', 'title', title)::text INTO result;
-	WHEN 'none' THEN
-		NULL;
-	END CASE;
+	IF p_function IS NOT NULL THEN
+		-- The name is a row of lib/tools.c's, never the model's
+		-- words; still, only a tool function may be called.
+		IF p_function !~ '^tool_[a-z_]+$' THEN
+			RAISE invalid_parameter_value
+			    USING MESSAGE = 'not a tool: ' || p_function;
+		END IF;
+		EXECUTE format('SELECT %I($1, $2)', p_function)
+		    INTO result USING p_user, p_args;
+	END IF;
 	result := COALESCE(result, p_fallback);
 	INSERT INTO messages (conversation_id, user_id, role, content,
 	    tool_call_id, reply_to)

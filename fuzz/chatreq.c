@@ -9,7 +9,7 @@
 
 #include "chatreq.h"
 #include "fuzz.h"
-#include "http.h"
+#include "text.h"
 
 /* chatreq.h: what a request that passed is guaranteed to hold. */
 static void
@@ -22,7 +22,7 @@ check_accepted(const struct chat_request *req, const char *key)
 	len = strlen(m);
 	FUZZ_CHECK(len >= 1 && len <= CHATREQ_MESSAGE_MAX);
 	FUZZ_CHECK(strspn(m, " \t\r\n") < len);
-	FUZZ_CHECK(http_utf8_valid(m, len));
+	FUZZ_CHECK(text_utf8_valid(m, len));
 	FUZZ_CHECK(req->turn.conversation_id >= 0);
 	FUZZ_CHECK(req->turn.user_id == NULL);
 	FUZZ_CHECK(req->turn.idempotency_key == key);

@@ -1,18 +1,18 @@
-/* fuzz/model_reply.c: model_parse_reply() on a chat-completions body. */
+/* fuzz/model_reply.c: openai_parse_reply() on a chat-completions body. */
 /*
- * The body goes in a block of exactly its length (model.h: body[0..len),
+ * The body goes in a block of exactly its length (openai.h: body[0..len),
  * a length the server chose). What is accepted must be usable as it
  * stands: text PostgreSQL will store, non-empty ids and names, at most
- * MODEL_MAX_CALLS calls.
+ * REPLY_MAX_CALLS calls.
  */
 #include "fuzz.h"
-#include "http.h"
-#include "model.h"
+#include "openai.h"
+#include "text.h"
 
 static int
 text(const char *s)
 {
-	return s != NULL && http_utf8_valid(s, strlen(s));
+	return s != NULL && text_utf8_valid(s, strlen(s));
 }
 
 int
@@ -23,21 +23,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t			 i;
 
 	body = fuzz_bytes(data, size);
-	if (model_parse_reply(body, size, &r) == 0) {
-		FUZZ_CHECK(r.content != NULL || r.ncalls > 0);
-		FUZZ_CHECK(r.content == NULL || text(r.content));
-		FUZZ_CHECK(r.ncalls <= MODEL_MAX_CALLS);
+	if (openai_parse_reply(body, size, &r) == 0) {
+		FUZZ_CHECK(reply_text(&r) != NULL || r.ncalls > 0);
+		FUZZ_CHECK(reply_text(&r) == NULL || text(reply_text(&r)));
+		FUZZ_CHECK(r.ncalls <= REPLY_MAX_CALLS);
 		for (i = 0; i < r.ncalls; i++) {
 			FUZZ_CHECK(text(r.calls[i].id) &&
 			    r.calls[i].id[0] != '\0');
 			FUZZ_CHECK(text(r.calls[i].name) &&
 			    r.calls[i].name[0] != '\0');
-			FUZZ_CHECK(text(r.calls[i].arguments));
+			FUZZ_CHECK(text(r.calls[i].arguments.data));
 		}
 	} else
-		FUZZ_CHECK(r.content == NULL && r.calls == NULL &&
+		FUZZ_CHECK(reply_text(&r) == NULL && r.calls == NULL &&
 		    r.ncalls == 0);
-	model_reply_free(&r);
+	reply_free(&r);
 	free(body);
 	return 0;
 }

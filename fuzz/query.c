@@ -1,5 +1,5 @@
-/* fuzz/query.c: http_query_get() and browse_paging() on a query string,
- * http_segment_decode() on the same bytes as a path segment. */
+/* fuzz/query.c: url_query_get() and browse_paging() on a query string,
+ * url_segment_decode() on the same bytes as a path segment. */
 /*
  * The query arrives as a FastCGI parameter, a C string. Each lookup
  * writes into a block of exactly outlen bytes, so a byte past it is an
@@ -7,7 +7,7 @@
  */
 #include "browse.h"
 #include "fuzz.h"
-#include "http.h"
+#include "url.h"
 
 static const char *const names[] = { "limit", "before", "q" };
 static const size_t outlens[] = { 0, 1, 2, 4, 32 };
@@ -20,7 +20,7 @@ lookup(const char *query, const char *name, size_t outlen)
 
 	if ((out = malloc(outlen > 0 ? outlen : 1)) == NULL)
 		abort();
-	rc = http_query_get(query, name, out, outlen);
+	rc = url_query_get(query, name, out, outlen);
 	FUZZ_CHECK(rc >= -1 && rc <= 1);
 	if (rc == 1)
 		FUZZ_CHECK(strlen(out) < outlen);
@@ -38,7 +38,7 @@ segment(const uint8_t *data, size_t size, size_t outlen)
 	    (out = malloc(outlen > 0 ? outlen : 1)) == NULL)
 		abort();
 	memcpy(in, data, size);
-	if (http_segment_decode(in, size, out, outlen) == 0) {
+	if (url_segment_decode(in, size, out, outlen) == 0) {
 		FUZZ_CHECK(strlen(out) < outlen);
 		FUZZ_CHECK(strchr(out, '/') == NULL);
 	}

@@ -1,13 +1,13 @@
-/* fuzz/utf8.c: http_utf8_valid() on raw bytes, against a reference. */
+/* fuzz/utf8.c: text_utf8_valid() on raw bytes, against a reference. */
 /*
  * The reference is the Unicode Standard's table of well-formed byte
  * sequences (chapter 3, table 3-7), written out range by range, so it
- * shares no code and no arithmetic with http.c. The bytes sit in a block
+ * shares no code and no arithmetic with text.c. The bytes sit in a block
  * of exactly their length: a truncated sequence at the end must not be
  * read past.
  */
 #include "fuzz.h"
-#include "http.h"
+#include "text.h"
 
 /* Table 3-7: a lead byte and the range of the byte after it; the bytes
  * after that are 80..BF. */
@@ -56,7 +56,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char	*s;
 
 	s = fuzz_bytes(data, size);
-	FUZZ_CHECK(http_utf8_valid(s, size) == reference(data, size));
+	FUZZ_CHECK(text_utf8_valid(s, size) == reference(data, size));
 	free(s);
 	return 0;
 }

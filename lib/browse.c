@@ -8,22 +8,8 @@
 
 #include "browse.h"
 #include "db.h"
-#include "http.h"
-
-/* A positive decimal that fits a bigint, nothing around it. */
-static int
-parse_positive(const char *s, long long max, long long *out)
-{
-	char	*end;
-
-	if (*s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	*out = strtoll(s, &end, 10);
-	if (errno != 0 || *end != '\0' || *out < 1 || *out > max)
-		return -1;
-	return 0;
-}
+#include "url.h"
+#include "text.h"
 
 int
 browse_paging(const char *query, int default_limit, int *limit,
@@ -35,18 +21,17 @@ browse_paging(const char *query, int default_limit, int *limit,
 
 	*limit = default_limit;
 	*before = 0;
-	if ((found = http_query_get(query, "limit", value,
+	if ((found = url_query_get(query, "limit", value,
 	    sizeof(value))) != 0) {
-		if (found == -1 || parse_positive(value, BROWSE_LIMIT_MAX,
-		    &v) == -1)
+		if (found == -1 || text_id_parse(value, &v) == -1 ||
+		    v > BROWSE_LIMIT_MAX)
 			return err_set(err, 400, "invalid_limit", "limit must "
 			    "be an integer from 1 to %d.", BROWSE_LIMIT_MAX);
 		*limit = (int)v;
 	}
-	if ((found = http_query_get(query, "before", value,
+	if ((found = url_query_get(query, "before", value,
 	    sizeof(value))) != 0) {
-		if (found == -1 || parse_positive(value, 9007199254740991LL,
-		    &v) == -1)
+		if (found == -1 || text_id_parse(value, &v) == -1)
 			return err_set(err, 400, "invalid_before", "before must "
 			    "be an id from a previous page's next_before.");
 		*before = v;
@@ -123,7 +108,7 @@ message_item(cJSON *o, const struct db_rows *rows, int i)
 		if (cJSON_AddNullToObject(o, "tool_calls") == NULL)
 			return -1;
 	} else {
-		if ((parsed = cJSON_Parse(calls)) == NULL)
+		if ((parsed = text_json_parses(calls)) == NULL)
 			return -1;
 		cJSON_AddItemToObject(o, "tool_calls", parsed);
 	}

@@ -5,7 +5,7 @@
 #include <cJSON.h>
 
 #include "chatreq.h"
-#include "http.h"
+#include "text.h"
 
 /* The Idempotency-Key header, when sent, must be 1..255 bytes of
  * printable ASCII (DESIGN.md); anything else is refused, not ignored. */
@@ -26,7 +26,6 @@ idempotency_key_valid(const char *key)
 static cJSON *
 parse_body(const char *body, size_t len, struct chat_err *err)
 {
-	const char	*end = NULL;
 	cJSON		*root;
 
 	if (len == 0) {
@@ -34,22 +33,19 @@ parse_body(const char *body, size_t len, struct chat_err *err)
 		    "object.");
 		return NULL;
 	}
-	if (!http_utf8_valid(body, len)) {
+	if (!text_utf8_valid(body, len)) {
 		err_set(err, 400, "invalid_utf8", "The body is not valid "
 		    "UTF-8.");
 		return NULL;
 	}
-	root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
-	while (end != NULL && end < body + len && (*end == ' ' ||
-	    *end == '\t' || *end == '\r' || *end == '\n'))
-		end++;
-	if (root != NULL && http_json_has_nul(body, len)) {
+	root = text_json_parse(body, len);
+	if (root != NULL && text_json_has_nul(body, len)) {
 		cJSON_Delete(root);
 		err_set(err, 400, "invalid_json", "Text in the body may not "
 		    "contain NUL characters (\\u0000).");
 		return NULL;
 	}
-	if (root == NULL || end != body + len) {
+	if (root == NULL) {
 		cJSON_Delete(root);
 		err_set(err, 400, "invalid_json", "The body is not valid "
 		    "JSON.");
@@ -70,7 +66,6 @@ chat_fields(const cJSON *root, struct turn_request *t, struct chat_err *err)
 {
 	const cJSON	*msg, *conv;
 	size_t		 len;
-	double		 d;
 
 	msg = cJSON_GetObjectItemCaseSensitive(root, "message");
 	if (msg == NULL)
@@ -91,11 +86,9 @@ chat_fields(const cJSON *root, struct turn_request *t, struct chat_err *err)
 	conv = cJSON_GetObjectItemCaseSensitive(root, "conversation_id");
 	if (conv == NULL || cJSON_IsNull(conv))
 		return 0;
-	d = cJSON_IsNumber(conv) ? conv->valuedouble : 0;
-	if (d < 1 || d > 9007199254740991.0 || (double)(long long)d != d)
+	if (text_id_json(conv, 0, &t->conversation_id) == -1)
 		return err_set(err, 400, "invalid_conversation_id",
 		    "\"conversation_id\" must be a positive integer.");
-	t->conversation_id = (long long)d;
 	return 0;
 }
 

@@ -47,70 +47,24 @@ static const char SQL_TRANSACTION_SETTINGS[] =
 
 static const char SQL_PING[] = "SELECT 1";
 
-/* The statements every turn runs are functions in schema.sql, whose
- * plans PostgreSQL keeps per connection (see there); each carries its own
- * settings. */
+/* The statements of a turn are functions in schema.sql, whose plans
+ * PostgreSQL keeps per connection (see there); each carries its own
+ * settings. The three that start or take up a turn return rows of one
+ * shape, chat_turn_row, read by turn_rows() below. */
 static const char SQL_TURN_BEGIN[] =
     "SELECT * FROM chat_turn_begin($1, $2, $3, $4, $5, $6, $7)";
 static const char SQL_ROUND[] =
     "SELECT chat_round($1, $2, $3, $4, $5, $6, $7)";
 static const char SQL_TOOL[] =
-    "SELECT chat_tool($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    "SELECT chat_tool($1, $2, $3, $4, $5, $6, $7)";
 static const char SQL_TURN_FINISH[] =
     "SELECT chat_turn_finish($1, $2, $3, $4)";
-
-/* DESIGN.md: an attempt whose worker died counts as running for at most
- * 30 s (chat_turn_begin() and chat_round() say the same). */
-#define LEASE	"30 seconds"
-
-/* A stored turn: a 'turn' row (its user message id, its conversation in
- * the last column), its own messages (those answering its user message,
- * after it in the conversation) oldest first, then the window before it
- * newest first. No row at all: the turn is not there to take. */
-#define TURN_ROWS \
-    " SELECT 'own' AS kind, m.id, m.role, m.content," \
-    " m.tool_calls::text, m.tool_call_id, m.id AS sort" \
-    " FROM t, messages m WHERE m.conversation_id = t.conversation_id" \
-    " AND m.id > t.user_message_id AND m.reply_to = t.user_message_id" \
-    " UNION ALL SELECT 'hist', h.*, -h.id FROM t, LATERAL (" \
-    "  SELECT id, role, content, tool_calls::text, tool_call_id" \
-    "  FROM messages WHERE conversation_id = t.conversation_id" \
-    "  AND id < t.user_message_id ORDER BY id DESC LIMIT $3) h" \
-    " UNION ALL SELECT 'turn', user_message_id, NULL, NULL, NULL, NULL," \
-    " conversation_id FROM t" \
-    " ORDER BY kind DESC, sort"
-
-/* A retry takes over a turn whose attempt died (its lease ran out). Two
- * retries at once: the row lock lets one in, the other finds the lease
- * taken and reads nothing (409). */
 static const char SQL_TURN_RESUME[] =
-    "WITH t AS ("
-    " UPDATE turns SET lease_until = now() + interval '" LEASE "'"
-    " WHERE user_id = $1 AND idempotency_key = $2 AND lease_until <= now()"
-    " RETURNING conversation_id, user_message_id"
-    ")" TURN_ROWS;
-
-/* A finished turn read back for a retry: no lease, nothing written. */
+    "SELECT * FROM chat_turn_resume($1, $2, $3)";
 static const char SQL_TURN_REPLAY[] =
-    "WITH t AS ("
-    " SELECT conversation_id, user_message_id FROM turns"
-    " WHERE user_id = $1 AND idempotency_key = $2"
-    ")" TURN_ROWS;
-
-/* A failed attempt gives its turn up at once, so that the client's retry
- * resumes it instead of waiting out the lease. */
+    "SELECT * FROM chat_turn_replay($1, $2, $3)";
 static const char SQL_TURN_RELEASE[] =
-    "UPDATE turns SET lease_until = now()"
-    " WHERE user_id = $1 AND idempotency_key = $2";
-/* What chat_tool() calls each operation. */
-static const char *const tool_op[] = {
-	[DB_TOOL_ADD] =		"add",
-	[DB_TOOL_LIST] =	"list",
-	[DB_TOOL_COMPLETE] =	"complete",
-	[DB_TOOL_DELETE] =	"delete",
-	[DB_TOOL_UPDATE] =	"update",
-	[DB_TOOL_NONE] =	"none",
-};
+    "SELECT chat_turn_release($1, $2)";
 
 /* A connection that has something to read between requests is dead: the
  * server only talks unasked to say it is shutting down, or to close. */
@@ -222,7 +176,7 @@ db_fail(const PGresult *res, struct chat_err *err)
 struct stmt {
 	const char	*sql;
 	int		 nparams;
-	const char	*params[10];
+	const char	*params[7];
 	PGresult	*res;
 };
 
@@ -321,39 +275,89 @@ value_or_null(const PGresult *res, int row, int col)
 	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
 }
 
-static void
-hist_row(const PGresult *res, int row, int col, struct hist_msg *m)
+/* The columns of schema.sql's chat_turn_row, found by name in each
+ * result: a column added or moved there cannot be misread here. */
+struct turn_cols {
+	int	 kind, conversation_id, message_id, role, content, tool_calls,
+		 tool_call_id, request_hash, running, done;
+};
+
+static int
+turn_cols(const PGresult *res, struct turn_cols *c)
 {
-	m->id = strtoll(PQgetvalue(res, row, col), NULL, 10);
-	m->role = role_of(PQgetvalue(res, row, col + 1));
-	m->content = value_or_null(res, row, col + 2);
-	m->tool_calls = value_or_null(res, row, col + 3);
-	m->tool_call_id = value_or_null(res, row, col + 4);
+	c->kind = PQfnumber(res, "kind");
+	c->conversation_id = PQfnumber(res, "conversation_id");
+	c->message_id = PQfnumber(res, "message_id");
+	c->role = PQfnumber(res, "role");
+	c->content = PQfnumber(res, "content");
+	c->tool_calls = PQfnumber(res, "tool_calls");
+	c->tool_call_id = PQfnumber(res, "tool_call_id");
+	c->request_hash = PQfnumber(res, "request_hash");
+	c->running = PQfnumber(res, "running");
+	c->done = PQfnumber(res, "done");
+	return c->kind < 0 || c->conversation_id < 0 || c->message_id < 0 ||
+	    c->role < 0 || c->content < 0 || c->tool_calls < 0 ||
+	    c->tool_call_id < 0 || c->request_hash < 0 || c->running < 0 ||
+	    c->done < 0 ? -1 : 0;
 }
 
-/* Reads a begin statement's rows: ('new', conversation, message, the
- * history columns...) or one ('prior', ..., hash, running, done). */
-static int
-begin_rows(PGresult *res, struct db_turn *out)
+static long long
+id_at(const PGresult *res, int row, int col)
 {
-	int	 i, n = PQntuples(res);
+	return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
 
-	out->conversation_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-	out->user_message_id = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-	if (strcmp(PQgetvalue(res, 0, 0), "prior") == 0) {
+static void
+message_at(const PGresult *res, int row, const struct turn_cols *c,
+    struct hist_msg *m)
+{
+	m->id = id_at(res, row, c->message_id);
+	m->role = role_of(PQgetvalue(res, row, c->role));
+	m->content = value_or_null(res, row, c->content);
+	m->tool_calls = value_or_null(res, row, c->tool_calls);
+	m->tool_call_id = value_or_null(res, row, c->tool_call_id);
+}
+
+/* Reads chat_turn_row rows into out, which takes res over: the first
+ * row describes the turn, then come its own messages ('own', oldest
+ * first) and the window before it ('hist', newest first). 0, or -1
+ * with err (out freed): 503 for a result of another shape or ENOMEM. */
+static int
+turn_rows(PGresult *res, struct db_turn *out, struct chat_err *err)
+{
+	struct turn_cols	 c;
+	const char		*kind;
+	int			 i, n = PQntuples(res);
+
+	out->res = res;
+	if (turn_cols(res, &c) == -1) {
+		log_err("database: a turn's rows lack a column of "
+		    "chat_turn_row: is schema.sql loaded?");
+		db_turn_free(out);
+		return err_set(err, 503, "database_unavailable",
+		    "The database is unavailable; try again shortly.");
+	}
+	out->conversation_id = id_at(res, 0, c.conversation_id);
+	out->user_message_id = id_at(res, 0, c.message_id);
+	if (strcmp(PQgetvalue(res, 0, c.kind), "prior") == 0) {
 		out->prior = 1;
-		out->request_hash = PQgetvalue(res, 0, 8);
-		out->running = *PQgetvalue(res, 0, 9) == 't';
-		out->done = *PQgetvalue(res, 0, 10) == 't';
+		out->request_hash = PQgetvalue(res, 0, c.request_hash);
+		out->running = *PQgetvalue(res, 0, c.running) == 't';
+		out->done = *PQgetvalue(res, 0, c.done) == 't';
 		return 0;
 	}
-	if (n == 1 && PQgetisnull(res, 0, 3))
-		return 0;
-	if ((out->history = calloc(n, sizeof(*out->history))) == NULL)
-		return -1;
-	for (i = 0; i < n; i++)
-		hist_row(res, i, 3, &out->history[i]);
-	out->nhistory = n;
+	if ((out->own = calloc(n, sizeof(*out->own))) == NULL ||
+	    (out->history = calloc(n, sizeof(*out->history))) == NULL) {
+		db_turn_free(out);
+		return err_oom(err);
+	}
+	for (i = 1; i < n; i++) {
+		kind = PQgetvalue(res, i, c.kind);
+		if (strcmp(kind, "own") == 0)
+			message_at(res, i, &c, &out->own[out->nown++]);
+		else
+			message_at(res, i, &c, &out->history[out->nhistory++]);
+	}
 	return 0;
 }
 
@@ -378,12 +382,7 @@ db_turn_begin(const char *user_id, long long conversation_id,
 		return err_set(err, 404, "conversation_not_found",
 		    "No such conversation.");
 	}
-	out->res = res;
-	if (begin_rows(res, out) == -1) {
-		db_turn_free(out);
-		return err_oom(err);
-	}
-	return 0;
+	return turn_rows(res, out, err);
 }
 
 int
@@ -394,38 +393,20 @@ db_turn_load(const char *user_id, const char *idempotency_key,
 	char		 limit[24];
 	const char	*params[3] = { user_id, idempotency_key, limit };
 	PGresult	*res;
-	int		 i, n, nown;
 
 	memset(out, 0, sizeof(*out));
 	snprintf(limit, sizeof(limit), "%zu", max_history);
 	if (run(take_over ? SQL_TURN_RESUME : SQL_TURN_REPLAY, 3, params,
 	    PGRES_TUPLES_OK, &res, err) == -1)
 		return -1;
-	out->res = res;
-	if ((n = PQntuples(res)) == 0 ||
-	    strcmp(PQgetvalue(res, 0, 0), "turn") != 0) {
-		db_turn_free(out);
+	/* No row: another attempt holds the lease (or, replaying, the key
+	 * is gone with its conversation). */
+	if (PQntuples(res) == 0) {
+		PQclear(res);
 		return err_set(err, 409, "turn_in_progress", "This turn is "
 		    "still being answered; retry in a few seconds.");
 	}
-	out->user_message_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-	out->conversation_id = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
-	for (nown = 1; nown < n && strcmp(PQgetvalue(res, nown, 0), "own") ==
-	    0; nown++)
-		;
-	nown--;
-	if ((out->own = calloc(nown + 1, sizeof(*out->own))) == NULL ||
-	    (out->history = calloc(n - nown, sizeof(*out->history))) ==
-	    NULL) {
-		db_turn_free(out);
-		return err_oom(err);
-	}
-	for (i = 1; i < n; i++)
-		hist_row(res, i, 1, i <= nown ? &out->own[i - 1] :
-		    &out->history[i - 1 - nown]);
-	out->nown = nown;
-	out->nhistory = n - 1 - nown;
-	return 0;
+	return turn_rows(res, out, err);
 }
 
 void
@@ -435,7 +416,7 @@ db_turn_release(const char *user_id, const char *idempotency_key)
 	struct chat_err	 err;
 	PGresult	*res;
 
-	if (run(SQL_TURN_RELEASE, 2, params, PGRES_COMMAND_OK, &res,
+	if (run(SQL_TURN_RELEASE, 2, params, PGRES_TUPLES_OK, &res,
 	    &err) == 0)
 		PQclear(res);
 }
@@ -531,25 +512,17 @@ stmts_clear(struct stmt *s, size_t n)
 	}
 }
 
-/* Fills s[0..ncalls) with the chat_tool() calls of a round. ids holds
- * the text of each task_id, ROUND_ID_LEN bytes apiece. */
-#define ROUND_ID_LEN	24
+/* Fills s[0..ncalls) with the chat_tool() calls of a round. */
 static void
 tool_stmts(const char *user_id, const char *conv, const char *reply_to,
-    const struct db_tool_call *calls, size_t ncalls, char *ids,
-    struct stmt *s)
+    const struct db_tool_call *calls, size_t ncalls, struct stmt *s)
 {
 	size_t	 i;
 
-	for (i = 0; i < ncalls; i++) {
-		const struct db_tool_call	*tc = &calls[i];
-		char				*id = ids + i * ROUND_ID_LEN;
-
-		snprintf(id, ROUND_ID_LEN, "%lld", tc->task_id);
-		s[i] = (struct stmt){ SQL_TOOL, 10, { user_id, conv, reply_to,
-		    tc->call_id, tc->fallback, tool_op[tc->op], id, tc->title,
-		    tc->description, tc->status }, NULL };
-	}
+	for (i = 0; i < ncalls; i++)
+		s[i] = (struct stmt){ SQL_TOOL, 7, { user_id, conv, reply_to,
+		    calls[i].call_id, calls[i].fallback, calls[i].function,
+		    calls[i].args }, NULL };
 }
 
 /* Two transactions of one user that change the same tasks in another
@@ -562,7 +535,7 @@ db_round(const char *user_id, const char *idempotency_key,
     const char *content, const char *tool_calls, struct db_tool_call *calls,
     size_t ncalls, struct chat_err *err)
 {
-	char		 conv[24], reply_to[24], nround[24], *ids;
+	char		 conv[24], reply_to[24], nround[24];
 	struct stmt	*s;
 	PGconn		*c;
 	PGresult	*failed;
@@ -573,16 +546,11 @@ db_round(const char *user_id, const char *idempotency_key,
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
 	snprintf(reply_to, sizeof(reply_to), "%lld", user_message_id);
 	snprintf(nround, sizeof(nround), "%d", round);
-	s = calloc(n, sizeof(*s));
-	ids = calloc(ncalls + 1, ROUND_ID_LEN);
-	if (s == NULL || ids == NULL) {
-		free(s);
-		free(ids);
+	if ((s = calloc(n, sizeof(*s))) == NULL)
 		return err_oom(err);
-	}
 	s[0] = (struct stmt){ SQL_ROUND, 7, { user_id, conv, reply_to,
 	    nround, content, tool_calls, idempotency_key }, NULL };
-	tool_stmts(user_id, conv, reply_to, calls, ncalls, ids, s + 1);
+	tool_stmts(user_id, conv, reply_to, calls, ncalls, s + 1);
 
 	for (attempt = 1; attempt <= ROUND_ATTEMPTS; attempt++) {
 		if ((c = db_conn(err)) == NULL)
@@ -614,7 +582,6 @@ db_round(const char *user_id, const char *idempotency_key,
 			rc = err_oom(err);
 	stmts_clear(s, n);
 	free(s);
-	free(ids);
 	return rc;
 }
 

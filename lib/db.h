@@ -71,25 +71,14 @@ void	 db_turn_release(const char *user_id, const char *idempotency_key);
  * zeroed struct. */
 void	 db_turn_free(struct db_turn *t);
 
-/* The task operations a tool call becomes (tools.c decides which). */
-enum db_tool_op {
-	DB_TOOL_ADD,		/* title, description */
-	DB_TOOL_LIST,		/* status: "all", "pending", "completed" */
-	DB_TOOL_COMPLETE,	/* task_id */
-	DB_TOOL_DELETE,		/* task_id */
-	DB_TOOL_UPDATE,		/* task_id, title and/or description */
-	DB_TOOL_NONE,		/* no SQL: the result is fallback as is */
-};
-
+/* One tool call of a round, as tools_prepare() makes it. */
 struct db_tool_call {
-	enum db_tool_op	 op;
 	const char	*call_id;	/* the model's tool_call id */
-	long long	 task_id;
-	const char	*title;		/* NULL: unchanged (update) */
-	const char	*description;	/* NULL: unchanged, "" on add */
-	const char	*status;
-	const char	*fallback;	/* JSON stored when no task matched */
-	char		*result;	/* out: the stored result; caller frees */
+	const char	*function;	/* the tool's SQL function, static;
+					 * NULL: none, the result is fallback */
+	char		*args;		/* what it reads: a JSON object */
+	char		*fallback;	/* JSON stored when it gives none */
+	char		*result;	/* out: the stored result */
 };
 
 /* One round trip, one transaction: locks the conversation, stores the
@@ -97,8 +86,8 @@ struct db_tool_call {
  * OpenAI JSON array as text) as round `round` of the turn answering
  * user_message_id, runs each call for user_id and stores its result as a
  * tool message (and renews the lease of idempotency_key's turn, when
- * not NULL). On success every calls[i].result is set (caller frees)
- * and 0 is returned. -1 with err: 409 turn_in_progress when another
+ * not NULL). On success every calls[i].result is set (freed with the
+ * call, tools_call_free()) and 0 is returned. -1 with err: 409 turn_in_progress when another
  * attempt already stored this round of this turn, 404 when the
  * conversation is gone, 503; nothing of the round is kept then. */
 int	 db_round(const char *user_id, const char *idempotency_key,

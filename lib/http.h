@@ -47,26 +47,6 @@ void	 http_reply(struct request *r, int status, const char *extra_headers,
  * when set), with Allow on 405 and WWW-Authenticate on 401. */
 void	 http_reply_error(struct request *r, const struct chat_err *err);
 
-/* Finds name=value in a query string and copies the percent-decoded
- * value into out (size outlen). 1 found, 0 absent, -1 malformed or too
- * long. Pure, for the browsing endpoints and their tests. */
-int	 http_query_get(const char *query, const char *name, char *out,
-	    size_t outlen);
-
-/* Percent-decodes the path segment s[0..len) into out (size outlen):
- * clients encode '@' and '+' in a user id as %40 and %2B. 0, or -1 when
- * malformed, too long, or decoding to a NUL or a '/'. Pure. */
-int	 http_segment_decode(const char *s, size_t len, char *out,
-	    size_t outlen);
-
-/* 1 if s[0..len) is well-formed UTF-8 (no overlongs, no surrogates, no
- * code points past U+10FFFF), else 0. */
-int	 http_utf8_valid(const char *s, size_t len);
-
-/* 1 if the JSON text s[0..len) holds a \u0000 escape, which cJSON
- * would decode into a NUL that silently ends its C string. */
-int	 http_json_has_nul(const char *s, size_t len);
-
 /* The reason phrase of a status we send ("Not Found"). */
 const char	*http_status_text(int status);
 

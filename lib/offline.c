@@ -1,6 +1,6 @@
 /* offline.c: the built-in offline model: reads what the person wants from
- * the last user message and answers through the five tools, round by
- * round, as a real model would (see offline.h). */
+ * the last user message of the transcript and answers through the five
+ * tools, round by round, as a real model would (see offline.h). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,8 +12,8 @@
 #include <cJSON.h>
 
 #include "buf.h"
-#include "model.h"
 #include "offline.h"
+#include "text.h"
 
 #define MAX_WORDS	64	/* commands are short; later words ignored */
 #define WORD_BYTES	32	/* a longer word matches no keyword, title */
@@ -57,12 +57,13 @@ struct intent {
 	const char	*field;		/* "title" or "description" */
 };
 
-/* This turn as the messages show it. */
+/* This turn as the transcript shows it. */
 struct turn {
-	const char	*text;		/* the last user message, "" if none */
-	uint64_t	 hash;		/* of the conversation up to it */
-	int		 rounds;	/* assistant tool-call messages since */
-	const cJSON	*calls_msg;	/* the newest of those, or NULL */
+	const struct transcript	*t;
+	const char		*text;	/* the last user message, "" if none */
+	uint64_t		 hash;	/* of the conversation up to it */
+	int			 rounds; /* assistant tool-call messages since */
+	size_t			 calls_at; /* the newest of those */
 };
 
 /* Fixed answers, for intents that need no tool. */
@@ -83,18 +84,21 @@ static const char *const answers[] = {
 	    "list, complete, delete and rename tasks.",
 };
 
-/* The tool each action calls, and how to ask for it by number:
- * "<verb> <id><tail>". */
+/* The tool each action calls (tools.h names them), how to ask for it by
+ * number ("<verb> <id><tail>"), and what its result says in words:
+ * Added "Buy groceries" (task 5). */
 static const struct {
 	const char	*tool;
-	const char	*verb;
-	const char	*tail;
+	const char	*verb, *tail;
+	const char	*done_verb, *done_tail;
 } acts[] = {
-	[ACT_ADD] = { "add_task", NULL, NULL },
-	[ACT_LIST] = { "list_tasks", NULL, NULL },
-	[ACT_COMPLETE] = { "complete_task", "complete task", "" },
-	[ACT_DELETE] = { "delete_task", "delete task", "" },
-	[ACT_UPDATE] = { "update_task", "change task", " to ..." },
+	[ACT_ADD] = { "add_task", NULL, NULL, "Added", "" },
+	[ACT_LIST] = { "list_tasks", NULL, NULL, NULL, NULL },
+	[ACT_COMPLETE] = { "complete_task", "complete task", "",
+	    "Marked", " as complete" },
+	[ACT_DELETE] = { "delete_task", "delete task", "", "Deleted", "" },
+	[ACT_UPDATE] = { "update_task", "change task", " to ...", "Updated",
+	    "" },
 };
 
 /* Phrases, as normalised words. Within a table the first match wins,
@@ -548,14 +552,6 @@ str_item(const cJSON *object, const char *key)
 	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-static int
-has_role(const cJSON *m, const char *role)
-{
-	const char	*r = str_item(m, "role");
-
-	return r != NULL && strcmp(r, role) == 0;
-}
-
 /* FNV-1a over s and its NUL, so that ("ab", "c") and ("a", "bc") differ. */
 static uint64_t
 hash_str(uint64_t h, const char *s)
@@ -571,40 +567,49 @@ hash_str(uint64_t h, const char *s)
 
 /* Finds the last user message and what this turn has done since. */
 static void
-read_turn(const cJSON *messages, struct turn *t)
+read_turn(const struct transcript *tr, struct turn *t)
 {
-	const cJSON	*m, *user = NULL, *calls;
+	const struct transcript_msg	*m;
+	size_t				 i, user;
 
 	memset(t, 0, sizeof(*t));
+	t->t = tr;
 	t->text = "";
 	t->hash = 0xcbf29ce484222325ULL;
-	cJSON_ArrayForEach(m, messages)
-		if (has_role(m, "user"))
-			user = m;
-	if (user == NULL)
+	for (i = tr->n, user = tr->n; i > 0 && user == tr->n; i--)
+		if (tr->msgs[i - 1].role == ROLE_USER)
+			user = i - 1;
+	if (user == tr->n)
 		return;
 	/* The whole conversation up to the message goes into the ids, so
 	 * "list tasks" asked twice gets two sets of them. */
-	for (m = messages->child; m != user->next; m = m->next) {
-		t->hash = hash_str(t->hash, str_item(m, "role"));
-		t->hash = hash_str(t->hash, str_item(m, "content"));
-		t->hash = hash_str(t->hash, str_item(m, "tool_call_id"));
+	for (i = 0; i <= user; i++) {
+		m = &tr->msgs[i];
+		t->hash = hash_str(t->hash, transcript_role_name(m->role));
+		t->hash = hash_str(t->hash, m->content);
+		t->hash = hash_str(t->hash, m->tool_call_id);
 	}
-	if (str_item(user, "content") != NULL)
-		t->text = str_item(user, "content");
-	for (m = user->next; m != NULL; m = m->next) {
-		calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
-		if (has_role(m, "assistant") && cJSON_GetArraySize(calls) > 0) {
+	if (tr->msgs[user].content != NULL)
+		t->text = tr->msgs[user].content;
+	for (i = user + 1; i < tr->n; i++)
+		if (tr->msgs[i].role == ROLE_ASSISTANT &&
+		    tr->msgs[i].ncalls > 0) {
 			t->rounds++;
-			t->calls_msg = m;
+			t->calls_at = i;
 		}
-	}
+}
+
+/* The newest assistant message asking for calls. */
+static const struct transcript_msg *
+calls_msg(const struct turn *t)
+{
+	return &t->t->msgs[t->calls_at];
 }
 
 static int
-reply_text(struct model_reply *out, const char *text)
+reply_words(struct model_reply *out, const char *text)
 {
-	return (out->content = strdup(text)) != NULL ? 0 : -1;
+	return reply_add_text(out, text, strlen(text));
 }
 
 /* Asks for one tool call (takes args). The id is OpenAI-shaped and the
@@ -623,7 +628,8 @@ reply_call(const struct turn *t, const char *tool, cJSON *args,
 	h = (t->hash ^ (uint64_t)(t->rounds + 1)) * 0x100000001b3ULL;
 	snprintf(id, sizeof(id), "call_%016llx", (unsigned long long)h);
 	if ((text = cJSON_PrintUnformatted(args)) != NULL) {
-		rc = model_reply_add_call(out, id, tool, text);
+		rc = reply_add_call(out, out->ncalls, id, tool, text,
+		    strlen(text));
 		cJSON_free(text);
 	}
 	cJSON_Delete(args);
@@ -686,7 +692,7 @@ first_step(const struct turn *t, const struct intent *in,
 	cJSON	*args;
 
 	if (in->act < ACT_ADD)
-		return reply_text(out, answers[in->act]);
+		return reply_words(out, answers[in->act]);
 	if (!by_name(in))
 		return reply_call(t, acts[in->act].tool,
 		    intent_args(in, in->task_id), out);
@@ -724,45 +730,31 @@ say(struct buf *b, const char *fmt, ...)
 static long long
 json_id(const cJSON *v)
 {
-	char		*end;
 	long long	 id;
 
-	if (cJSON_IsNumber(v) && v->valuedouble >= 1 &&
-	    v->valuedouble <= 9007199254740992.0 &&
-	    v->valuedouble == (double)(long long)v->valuedouble)
-		return (long long)v->valuedouble;
-	if (!cJSON_IsString(v) || *v->valuestring < '0' ||
-	    *v->valuestring > '9')
-		return 0;
-	id = strtoll(v->valuestring, &end, 10);
-	return *end == '\0' && id > 0 ? id : 0;
+	return text_id_json(v, 1, &id) == 0 ? id : 0;
 }
 
-/* The call of calls_msg that tool message m answers, or NULL. */
-static const cJSON *
-answered_call(const cJSON *calls_msg, const cJSON *m)
+/* The call of the turn's newest round that tool message m answers, or
+ * NULL. */
+static const struct model_call *
+answered_call(const struct turn *t, const struct transcript_msg *m)
 {
-	const cJSON	*call;
-	const char	*id = str_item(m, "tool_call_id"), *cid;
+	const struct transcript_msg	*calls = calls_msg(t);
+	size_t				 i;
 
-	cJSON_ArrayForEach(call, cJSON_GetObjectItemCaseSensitive(calls_msg,
-	    "tool_calls")) {
-		cid = str_item(call, "id");
-		if (id != NULL && cid != NULL && strcmp(id, cid) == 0)
-			return call;
-	}
+	for (i = 0; m->tool_call_id != NULL && i < calls->ncalls; i++)
+		if (strcmp(calls->calls[i].id, m->tool_call_id) == 0)
+			return &calls->calls[i];
 	return NULL;
 }
 
 /* The parsed arguments of a call (caller frees), NULL if none. */
 static cJSON *
-call_args(const cJSON *call)
+call_args(const struct model_call *call)
 {
-	const char	*text;
-
-	text = str_item(cJSON_GetObjectItemCaseSensitive(call, "function"),
-	    "arguments");
-	return text != NULL ? cJSON_Parse(text) : NULL;
+	return call != NULL ? text_json_parse(call->arguments.data,
+	    call->arguments.len) : NULL;
 }
 
 /* "You have 2 pending tasks:\n1. [ ] Buy groceries". */
@@ -815,57 +807,47 @@ say_error(struct buf *b, const char *error, const cJSON *args)
 	return say(b, ".");
 }
 
-/* What a tool's "status" says happened, as a sentence around the title:
+/* What the call did, as a sentence around the title its result names:
  * Added "Buy groceries" (task 5). */
-static const struct {
-	const char	*status;
-	const char	*verb;
-	const char	*tail;
-} done_phrases[] = {
-	{ "created",	"Added",	"" },
-	{ "completed",	"Marked",	" as complete" },
-	{ "deleted",	"Deleted",	"" },
-	{ "updated",	"Updated",	"" },
-};
-
 static int
-say_done(struct buf *b, const cJSON *result)
+say_done(struct buf *b, const struct model_call *call, const cJSON *result)
 {
-	const char	*status = str_item(result, "status");
 	const char	*title = str_item(result, "title");
 	long long	 task_id;
 	size_t		 i;
 
 	task_id = json_id(cJSON_GetObjectItemCaseSensitive(result,
 	    "task_id"));
-	for (i = 0; i < sizeof(done_phrases) / sizeof(done_phrases[0]); i++)
-		if (status != NULL && title != NULL && task_id > 0 &&
-		    strcmp(status, done_phrases[i].status) == 0) {
-			if (say(b, "%s \"", done_phrases[i].verb) == -1 ||
+	for (i = 0; i < sizeof(acts) / sizeof(acts[0]); i++)
+		if (call != NULL && title != NULL && task_id > 0 &&
+		    acts[i].done_verb != NULL &&
+		    strcmp(call->name, acts[i].tool) == 0) {
+			if (say(b, "%s \"", acts[i].done_verb) == -1 ||
 			    buf_adds(b, title) == -1)
 				return -1;
 			return say(b, "\" (task %lld)%s.", task_id,
-			    done_phrases[i].tail);
+			    acts[i].done_tail);
 		}
 	return say(b, "Done.");
 }
 
 /* One tool message of the last round, in words. */
 static int
-say_result(struct buf *b, const cJSON *call, const cJSON *m)
+say_result(struct buf *b, const struct model_call *call,
+    const struct transcript_msg *m)
 {
 	cJSON		*result, *args;
-	const char	*content = str_item(m, "content"), *error;
+	const char	*error;
 	int		 rc;
 
-	result = content != NULL ? cJSON_Parse(content) : NULL;
+	result = text_json_parses(m->content);
 	args = call_args(call);
 	if (cJSON_IsArray(result))
 		rc = say_list(b, result, str_item(args, "status"));
 	else if ((error = str_item(result, "error")) != NULL)
 		rc = say_error(b, error, args);
 	else
-		rc = say_done(b, result);
+		rc = say_done(b, call, result);
 	cJSON_Delete(result);
 	cJSON_Delete(args);
 	return rc;
@@ -875,20 +857,24 @@ say_result(struct buf *b, const cJSON *call, const cJSON *m)
 static int
 summarize(const struct turn *t, struct model_reply *out)
 {
-	struct buf	 b = BUF_INIT(ANSWER_MAX);
-	const cJSON	*m;
+	struct buf			 b = BUF_INIT(ANSWER_MAX);
+	const struct transcript_msg	*m;
+	size_t				 i;
+	int				 rc;
 
-	for (m = t->calls_msg->next; m != NULL; m = m->next) {
-		if (!has_role(m, "tool"))
+	for (i = t->calls_at + 1; i < t->t->n; i++) {
+		m = &t->t->msgs[i];
+		if (m->role != ROLE_TOOL)
 			continue;
 		if ((b.len > 0 && buf_adds(&b, "\n") == -1) ||
-		    say_result(&b, answered_call(t->calls_msg, m), m) == -1)
+		    say_result(&b, answered_call(t, m), m) == -1)
 			goto fail;
 	}
 	if (b.len == 0 && say(&b, "Done.") == -1)
 		goto fail;
-	out->content = buf_detach(&b, NULL);
-	return 0;
+	rc = reply_add_text(out, b.data, b.len);
+	buf_free(&b);
+	return rc;
 fail:
 	buf_free(&b);
 	return -1;
@@ -954,15 +940,17 @@ lookup_step(const struct turn *t, const struct words *ws,
     const struct intent *in, struct model_reply *out)
 {
 	struct buf	 b = BUF_INIT(ANSWER_MAX);
-	const cJSON	*m = t->calls_msg->next, *task;
-	cJSON		*list;
+	const cJSON	*task;
+	cJSON		*list = NULL;
 	const char	*title;
 	long long	 id, first_id = 0;
+	size_t		 i;
 	int		 nmatch = 0, rc;
 
-	while (m != NULL && !has_role(m, "tool"))
-		m = m->next;
-	list = m != NULL ? cJSON_Parse(str_item(m, "content")) : NULL;
+	for (i = t->calls_at + 1; i < t->t->n && list == NULL; i++)
+		if (t->t->msgs[i].role == ROLE_TOOL &&
+		    (list = text_json_parses(t->t->msgs[i].content)) == NULL)
+			break;
 	if (!cJSON_IsArray(list)) {	/* an error: tell it as it is */
 		cJSON_Delete(list);
 		return summarize(t, out);
@@ -978,44 +966,68 @@ lookup_step(const struct turn *t, const struct words *ws,
 		rc = reply_call(t, acts[in->act].tool, intent_args(in,
 		    first_id), out);
 	else if ((rc = say_lookup(&b, ws, in, list, first_id)) == 0)
-		out->content = buf_detach(&b, NULL);
+		rc = reply_add_text(out, b.data, b.len);
 	buf_free(&b);
 	cJSON_Delete(list);
 	return rc;
 }
 
+/* 1 if the turn's newest round began by calling tool. */
 static int
-called(const cJSON *calls_msg, const char *tool)
+called(const struct turn *t, const char *tool)
 {
-	const cJSON	*calls, *fn;
+	const struct transcript_msg	*m = calls_msg(t);
 
-	calls = cJSON_GetObjectItemCaseSensitive(calls_msg, "tool_calls");
-	fn = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(calls, 0),
-	    "function");
-	return str_item(fn, "name") != NULL &&
-	    strcmp(str_item(fn, "name"), tool) == 0;
+	return m->ncalls > 0 && strcmp(m->calls[0].name, tool) == 0;
 }
 
 int
-offline_complete(const cJSON *messages, struct model_reply *out)
+offline_complete(const struct transcript *tr, struct model_reply *out)
 {
 	struct turn	 t;
 	struct words	 ws;
 	struct intent	 in;
 	int		 rc;
 
-	memset(out, 0, sizeof(*out));
-	read_turn(messages, &t);
+	read_turn(tr, &t);
 	split_words(t.text, &ws);
 	read_intent(&ws, t.text, &in);
 	if (t.rounds == 0)
 		rc = first_step(&t, &in, out);
-	else if (t.rounds == 1 && by_name(&in) &&
-	    called(t.calls_msg, "list_tasks"))
+	else if (t.rounds == 1 && by_name(&in) && called(&t, "list_tasks"))
 		rc = lookup_step(&t, &ws, &in, out);
 	else
 		rc = summarize(&t, out);
 	if (rc == -1)
-		model_reply_free(out);
+		reply_free(out);
 	return rc;
 }
+
+/* Held to what a real model could do: offered no tools, it cannot call
+ * any, so a call becomes words. */
+static int
+offline_step(const struct transcript *t, int offer_tools,
+    struct model_reply *out, struct chat_err *err)
+{
+	static const char no_tools[] = "Sorry, that needs more steps than I "
+	    "can take right now. Could you break it into smaller ones?";
+
+	if (offline_complete(t, out) == -1)
+		return err_set(err, 502, "model_error", "The assistant ran "
+		    "out of memory. Please try again.");
+	if (out->ncalls > 0 && !offer_tools) {
+		reply_free(out);
+		if (reply_add_text(out, no_tools, strlen(no_tools)) == -1)
+			return err_set(err, 502, "model_error", "The "
+			    "assistant ran out of memory. Please try again.");
+	}
+	return 0;
+}
+
+const struct model_backend offline_backend = {
+	"offline",
+	NULL,
+	offline_step,
+	NULL,
+	NULL,
+};

@@ -1,19 +1,21 @@
 /* offline.h: the built-in offline model, a deterministic intent reader.
  *
- * It reads the same OpenAI-format message array a real model would get and
- * answers in model.h's shape: tool calls for the five tools, then, once it
- * sees their results, a friendly sentence. It keeps no state of its own:
+ * It reads the same transcript a real model would get and answers in the
+ * same reply type: tool calls for the five tools, then, once it sees
+ * their results, a friendly sentence. It keeps no state of its own:
  * everything it needs (the last user message, the results so far) is in
- * the messages. No network; what it allocates on the way is freed or
- * handed to the reply. */
+ * the transcript. No network. */
 #ifndef OFFLINE_H
 #define OFFLINE_H
 
-#include "model.h"
+#include "backend.h"
 
-/* Fills *out (caller frees with model_reply_free()) from messages
- * (borrowed). 0, or -1 on ENOMEM only: every input gets an answer. */
-int	 offline_complete(const struct cJSON *messages,
+extern const struct model_backend	 offline_backend;
+
+/* The next step of t (borrowed), as if every tool were offered: fills
+ * *out (reply_init()ed by the caller; it frees it with reply_free()).
+ * 0, or -1 on ENOMEM only: every input gets an answer. */
+int	 offline_complete(const struct transcript *t,
 	    struct model_reply *out);
 
 #endif

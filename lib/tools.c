@@ -1,15 +1,12 @@
-/* tools.c: the five task tools: their JSON schemas for the model, and the
- * checks that turn a model's call into a database operation. */
-#include <errno.h>
-#include <math.h>
-#include <pthread.h>
+/* tools.c: the five task tools as a table (tools.h), and the checks that
+ * turn a model's call into a call of the tool's SQL function. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cJSON.h>
 
-#include "http.h"
+#include "text.h"
 #include "tools.h"
 
 /* Bounds on what a model may store: generous for a todo list, small
@@ -17,26 +14,25 @@
 #define TITLE_MAX_BYTES		500
 #define DESCRIPTION_MAX_BYTES	4000
 
-static int read_add(const cJSON *, struct db_tool_call *, char *, size_t);
-static int read_list(const cJSON *, struct db_tool_call *, char *, size_t);
-static int read_task_id(const cJSON *, struct db_tool_call *, char *,
-	    size_t);
-static int read_update(const cJSON *, struct db_tool_call *, char *,
-	    size_t);
+static int check_add(const cJSON *, cJSON *, char *, size_t);
+static int check_list(const cJSON *, cJSON *, char *, size_t);
+static int check_task_id(const cJSON *, cJSON *, char *, size_t);
+static int check_update(const cJSON *, cJSON *, char *, size_t);
 
-/* The table: name, what the model reads about it, its JSON schema (as
- * the original specification gives the arguments), and the reader that
- * checks a call's arguments. A reader returns 0, or -1 having written a
- * reason for the model into why. */
-static const struct {
-	const char	*name;
-	enum db_tool_op	 op;
-	const char	*description;
-	const char	*parameters;
-	int		(*read)(const cJSON *, struct db_tool_call *, char *,
-			    size_t);
-} tools[] = {
-	{ "add_task", DB_TOOL_ADD,
+#define TASK_ID_SCHEMA \
+	"\"task_id\":{\"type\":\"integer\",\"description\":\"Id of the task\"}"
+/* What add, complete, delete and update answer. */
+#define CHANGE_SCHEMA \
+	"{\"type\":\"object\",\"properties\":{" \
+	"\"task_id\":{\"type\":\"integer\"}," \
+	"\"status\":{\"type\":\"string\"}," \
+	"\"title\":{\"type\":\"string\"}}," \
+	"\"required\":[\"task_id\",\"status\",\"title\"]}"
+
+/* The arguments as the original specification gives them; the SQL
+ * functions are in schema.sql, under "The task tools". */
+const struct tool tools[] = {
+	{ "add_task",
 	  "Create a new task on the user's todo list.",
 	  "{\"type\":\"object\",\"properties\":{"
 	  "\"title\":{\"type\":\"string\",\"description\":"
@@ -44,106 +40,63 @@ static const struct {
 	  "\"description\":{\"type\":\"string\",\"description\":"
 	  "\"Optional longer description\"}},"
 	  "\"required\":[\"title\"]}",
-	  read_add },
-	{ "list_tasks", DB_TOOL_LIST,
+	  CHANGE_SCHEMA, "tool_add_task", check_add },
+	{ "list_tasks",
 	  "List the user's tasks, all of them or only pending or completed "
 	  "ones.",
 	  "{\"type\":\"object\",\"properties\":{"
 	  "\"status\":{\"type\":\"string\","
 	  "\"enum\":[\"all\",\"pending\",\"completed\"],"
 	  "\"description\":\"Which tasks to list (default all)\"}}}",
-	  read_list },
-	{ "complete_task", DB_TOOL_COMPLETE,
+	  "{\"type\":\"array\",\"items\":{\"type\":\"object\","
+	  "\"properties\":{\"id\":{\"type\":\"integer\"},"
+	  "\"title\":{\"type\":\"string\"},"
+	  "\"description\":{\"type\":\"string\"},"
+	  "\"completed\":{\"type\":\"boolean\"}},"
+	  "\"required\":[\"id\",\"title\",\"description\",\"completed\"]}}",
+	  "tool_list_tasks", check_list },
+	{ "complete_task",
 	  "Mark one of the user's tasks as completed.",
-	  "{\"type\":\"object\",\"properties\":{"
-	  "\"task_id\":{\"type\":\"integer\",\"description\":"
-	  "\"Id of the task\"}},\"required\":[\"task_id\"]}",
-	  read_task_id },
-	{ "delete_task", DB_TOOL_DELETE,
+	  "{\"type\":\"object\",\"properties\":{" TASK_ID_SCHEMA "},"
+	  "\"required\":[\"task_id\"]}",
+	  CHANGE_SCHEMA, "tool_complete_task", check_task_id },
+	{ "delete_task",
 	  "Delete one of the user's tasks.",
-	  "{\"type\":\"object\",\"properties\":{"
-	  "\"task_id\":{\"type\":\"integer\",\"description\":"
-	  "\"Id of the task\"}},\"required\":[\"task_id\"]}",
-	  read_task_id },
-	{ "update_task", DB_TOOL_UPDATE,
+	  "{\"type\":\"object\",\"properties\":{" TASK_ID_SCHEMA "},"
+	  "\"required\":[\"task_id\"]}",
+	  CHANGE_SCHEMA, "tool_delete_task", check_task_id },
+	{ "update_task",
 	  "Change the title and/or the description of one of the user's "
 	  "tasks.",
-	  "{\"type\":\"object\",\"properties\":{"
-	  "\"task_id\":{\"type\":\"integer\",\"description\":"
-	  "\"Id of the task\"},"
+	  "{\"type\":\"object\",\"properties\":{" TASK_ID_SCHEMA ","
 	  "\"title\":{\"type\":\"string\",\"description\":\"New title\"},"
 	  "\"description\":{\"type\":\"string\",\"description\":"
 	  "\"New description\"}},\"required\":[\"task_id\"]}",
-	  read_update },
+	  CHANGE_SCHEMA, "tool_update_task", check_update },
 };
 
-#define NTOOLS	(sizeof(tools) / sizeof(tools[0]))
+const size_t ntools = sizeof(tools) / sizeof(tools[0]);
 
-/* The definitions, built once: the same five every turn sends. */
-static cJSON	*definitions;
-
-static cJSON *
-build_definitions(void)
+const struct tool *
+tools_find(const char *name)
 {
-	cJSON	*array, *tool, *fn, *params;
 	size_t	 i;
 
-	if ((array = cJSON_CreateArray()) == NULL)
-		return NULL;
-	for (i = 0; i < NTOOLS; i++) {
-		if ((tool = cJSON_CreateObject()) == NULL)
-			goto fail;
-		cJSON_AddItemToArray(array, tool);
-		if (cJSON_AddStringToObject(tool, "type", "function") == NULL ||
-		    (fn = cJSON_AddObjectToObject(tool, "function")) == NULL ||
-		    cJSON_AddStringToObject(fn, "name", tools[i].name) ==
-		    NULL || cJSON_AddStringToObject(fn, "description",
-		    tools[i].description) == NULL ||
-		    (params = cJSON_Parse(tools[i].parameters)) == NULL)
-			goto fail;
-		cJSON_AddItemToObject(fn, "parameters", params);
-	}
-	return array;
-fail:
-	cJSON_Delete(array);
+	for (i = 0; i < ntools; i++)
+		if (strcmp(name, tools[i].name) == 0)
+			return &tools[i];
 	return NULL;
 }
 
-/* The worker threads share the definitions, read only once built; the
- * lock covers the building, which a failure (ENOMEM) lets a later turn
- * try again. */
-static pthread_mutex_t	definitions_lock = PTHREAD_MUTEX_INITIALIZER;
-
-const cJSON *
-tools_definitions(void)
-{
-	const cJSON	*d;
-
-	pthread_mutex_lock(&definitions_lock);
-	if (definitions == NULL)
-		definitions = build_definitions();
-	d = definitions;
-	pthread_mutex_unlock(&definitions_lock);
-	return d;
-}
-
-void
-tools_cleanup(void)
-{
-	cJSON_Delete(definitions);
-	definitions = NULL;
-}
-
-/* An optional string argument: absent (or null) leaves *out NULL. */
+/* A string argument: absent (or null) is an error when required, else
+ * leaves out without it. */
 static int
-string_arg(const cJSON *args, const char *name, size_t max_bytes,
-    int required, const char **out, char *why, size_t whylen)
+string_arg(const cJSON *in, const char *name, size_t max_bytes,
+    int required, cJSON *out, char *why, size_t whylen)
 {
-	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(args, name);
-	const char	*s, *end;
+	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(in, name);
 	size_t		 len;
 
-	*out = NULL;
 	if (v == NULL || cJSON_IsNull(v)) {
 		if (!required)
 			return 0;
@@ -154,103 +107,85 @@ string_arg(const cJSON *args, const char *name, size_t max_bytes,
 		snprintf(why, whylen, "%s must be a string", name);
 		return -1;
 	}
-	s = v->valuestring;
-	len = strlen(s);
-	if (len > max_bytes || !http_utf8_valid(s, len)) {
+	len = strlen(v->valuestring);
+	if (len > max_bytes || !text_utf8_valid(v->valuestring, len)) {
 		snprintf(why, whylen, "%s must be valid text of at most %zu "
 		    "bytes", name, max_bytes);
 		return -1;
 	}
-	for (end = s + len; s < end && strchr(" \t\r\n", *s) != NULL; s++)
-		;
-	if (required && s == end) {
+	if (required && strspn(v->valuestring, " \t\r\n") == len) {
 		snprintf(why, whylen, "%s must not be empty", name);
 		return -1;
 	}
-	*out = v->valuestring;
-	return 0;
+	return cJSON_AddStringToObject(out, name, v->valuestring) != NULL ?
+	    0 : -1;
 }
 
 /* task_id: a positive integer; models now and then send "3" for 3. */
 static int
-read_task_id(const cJSON *args, struct db_tool_call *out, char *why,
-    size_t whylen)
+check_task_id(const cJSON *in, cJSON *out, char *why, size_t whylen)
 {
-	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(args, "task_id");
-	char		*end;
-	double		 d;
-	long long	 id = 0;
+	long long	 id;
 
-	if (cJSON_IsNumber(v)) {
-		d = v->valuedouble;
-		if (d >= 1 && d <= 9007199254740991.0 && floor(d) == d)
-			id = (long long)d;
-	} else if (cJSON_IsString(v) && v->valuestring[0] >= '1' &&
-	    v->valuestring[0] <= '9') {
-		errno = 0;
-		id = strtoll(v->valuestring, &end, 10);
-		if (errno != 0 || *end != '\0' || id > 9007199254740991LL)
-			id = 0;
-	}
-	if (id == 0) {
+	if (text_id_json(cJSON_GetObjectItemCaseSensitive(in, "task_id"), 1,
+	    &id) == -1) {
 		snprintf(why, whylen, "task_id must be a positive integer");
 		return -1;
 	}
-	out->task_id = id;
-	return 0;
+	return cJSON_AddNumberToObject(out, "task_id", (double)id) != NULL ?
+	    0 : -1;
 }
 
 static int
-read_add(const cJSON *args, struct db_tool_call *out, char *why,
-    size_t whylen)
+check_add(const cJSON *in, cJSON *out, char *why, size_t whylen)
 {
-	if (string_arg(args, "title", TITLE_MAX_BYTES, 1, &out->title, why,
+	if (string_arg(in, "title", TITLE_MAX_BYTES, 1, out, why,
 	    whylen) == -1)
 		return -1;
-	return string_arg(args, "description", DESCRIPTION_MAX_BYTES, 0,
-	    &out->description, why, whylen);
+	return string_arg(in, "description", DESCRIPTION_MAX_BYTES, 0, out,
+	    why, whylen);
 }
 
 static int
-read_list(const cJSON *args, struct db_tool_call *out, char *why,
-    size_t whylen)
+check_list(const cJSON *in, cJSON *out, char *why, size_t whylen)
 {
 	static const char *const statuses[] = { "all", "pending",
 	    "completed" };
-	const char	*status;
+	const cJSON	*status;
 	size_t		 i;
 
-	if (string_arg(args, "status", 16, 0, &status, why, whylen) == -1)
+	if (string_arg(in, "status", 16, 0, out, why, whylen) == -1)
 		return -1;
-	if (status == NULL) {
-		out->status = "all";
-		return 0;
-	}
+	if ((status = cJSON_GetObjectItemCaseSensitive(out, "status")) ==
+	    NULL)
+		return cJSON_AddStringToObject(out, "status", "all") != NULL ?
+		    0 : -1;
 	for (i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
-		if (strcmp(status, statuses[i]) == 0) {
-			out->status = statuses[i];
+		if (strcmp(status->valuestring, statuses[i]) == 0)
 			return 0;
-		}
 	snprintf(why, whylen, "status must be all, pending or completed");
 	return -1;
 }
 
 static int
-read_update(const cJSON *args, struct db_tool_call *out, char *why,
-    size_t whylen)
+check_update(const cJSON *in, cJSON *out, char *why, size_t whylen)
 {
-	if (read_task_id(args, out, why, whylen) == -1 ||
-	    string_arg(args, "title", TITLE_MAX_BYTES, 0, &out->title, why,
+	const cJSON	*title;
+
+	if (check_task_id(in, out, why, whylen) == -1 ||
+	    string_arg(in, "title", TITLE_MAX_BYTES, 0, out, why,
 	    whylen) == -1 ||
-	    string_arg(args, "description", DESCRIPTION_MAX_BYTES, 0,
-	    &out->description, why, whylen) == -1)
+	    string_arg(in, "description", DESCRIPTION_MAX_BYTES, 0, out, why,
+	    whylen) == -1)
 		return -1;
-	if (out->title == NULL && out->description == NULL) {
+	title = cJSON_GetObjectItemCaseSensitive(out, "title");
+	if (title == NULL &&
+	    cJSON_GetObjectItemCaseSensitive(out, "description") == NULL) {
 		snprintf(why, whylen, "give a new title or description");
 		return -1;
 	}
-	if (out->title != NULL && strspn(out->title, " \t\r\n") ==
-	    strlen(out->title)) {
+	if (title != NULL && strspn(title->valuestring, " \t\r\n") ==
+	    strlen(title->valuestring)) {
 		snprintf(why, whylen, "title must not be empty");
 		return -1;
 	}
@@ -287,45 +222,74 @@ error_json(const char *why)
 	return text;
 }
 
-int
-tools_prepare(const struct model_call *call, cJSON **args, char **owned,
-    struct db_tool_call *out)
+/* Checks a known tool's arguments into *args_text. 0, 1 when they are
+ * refused (why says why), -1 on ENOMEM. */
+static int
+check_call(const struct tool *tool, const char *arguments, char **args_text,
+    long long *task_id, char *why, size_t whylen)
 {
-	char	 why[160];
-	size_t	 i;
+	cJSON		*in, *out = NULL;
+	const cJSON	*id;
+	int		 rc = 1;
+
+	in = text_json_parses(arguments);
+	if (!cJSON_IsObject(in))
+		snprintf(why, whylen, "arguments must be a JSON object");
+	else if (text_json_has_nul(arguments, strlen(arguments)))
+		snprintf(why, whylen, "arguments must not contain NUL "
+		    "characters");
+	else if ((out = cJSON_CreateObject()) == NULL)
+		rc = -1;
+	else if (tool->check(in, out, why, whylen) == 0) {
+		id = cJSON_GetObjectItemCaseSensitive(out, "task_id");
+		*task_id = cJSON_IsNumber(id) ? (long long)id->valuedouble : 0;
+		rc = (*args_text = cJSON_PrintUnformatted(out)) != NULL ?
+		    0 : -1;
+	} else if (why[0] == '\0')	/* a check ran out of memory */
+		rc = -1;
+	cJSON_Delete(in);
+	cJSON_Delete(out);
+	return rc;
+}
+
+int
+tools_prepare(const struct model_call *call, struct db_tool_call *out)
+{
+	const struct tool	*tool;
+	long long		 task_id = 0;
+	char			 why[160];
+	int			 rc = 1;
 
 	memset(out, 0, sizeof(*out));
 	out->call_id = call->id;
-	*owned = NULL;
-	*args = cJSON_Parse(call->arguments);
-	for (i = 0; i < NTOOLS; i++)
-		if (strcmp(call->name, tools[i].name) == 0)
-			break;
-	if (i == NTOOLS)
+	why[0] = '\0';
+	if ((tool = tools_find(call->name)) == NULL)
 		snprintf(why, sizeof(why), "unknown tool: %.*s",
 		    utf8_prefix(call->name, 64), call->name);
-	else if (!cJSON_IsObject(*args))
-		snprintf(why, sizeof(why), "arguments must be a JSON object");
-	else if (http_json_has_nul(call->arguments, strlen(call->arguments)))
-		snprintf(why, sizeof(why), "arguments must not contain NUL "
-		    "characters");
-	else if (tools[i].read(*args, out, why, sizeof(why)) == 0) {
-		out->op = tools[i].op;
-		if (out->task_id > 0)
+	else if ((rc = check_call(tool, call->arguments.data, &out->args,
+	    &task_id, why, sizeof(why))) == -1)
+		return -1;
+	if (rc == 0) {
+		/* What the model hears when the function finds no task. */
+		out->function = tool->sql_function;
+		if (task_id > 0)
 			snprintf(why, sizeof(why), "task %lld not found",
-			    out->task_id);
+			    task_id);
 		else
 			snprintf(why, sizeof(why), "no result");
-		if ((*owned = error_json(why)) == NULL)
-			return -1;
-		out->fallback = *owned;
-		return 0;
 	}
-	memset(out, 0, sizeof(*out));
-	out->call_id = call->id;
-	out->op = DB_TOOL_NONE;
-	if ((*owned = error_json(why)) == NULL)
+	if ((out->fallback = error_json(why)) == NULL) {
+		tools_call_free(out);
 		return -1;
-	out->fallback = *owned;
+	}
 	return 0;
+}
+
+void
+tools_call_free(struct db_tool_call *c)
+{
+	free(c->args);
+	free(c->fallback);
+	free(c->result);
+	c->args = c->fallback = c->result = NULL;
 }

@@ -1,27 +1,52 @@
-/* tools.h: the five task tools the model may call, as a table of name,
- * JSON schema and argument reader. Which user a tool acts for is never
- * the model's choice: the caller passes the authenticated one to db.c. */
+/* tools.h: the five task tools, one row each: the name and description
+ * the model reads, the JSON schemas of its arguments and its result, the
+ * check of a call's arguments, and the function in schema.sql that runs
+ * it. The model request (openai.c), the argument checks (here) and, later,
+ * any other front that offers the tools read the same rows. Which user a
+ * tool acts for is never the model's choice: the caller passes the
+ * authenticated one to db.c.
+ *
+ * A sixth tool is one more row here, one more tool_<name>() function in
+ * schema.sql, and its phrases in the offline model (offline.c). */
 #ifndef TOOLS_H
 #define TOOLS_H
 
+#include <stddef.h>
+
 #include "db.h"
-#include "model.h"
+#include "reply.h"
 
 struct cJSON;
 
-/* The OpenAI "tools" array: five function definitions with JSON schemas.
- * Built on the first call and kept for the worker's life, since it never
- * changes: borrowed, NULL on ENOMEM. tools_cleanup() frees it at exit. */
-const struct cJSON	*tools_definitions(void);
-void			 tools_cleanup(void);
+struct tool {
+	const char	*name;
+	const char	*description;
+	const char	*input_schema;	/* JSON Schema text of the arguments */
+	const char	*output_schema;	/* JSON Schema text of the result */
+	const char	*sql_function;	/* in schema.sql: (user, args jsonb)
+					 * returns the result text, or NULL
+					 * when no task matched */
+	/* Checks the call's arguments (in, a JSON object) and puts what
+	 * the SQL function reads into out (an empty object): 0, or -1
+	 * with a reason for the model written into why. */
+	int		(*check)(const struct cJSON *in, struct cJSON *out,
+			    char *why, size_t whylen);
+};
 
-/* Turns the model's call into a database operation in *out (whose
- * strings are borrowed from *args and call, or static). A bad or unknown
- * call becomes DB_TOOL_NONE with an {"error": ...} fallback, never a
- * failure. *args receives the parsed arguments (caller frees with
- * cJSON_Delete, may be NULL) and *owned a string the caller free()s
- * after the round (the error JSON). 0, or -1 on ENOMEM. */
-int	 tools_prepare(const struct model_call *call, struct cJSON **args,
-	    char **owned, struct db_tool_call *out);
+extern const struct tool	 tools[];
+extern const size_t		 ntools;
+
+/* The row named name, or NULL. */
+const struct tool	*tools_find(const char *name);
+
+/* Turns the model's call into what db_round() runs: the tool's function
+ * with checked arguments, or, for a bad or unknown call, no function and
+ * an {"error": ...} fallback; never a failure. out->call_id is borrowed
+ * from call; release out with tools_call_free(). 0, or -1 on ENOMEM. */
+int	 tools_prepare(const struct model_call *call,
+	    struct db_tool_call *out);
+
+/* Frees what tools_prepare() and db_round() put in c. */
+void	 tools_call_free(struct db_tool_call *c);
 
 #endif

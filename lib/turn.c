@@ -11,7 +11,10 @@
 #include "db.h"
 #include "history.h"
 #include "model.h"
+#include "openai.h"
+#include "text.h"
 #include "tools.h"
+#include "transcript.h"
 #include "turn.h"
 
 /* A conversation's title is the start of its first message: long enough
@@ -55,140 +58,46 @@ make_title(const char *message, char *title, size_t size)
 	title[o] = '\0';
 }
 
-static cJSON *
-chat_message(const char *role, const char *content)
-{
-	cJSON	*m;
-
-	if ((m = cJSON_CreateObject()) == NULL)
-		return NULL;
-	if (cJSON_AddStringToObject(m, "role", role) == NULL ||
-	    (content != NULL ?
-	    cJSON_AddStringToObject(m, "content", content) :
-	    cJSON_AddNullToObject(m, "content")) == NULL) {
-		cJSON_Delete(m);
-		return NULL;
-	}
-	return m;
-}
-
-/* Calls on their way back to the model: arguments that are not a JSON
- * object become "{}". A model sometimes sends arguments cut short or
- * otherwise broken (tools.c answers such a call with an error), and
- * several OpenAI-compatible servers parse every earlier call's arguments
- * and refuse the whole request when one does not parse: replayed as
- * sent, one bad call would make every later turn of the conversation
- * fail. What the model said stays as it was in messages.tool_calls.
- * 0, or -1 out of memory. */
+/* A stored message, as the model reads it. */
 static int
-calls_for_model(cJSON *calls)
+add_stored(struct transcript *t, const struct hist_msg *h)
 {
-	cJSON	*call, *fn, *args, *parsed;
-	int	 object;
+	static const enum chat_role roles[] = {
+	    [HIST_USER] = ROLE_USER, [HIST_ASSISTANT] = ROLE_ASSISTANT,
+	    [HIST_TOOL] = ROLE_TOOL };
+	struct model_call	*calls;
+	size_t			 n;
 
-	cJSON_ArrayForEach(call, calls) {
-		fn = cJSON_GetObjectItemCaseSensitive(call, "function");
-		args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
-		if (!cJSON_IsString(args))
-			continue;
-		parsed = cJSON_Parse(args->valuestring);
-		object = cJSON_IsObject(parsed);
-		cJSON_Delete(parsed);
-		if (!object && !cJSON_ReplaceItemInObjectCaseSensitive(fn,
-		    "arguments", cJSON_CreateString("{}")))
-			return -1;
-	}
-	return 0;
-}
-
-/* One stored message in OpenAI's format. */
-static cJSON *
-history_message(const struct hist_msg *h)
-{
-	static const char *const roles[] = {
-	    [HIST_USER] = "user", [HIST_ASSISTANT] = "assistant",
-	    [HIST_TOOL] = "tool" };
-	cJSON	*m, *calls;
-
-	if ((m = chat_message(roles[h->role], h->content)) == NULL)
-		return NULL;
-	if (h->tool_calls != NULL) {
-		if ((calls = cJSON_Parse(h->tool_calls)) == NULL)
-			goto fail;
-		cJSON_AddItemToObject(m, "tool_calls", calls);
-		if (calls_for_model(calls) == -1)
-			goto fail;
-	}
-	if (h->tool_call_id != NULL && cJSON_AddStringToObject(m,
-	    "tool_call_id", h->tool_call_id) == NULL)
-		goto fail;
-	return m;
-fail:
-	cJSON_Delete(m);
-	return NULL;
+	if (h->tool_calls == NULL)
+		return transcript_add(t, roles[h->role], h->content,
+		    h->tool_call_id);
+	if (openai_calls_parse(h->tool_calls, &calls, &n) == -1)
+		return -1;
+	return transcript_add_calls(t, h->content, calls, n);
 }
 
 /* The model's input: system prompt, the window of history (oldest
  * first), the new message, and what a resumed turn already stored. */
-static cJSON *
-build_messages(const struct db_turn *t, const char *message)
+static int
+build_transcript(struct transcript *tr, const struct db_turn *t,
+    const char *message)
 {
 	const struct config	*cfg = config();
-	cJSON			*messages, *m;
 	size_t			 k, i;
 
-	if ((messages = cJSON_CreateArray()) == NULL)
-		return NULL;
-	if ((m = chat_message("system", model_system_prompt())) == NULL)
-		goto fail;
-	cJSON_AddItemToArray(messages, m);
+	if (transcript_init(tr) == -1)
+		return -1;
 	k = hist_window(t->history, t->nhistory, cfg->history_messages,
 	    cfg->history_tokens);
-	for (i = k; i > 0; i--) {
-		if ((m = history_message(&t->history[i - 1])) == NULL)
-			goto fail;
-		cJSON_AddItemToArray(messages, m);
-	}
-	if ((m = chat_message("user", message)) == NULL)
-		goto fail;
-	cJSON_AddItemToArray(messages, m);
-	for (i = 0; i < t->nown; i++) {
-		if ((m = history_message(&t->own[i])) == NULL)
-			goto fail;
-		cJSON_AddItemToArray(messages, m);
-	}
-	return messages;
-fail:
-	cJSON_Delete(messages);
-	return NULL;
-}
-
-/* The assistant's calls in OpenAI's format, as sent back to the model
- * and stored in messages.tool_calls. */
-static cJSON *
-calls_json(const struct model_reply *mr)
-{
-	cJSON	*array, *call, *fn;
-	size_t	 i;
-
-	if ((array = cJSON_CreateArray()) == NULL)
-		return NULL;
-	for (i = 0; i < mr->ncalls; i++) {
-		if ((call = cJSON_CreateObject()) == NULL)
-			goto fail;
-		cJSON_AddItemToArray(array, call);
-		if (cJSON_AddStringToObject(call, "id", mr->calls[i].id) ==
-		    NULL || cJSON_AddStringToObject(call, "type", "function") ==
-		    NULL || (fn = cJSON_AddObjectToObject(call, "function")) ==
-		    NULL || cJSON_AddStringToObject(fn, "name",
-		    mr->calls[i].name) == NULL || cJSON_AddStringToObject(fn,
-		    "arguments", mr->calls[i].arguments) == NULL)
-			goto fail;
-	}
-	return array;
-fail:
-	cJSON_Delete(array);
-	return NULL;
+	for (i = k; i > 0; i--)
+		if (add_stored(tr, &t->history[i - 1]) == -1)
+			return -1;
+	if (transcript_add(tr, ROLE_USER, message, NULL) == -1)
+		return -1;
+	for (i = 0; i < t->nown; i++)
+		if (add_stored(tr, &t->own[i]) == -1)
+			return -1;
+	return 0;
 }
 
 /* What one turn carries between its rounds. */
@@ -197,103 +106,73 @@ struct turn_state {
 	long long		 conversation_id;
 	long long		 user_message_id;
 	int			 rounds_done;	/* stored by an earlier attempt */
-	cJSON			*messages;	/* the model's input so far */
-	const cJSON		*tools;		/* definitions offered */
+	struct transcript	 transcript;	/* the model's input so far */
 	cJSON			*calls_out;	/* the reply's tool_calls */
 };
 
-/* Records a round's results: tool messages for the model, and
- * {"name", "arguments", "result"} entries for the client. */
+/* The client's {"name", "arguments", "result"} entry for a call and the
+ * result stored for it, appended to calls_out. */
 static int
-round_record(struct turn_state *ts, const struct model_reply *mr,
-    struct db_tool_call *dbc, cJSON **args)
+client_call(cJSON *calls_out, const struct model_call *call,
+    const char *result)
 {
-	cJSON	*m, *entry, *result;
-	size_t	 i;
+	cJSON	*entry, *v;
 
-	for (i = 0; i < mr->ncalls; i++) {
-		if ((m = chat_message("tool", dbc[i].result)) == NULL)
-			return -1;
-		cJSON_AddItemToArray(ts->messages, m);
-		if (cJSON_AddStringToObject(m, "tool_call_id",
-		    mr->calls[i].id) == NULL)
-			return -1;
-		if ((entry = cJSON_CreateObject()) == NULL)
-			return -1;
-		cJSON_AddItemToArray(ts->calls_out, entry);
-		if (cJSON_AddStringToObject(entry, "name", mr->calls[i].name)
-		    == NULL)
-			return -1;
-		/* Arguments that were not an object are shown as {}. */
-		if (!cJSON_IsObject(args[i])) {
-			cJSON_Delete(args[i]);
-			args[i] = cJSON_CreateObject();
-		}
-		if (args[i] == NULL)
-			return -1;
-		cJSON_AddItemToObject(entry, "arguments", args[i]);
-		args[i] = NULL;
-		if ((result = cJSON_Parse(dbc[i].result)) == NULL)
-			return -1;
-		cJSON_AddItemToObject(entry, "result", result);
-	}
+	if ((entry = cJSON_CreateObject()) == NULL)
+		return -1;
+	cJSON_AddItemToArray(calls_out, entry);
+	if (cJSON_AddStringToObject(entry, "name", call->name) == NULL ||
+	    (v = text_json_parses(call_arguments(call))) == NULL)
+		return -1;
+	cJSON_AddItemToObject(entry, "arguments", v);
+	if ((v = text_json_parses(result)) == NULL)
+		return -1;
+	cJSON_AddItemToObject(entry, "result", v);
 	return 0;
 }
 
-/* One round: the assistant's calls and their results stored together,
- * then added to the conversation the model sees next. */
+/* Runs the tools of a round and stores the assistant's calls and their
+ * results together, then adds them to what the model reads next. The
+ * reply's calls move into the transcript. */
 static int
-run_round(struct turn_state *ts, int round, const struct model_reply *mr,
+run_round(struct turn_state *ts, int round, struct model_reply *mr,
     struct chat_err *err)
 {
 	struct db_tool_call	*dbc;
-	cJSON			**args, *calls = NULL, *m;
-	char			**owned, *calls_text = NULL;
+	struct model_call	*calls;
+	char			*calls_text = NULL;
 	size_t			 i, n = mr->ncalls;
 	int			 rc = -1;
 
-	dbc = calloc(n, sizeof(*dbc));
-	args = calloc(n, sizeof(*args));
-	owned = calloc(n, sizeof(*owned));
-	if (dbc == NULL || args == NULL || owned == NULL ||
-	    (calls = calls_json(mr)) == NULL ||
-	    (calls_text = cJSON_PrintUnformatted(calls)) == NULL)
+	if ((dbc = calloc(n, sizeof(*dbc))) == NULL ||
+	    (calls_text = openai_calls_text(mr->calls, n)) == NULL)
 		goto oom;
 	for (i = 0; i < n; i++)
-		if (tools_prepare(&mr->calls[i], &args[i], &owned[i],
-		    &dbc[i]) == -1)
+		if (tools_prepare(&mr->calls[i], &dbc[i]) == -1)
 			goto oom;
 	if (db_round(ts->req->user_id, ts->req->idempotency_key,
-	    ts->conversation_id, ts->user_message_id, round, mr->content,
+	    ts->conversation_id, ts->user_message_id, round, reply_text(mr),
 	    calls_text, dbc, n, err) == -1)
 		goto out;
-	if ((m = chat_message("assistant", mr->content)) == NULL)
+	calls = mr->calls;
+	mr->calls = NULL;
+	mr->ncalls = 0;
+	if (transcript_add_calls(&ts->transcript, reply_text(mr), calls,
+	    n) == -1)
 		goto oom;
-	cJSON_AddItemToArray(ts->messages, m);
-	cJSON_AddItemToObject(m, "tool_calls", calls);
-	calls = NULL;
-	if (calls_for_model(cJSON_GetObjectItemCaseSensitive(m,
-	    "tool_calls")) == -1)
-		goto oom;
-	if (round_record(ts, mr, dbc, args) == -1)
-		goto oom;
+	for (i = 0; i < n; i++)
+		if (transcript_add(&ts->transcript, ROLE_TOOL, dbc[i].result,
+		    calls[i].id) == -1 || client_call(ts->calls_out,
+		    &calls[i], dbc[i].result) == -1)
+			goto oom;
 	rc = 0;
 	goto out;
 oom:
 	err_oom(err);
 out:
-	for (i = 0; i < n; i++) {
-		if (dbc != NULL)
-			free(dbc[i].result);
-		if (args != NULL)
-			cJSON_Delete(args[i]);
-		if (owned != NULL)
-			free(owned[i]);
-	}
+	for (i = 0; dbc != NULL && i < n; i++)
+		tools_call_free(&dbc[i]);
 	free(dbc);
-	free(args);
-	free(owned);
-	cJSON_Delete(calls);
 	cJSON_free(calls_text);
 	return rc;
 }
@@ -307,22 +186,21 @@ converse(struct turn_state *ts, char **answer, struct chat_err *err)
 	int			 round, rc;
 
 	for (round = ts->rounds_done + 1; ; round++) {
-		memset(&mr, 0, sizeof(mr));
-		if (model_complete(ts->messages, ts->tools, &mr, err) == -1)
+		if (model_complete(&ts->transcript, 1, &mr, err) == -1)
 			return -1;
 		if (mr.ncalls == 0) {
-			*answer = mr.content != NULL ? mr.content : strdup("");
-			mr.content = NULL;
-			model_reply_free(&mr);
+			if ((*answer = reply_take_text(&mr)) == NULL)
+				*answer = strdup("");
+			reply_free(&mr);
 			break;
 		}
 		if (round > config()->max_tool_rounds) {
-			model_reply_free(&mr);
+			reply_free(&mr);
 			*answer = strdup(TOO_MANY_STEPS);
 			break;
 		}
 		rc = run_round(ts, round, &mr, err);
-		model_reply_free(&mr);
+		reply_free(&mr);
 		if (rc == -1)
 			return -1;
 	}
@@ -350,40 +228,17 @@ turn_reply(struct turn_state *ts, const char *answer)
 	return reply;
 }
 
-/* The client's entry in "tool_calls" for one call an earlier attempt
- * stored: its name and arguments, and the result stored after it. */
-static int
-stored_call(const cJSON *call, const struct db_turn *t, cJSON *calls_out)
+/* The result an earlier attempt stored for the call with id call_id. */
+static const char *
+stored_result(const struct db_turn *t, const char *call_id)
 {
-	const cJSON	*id, *fn, *name, *args;
-	cJSON		*entry, *parsed;
-	size_t		 i;
+	size_t	 i;
 
-	id = cJSON_GetObjectItemCaseSensitive(call, "id");
-	fn = cJSON_GetObjectItemCaseSensitive(call, "function");
-	name = cJSON_GetObjectItemCaseSensitive(fn, "name");
-	args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
-	if (!cJSON_IsString(id) || !cJSON_IsString(name) ||
-	    !cJSON_IsString(args) || (entry = cJSON_CreateObject()) == NULL)
-		return -1;
-	cJSON_AddItemToArray(calls_out, entry);
-	if (cJSON_AddStringToObject(entry, "name", name->valuestring) == NULL)
-		return -1;
-	if (!cJSON_IsObject(parsed = cJSON_Parse(args->valuestring))) {
-		cJSON_Delete(parsed);
-		parsed = cJSON_CreateObject();
-	}
-	if (parsed == NULL)
-		return -1;
-	cJSON_AddItemToObject(entry, "arguments", parsed);
 	for (i = 0; i < t->nown; i++)
 		if (t->own[i].tool_call_id != NULL &&
-		    strcmp(t->own[i].tool_call_id, id->valuestring) == 0)
-			break;
-	if (i == t->nown || (parsed = cJSON_Parse(t->own[i].content)) == NULL)
-		return -1;
-	cJSON_AddItemToObject(entry, "result", parsed);
-	return 0;
+		    strcmp(t->own[i].tool_call_id, call_id) == 0)
+			return t->own[i].content;
+	return NULL;
 }
 
 /* Rebuilds what an earlier attempt of the turn stored: its rounds (for
@@ -393,9 +248,8 @@ stored_rounds(struct turn_state *ts, const struct db_turn *t,
     const char **answer)
 {
 	const struct hist_msg	*m;
-	const cJSON		*call;
-	cJSON			*calls;
-	size_t			 i;
+	struct model_call	*calls;
+	size_t			 i, k, n;
 	int			 rc = 0;
 
 	*answer = NULL;
@@ -408,12 +262,12 @@ stored_rounds(struct turn_state *ts, const struct db_turn *t,
 			continue;
 		}
 		ts->rounds_done++;
-		if ((calls = cJSON_Parse(m->tool_calls)) == NULL)
+		if (openai_calls_parse(m->tool_calls, &calls, &n) == -1)
 			return -1;
-		cJSON_ArrayForEach(call, calls)
-			if ((rc = stored_call(call, t, ts->calls_out)) == -1)
-				break;
-		cJSON_Delete(calls);
+		for (k = 0; k < n && rc == 0; k++)
+			rc = client_call(ts->calls_out, &calls[k],
+			    stored_result(t, calls[k].id));
+		calls_free(calls, n);
 	}
 	return rc;
 }
@@ -492,12 +346,10 @@ turn_start(struct turn_state *ts, cJSON **reply, struct chat_err *err)
 	ts->user_message_id = t.user_message_id;
 	rc = t.prior ? turn_prior(ts, &t, hash, &answer, err) : 0;
 	if (rc == 1 && (*reply = turn_reply(ts, answer)) == NULL)
-		rc = err_set(err, 503, "out_of_memory", "The server is short "
-		    "of memory; try again.");
-	if (rc == 0 && (ts->messages = build_messages(&t,
-	    req->message)) == NULL)
-		rc = err_set(err, 503, "out_of_memory", "The server is short "
-		    "of memory; try again.");
+		rc = err_oom(err);
+	if (rc == 0 && build_transcript(&ts->transcript, &t,
+	    req->message) == -1)
+		rc = err_oom(err);
 	db_turn_free(&t);
 	return rc;
 }
@@ -513,8 +365,7 @@ turn_run(const struct turn_request *req, cJSON **reply,
 	*reply = NULL;
 	memset(&ts, 0, sizeof(ts));
 	ts.req = req;
-	if ((ts.calls_out = cJSON_CreateArray()) == NULL ||
-	    (ts.tools = tools_definitions()) == NULL) {
+	if ((ts.calls_out = cJSON_CreateArray()) == NULL) {
 		err_oom(err);
 		goto out;
 	}
@@ -537,7 +388,7 @@ turn_run(const struct turn_request *req, cJSON **reply,
 	}
 out:
 	free(answer);
-	cJSON_Delete(ts.messages);
+	transcript_free(&ts.transcript);
 	cJSON_Delete(ts.calls_out);
 	return rc;
 }

@@ -1,7 +1,9 @@
-/* t/unit/model.c: model_parse_reply() on chat-completions bodies a server
- * may send (must-pass and must-fail tables), MODEL_MAX_CALLS, and the
- * offline path of model_complete(). Prints TAP. The HTTP path is covered
- * by the integration tests against t/mock_model.py. */
+/* t/unit/model.c: the model conversation's pieces. openai_parse_reply()
+ * on chat-completions bodies a server may send (must-pass and must-fail
+ * tables), REPLY_MAX_CALLS, a reply assembled from streamed pieces, the
+ * request body built from a transcript (the {} rule), stored tool_calls
+ * read back, and the offline path of model_complete(). Prints TAP. The
+ * HTTP path is covered by the integration tests against t/mock_model.py. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,9 @@
 #include "buf.h"
 #include "config.h"
 #include "model.h"
+#include "openai.h"
+#include "reply.h"
+#include "transcript.h"
 
 #define MSG(m)	"{\"choices\":[{\"index\":0,\"message\":" m "}]}"
 #define CALL(id, name, args) "{\"id\":\"" id "\",\"type\":\"function\"," \
@@ -147,18 +152,118 @@ test_limits(void)
 	char			*body;
 	int			 rc;
 
-	body = n_calls(MODEL_MAX_CALLS);
-	rc = model_parse_reply(body, strlen(body), &r);
-	ok(rc == 0 && r.ncalls == MODEL_MAX_CALLS, "32 calls pass");
-	model_reply_free(&r);
+	body = n_calls(REPLY_MAX_CALLS);
+	rc = openai_parse_reply(body, strlen(body), &r);
+	ok(rc == 0 && r.ncalls == REPLY_MAX_CALLS, "32 calls pass");
+	reply_free(&r);
 	free(body);
-	body = n_calls(MODEL_MAX_CALLS + 1);
-	rc = model_parse_reply(body, strlen(body), &r);
+	body = n_calls(REPLY_MAX_CALLS + 1);
+	rc = openai_parse_reply(body, strlen(body), &r);
 	ok(rc == -1 && r.ncalls == 0 && r.calls == NULL, "33 calls fail");
 	free(body);
 	body = MSG("{\"content\":\"abc\"}");
-	ok(model_parse_reply(body, strlen(body) - 3, &r) == -1,
+	ok(openai_parse_reply(body, strlen(body) - 3, &r) == -1,
 	    "length is honoured, not the NUL");
+}
+
+/* A streamed reply comes in pieces: text deltas, and each call's id and
+ * name first, its arguments in fragments. */
+static void
+test_pieces(void)
+{
+	struct model_reply	 r;
+	int			 rc;
+
+	reply_init(&r);
+	rc = reply_add_text(&r, "On ", 3) == 0 &&
+	    reply_add_text(&r, "it.", 3) == 0 &&
+	    reply_add_call(&r, 0, "call_a", "add_task", "{\"ti", 4) == 0 &&
+	    reply_add_call(&r, 1, "call_b", "list_tasks", NULL, 0) == 0 &&
+	    reply_add_call(&r, 0, NULL, NULL, "tle\":\"Milk\"}", 12) == 0 &&
+	    reply_check(&r) == 0;
+	ok(rc && strcmp(reply_text(&r), "On it.") == 0 && r.ncalls == 2 &&
+	    strcmp(r.calls[0].arguments.data, "{\"title\":\"Milk\"}") == 0 &&
+	    strcmp(r.calls[1].arguments.data, "") == 0 &&
+	    strcmp(r.calls[1].name, "list_tasks") == 0,
+	    "a reply assembled from pieces");
+	ok(reply_add_call(&r, 3, "call_d", "x", NULL, 0) == -1,
+	    "a call index that skips one is refused");
+	reply_free(&r);
+	reply_init(&r);
+	ok(reply_add_call(&r, 0, NULL, NULL, "{}", 2) == 0 &&
+	    reply_check(&r) == -1, "a call that never got its id fails");
+	reply_free(&r);
+	reply_init(&r);
+	ok(reply_add_text(&r, "", 0) == 0 && reply_text(&r) != NULL &&
+	    *reply_text(&r) == '\0', "an empty answer is not no answer");
+	reply_free(&r);
+}
+
+/* The arguments that go back to the model: a JSON object as sent, else
+ * "{}", whatever follows the object. */
+static void
+test_arguments(void)
+{
+	static const struct {
+		const char	*name, *sent, *back;
+	} cases[] = {
+		{ "an object goes back as sent", "{\"title\":\"x\"}",
+		  "{\"title\":\"x\"}" },
+		{ "bytes after the object: {}", "{\"title\":\"x\"}}", "{}" },
+		{ "cut short: {}", "{\"title\":", "{}" },
+		{ "an array: {}", "[1]", "{}" },
+		{ "empty: {}", "", "{}" },
+	};
+	struct model_reply	 r;
+	struct transcript	 t;
+	cJSON			*body, *calls, *args;
+	char			*text, *stored;
+	struct model_call	*back;
+	size_t			 i, n;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		reply_init(&r);
+		if (transcript_init(&t) == -1 || reply_add_call(&r, 0, "c1",
+		    "add_task", cases[i].sent, strlen(cases[i].sent)) == -1 ||
+		    reply_check(&r) == -1)
+			abort();
+		stored = openai_calls_text(r.calls, r.ncalls);
+		if (transcript_add_calls(&t, NULL, r.calls, r.ncalls) == -1)
+			abort();
+		r.calls = NULL;
+		r.ncalls = 0;
+		text = openai_request(&t, "m", 1);
+		body = cJSON_Parse(text);
+		calls = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(
+		    cJSON_GetObjectItemCaseSensitive(body, "messages"), 1),
+		    "tool_calls");
+		args = cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(calls,
+		    0), "function"), "arguments");
+		ok(cJSON_IsString(args) &&
+		    strcmp(args->valuestring, cases[i].back) == 0 &&
+		    cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(body,
+		    "tools")) == 5, cases[i].name);
+		/* What is stored is what the model sent. */
+		ok(openai_calls_parse(stored, &back, &n) == 0 && n == 1 &&
+		    strcmp(back[0].arguments.data, cases[i].sent) == 0 &&
+		    strcmp(back[0].id, "c1") == 0,
+		    "...and is stored as the model sent it");
+		calls_free(back, n);
+		cJSON_Delete(body);
+		cJSON_free(text);
+		cJSON_free(stored);
+		transcript_free(&t);
+		reply_free(&r);
+	}
+	if (transcript_init(&t) == -1)
+		abort();
+	text = openai_request(&t, "m", 0);
+	ok(text != NULL && strstr(text, "\"tools\"") == NULL,
+	    "offered no tools, the request has no \"tools\" key");
+	cJSON_free(text);
+	transcript_free(&t);
+	openai_cleanup();
 }
 
 /* Without a URL, model_complete() is the offline model, and a model
@@ -169,26 +274,24 @@ test_offline_path(void)
 	struct config		 cfg;
 	struct chat_err		 err;
 	struct model_reply	 r;
-	cJSON			*messages, *tools;
+	struct transcript	 t;
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.model = "gpt-4o-mini";
 	cfg.model_timeout_ms = 1000;
 	ok(model_init(&cfg) == 0, "model_init without a URL");
-	messages = cJSON_Parse("[{\"role\":\"user\",\"content\":"
-	    "\"list tasks\"}]");
-	tools = cJSON_Parse("[{\"type\":\"function\",\"function\":"
-	    "{\"name\":\"list_tasks\",\"parameters\":{}}}]");
+	if (transcript_init(&t) == -1 ||
+	    transcript_add(&t, ROLE_USER, "list tasks", NULL) == -1)
+		abort();
 	memset(&err, 0, sizeof(err));
-	ok(model_complete(messages, tools, &r, &err) == 0 && r.ncalls == 1 &&
+	ok(model_complete(&t, 1, &r, &err) == 0 && r.ncalls == 1 &&
 	    strcmp(r.calls[0].name, "list_tasks") == 0,
 	    "offline model answers with a call");
-	model_reply_free(&r);
-	ok(model_complete(messages, NULL, &r, &err) == 0 && r.ncalls == 0 &&
-	    r.content != NULL, "offered no tools, it answers in words");
-	model_reply_free(&r);
-	cJSON_Delete(messages);
-	cJSON_Delete(tools);
+	reply_free(&r);
+	ok(model_complete(&t, 0, &r, &err) == 0 && r.ncalls == 0 &&
+	    reply_text(&r) != NULL, "offered no tools, it answers in words");
+	reply_free(&r);
+	transcript_free(&t);
 	model_cleanup();
 }
 
@@ -201,28 +304,30 @@ main(void)
 
 	ngood = sizeof(good) / sizeof(good[0]);
 	nbad = sizeof(bad) / sizeof(bad[0]);
-	printf("1..%zu\n", ngood + nbad + 3 + 3 + 1);
+	printf("1..%zu\n", ngood + nbad + 3 + 4 + 11 + 3 + 1);
 	for (i = 0; i < ngood; i++) {
-		pass = model_parse_reply(good[i].body, strlen(good[i].body),
-		    &r) == 0 && same(r.content, good[i].content) &&
+		pass = openai_parse_reply(good[i].body, strlen(good[i].body),
+		    &r) == 0 && same(reply_text(&r), good[i].content) &&
 		    r.ncalls == good[i].ncalls;
 		if (pass && r.ncalls > 0)
 			pass = strcmp(r.calls[0].name, good[i].call) == 0 &&
-			    strcmp(r.calls[0].arguments, good[i].args) == 0 &&
-			    r.calls[0].id[0] != '\0';
+			    strcmp(r.calls[0].arguments.data,
+			    good[i].args) == 0 && r.calls[0].id[0] != '\0';
 		ok(pass, good[i].name);
-		model_reply_free(&r);
+		reply_free(&r);
 	}
 	for (i = 0; i < nbad; i++) {
-		pass = model_parse_reply(bad[i].body, strlen(bad[i].body),
-		    &r) == -1 && r.content == NULL && r.ncalls == 0;
+		pass = openai_parse_reply(bad[i].body, strlen(bad[i].body),
+		    &r) == -1 && reply_text(&r) == NULL && r.ncalls == 0;
 		ok(pass, bad[i].name);
-		model_reply_free(&r);
+		reply_free(&r);
 	}
 	test_limits();
+	test_pieces();
+	test_arguments();
 	test_offline_path();
-	ok(strstr(model_system_prompt(), "list_tasks") != NULL &&
-	    strstr(model_system_prompt(), "update_task") != NULL,
+	ok(strstr(transcript_system_prompt(), "list_tasks") != NULL &&
+	    strstr(transcript_system_prompt(), "update_task") != NULL,
 	    "the system prompt names the tools");
 	return 0;
 }

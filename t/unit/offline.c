@@ -9,8 +9,9 @@
 
 #include <cJSON.h>
 
-#include "model.h"
 #include "offline.h"
+#include "reply.h"
+#include "transcript.h"
 
 /* What the first reply to a message must be: a call of tool with exactly
  * args, or, tool NULL, words containing args. */
@@ -192,52 +193,53 @@ dq(const char *s)
 	return out;
 }
 
-static cJSON *
-message(const char *role, const char *content)
+/* Appends a message, or gives up on the whole test. */
+static void
+say(struct transcript *t, enum chat_role role, const char *content,
+    const char *tool_call_id)
 {
-	cJSON	*m = cJSON_CreateObject();
-
-	cJSON_AddStringToObject(m, "role", role);
-	if (content != NULL)
-		cJSON_AddStringToObject(m, "content", content);
-	else
-		cJSON_AddNullToObject(m, "content");
-	return m;
+	if (transcript_add(t, role, content, tool_call_id) == -1)
+		abort();
 }
 
 /* Appends an assistant call "tool args" as call id, and its result. */
 static void
-add_round(cJSON *messages, const char *id, const char *call,
+add_round(struct transcript *t, const char *id, const char *call,
     const char *result)
 {
-	cJSON	*m, *calls, *c, *fn;
-	char	 name[64];
-	size_t	 len = strcspn(call, " ");
+	struct model_reply	 r;
+	char			 name[64];
+	const char		*args;
+	size_t			 len = strcspn(call, " ");
 
 	snprintf(name, sizeof(name), "%.*s", (int)len, call);
-	m = message("assistant", NULL);
-	calls = cJSON_AddArrayToObject(m, "tool_calls");
-	c = cJSON_CreateObject();
-	cJSON_AddStringToObject(c, "id", id);
-	cJSON_AddStringToObject(c, "type", "function");
-	fn = cJSON_AddObjectToObject(c, "function");
-	cJSON_AddStringToObject(fn, "name", name);
-	cJSON_AddStringToObject(fn, "arguments", dq(call + len + 1));
-	cJSON_AddItemToArray(calls, c);
-	cJSON_AddItemToArray(messages, m);
-	m = message("tool", dq(result));
-	cJSON_AddStringToObject(m, "tool_call_id", id);
-	cJSON_AddItemToArray(messages, m);
+	args = dq(call + len + 1);
+	reply_init(&r);
+	if (reply_add_call(&r, 0, id, name, args, strlen(args)) == -1 ||
+	    transcript_add_calls(t, NULL, r.calls, r.ncalls) == -1)
+		abort();
+	r.calls = NULL;
+	r.ncalls = 0;
+	reply_free(&r);
+	say(t, ROLE_TOOL, dq(result), id);
 }
 
-static cJSON *
+static struct transcript *
 conversation(const char *text)
 {
-	cJSON	*messages = cJSON_CreateArray();
+	struct transcript	*t;
 
-	cJSON_AddItemToArray(messages, message("system", "be nice"));
-	cJSON_AddItemToArray(messages, message("user", text));
-	return messages;
+	if ((t = malloc(sizeof(*t))) == NULL || transcript_init(t) == -1)
+		abort();
+	say(t, ROLE_USER, text, NULL);
+	return t;
+}
+
+static void
+conversation_free(struct transcript *t)
+{
+	transcript_free(t);
+	free(t);
 }
 
 /* 1 if r is a call of tool with args (JSON with ') or, tool NULL, words
@@ -246,33 +248,42 @@ static int
 reply_is(const struct model_reply *r, const char *tool, const char *args,
     int exact)
 {
+	const char	*words = reply_text(r);
+
 	if (tool == NULL)
-		return r->ncalls == 0 && r->content != NULL && (exact ?
-		    strcmp(r->content, args) == 0 :
-		    strstr(r->content, args) != NULL);
-	return r->ncalls == 1 && r->content == NULL &&
+		return r->ncalls == 0 && words != NULL && (exact ?
+		    strcmp(words, args) == 0 : strstr(words, args) != NULL);
+	return r->ncalls == 1 && words == NULL &&
 	    strcmp(r->calls[0].name, tool) == 0 &&
-	    strcmp(r->calls[0].arguments, dq(args)) == 0 &&
+	    strcmp(r->calls[0].arguments.data, dq(args)) == 0 &&
 	    strncmp(r->calls[0].id, "call_", 5) == 0;
+}
+
+/* The offline model's next step for t. */
+static int
+step(const struct transcript *t, struct model_reply *r)
+{
+	reply_init(r);
+	return offline_complete(t, r);
 }
 
 static void
 test_first(void)
 {
 	struct model_reply	 r;
-	cJSON			*messages;
+	struct transcript	*t;
 	size_t			 i;
 	char			 name[160];
 
 	for (i = 0; i < sizeof(first) / sizeof(first[0]); i++) {
-		messages = conversation(first[i].text);
+		t = conversation(first[i].text);
 		snprintf(name, sizeof(name), "\"%s\"", first[i].text);
-		ok(offline_complete(messages, &r) == 0 &&
+		ok(step(t, &r) == 0 &&
 		    reply_is(&r, first[i].tool, first[i].args, 0), name);
-		if (r.ncalls == 0 && r.content == NULL)
+		if (r.ncalls == 0 && reply_text(&r) == NULL)
 			printf("# no reply\n");
-		model_reply_free(&r);
-		cJSON_Delete(messages);
+		reply_free(&r);
+		conversation_free(t);
 	}
 }
 
@@ -280,38 +291,38 @@ static void
 test_later(void)
 {
 	struct model_reply	 r;
-	cJSON			*messages;
+	struct transcript	*t;
 	size_t			 i, k;
 	char			 id[16];
 
 	for (i = 0; i < sizeof(later) / sizeof(later[0]); i++) {
-		messages = conversation(later[i].text);
+		t = conversation(later[i].text);
 		for (k = 0; k < 2 && later[i].calls[k] != NULL; k++) {
 			snprintf(id, sizeof(id), "call_%zu", k);
-			add_round(messages, id, later[i].calls[k],
+			add_round(t, id, later[i].calls[k],
 			    later[i].results[k]);
 		}
-		ok(offline_complete(messages, &r) == 0 &&
+		ok(step(t, &r) == 0 &&
 		    reply_is(&r, later[i].tool, later[i].args, 1),
 		    later[i].name);
-		if (r.content != NULL && !reply_is(&r, later[i].tool,
+		if (reply_text(&r) != NULL && !reply_is(&r, later[i].tool,
 		    later[i].args, 1))
-			printf("# got: %s\n", r.content);
-		model_reply_free(&r);
-		cJSON_Delete(messages);
+			printf("# got: %s\n", reply_text(&r));
+		reply_free(&r);
+		conversation_free(t);
 	}
 }
 
-/* The id of the first call answering messages (caller frees). */
+/* The id of the first call answering t (caller frees). */
 static char *
-call_id(cJSON *messages)
+call_id(const struct transcript *t)
 {
 	struct model_reply	 r;
 	char			*id = NULL;
 
-	if (offline_complete(messages, &r) == 0 && r.ncalls == 1)
+	if (step(t, &r) == 0 && r.ncalls == 1)
 		id = strdup(r.calls[0].id);
-	model_reply_free(&r);
+	reply_free(&r);
 	return id;
 }
 
@@ -319,8 +330,8 @@ call_id(cJSON *messages)
 static void
 test_ids(void)
 {
-	cJSON	*a, *b;
-	char	*id1, *id2, *id3, *id4;
+	struct transcript	*a, *b;
+	char			*id1, *id2, *id3, *id4;
 
 	a = conversation("Delete the meeting task");
 	b = conversation("Delete the meeting task");
@@ -332,8 +343,8 @@ test_ids(void)
 	    "[{'id':4,'title':'Team meeting'}]");
 	id3 = call_id(a);
 	ok(id3 != NULL && strcmp(id1, id3) != 0, "each round a new id");
-	cJSON_AddItemToArray(a, message("assistant", "Deleted."));
-	cJSON_AddItemToArray(a, message("user", "Delete the meeting task"));
+	say(a, ROLE_ASSISTANT, "Deleted.", NULL);
+	say(a, ROLE_USER, "Delete the meeting task", NULL);
 	id4 = call_id(a);
 	ok(id4 != NULL && strcmp(id4, id1) != 0 && strcmp(id4, id3) != 0,
 	    "the same words in a later turn get a new id");
@@ -341,8 +352,8 @@ test_ids(void)
 	free(id2);
 	free(id3);
 	free(id4);
-	cJSON_Delete(a);
-	cJSON_Delete(b);
+	conversation_free(a);
+	conversation_free(b);
 }
 
 /* Only this turn counts: an earlier turn's calls are history. */
@@ -350,23 +361,22 @@ static void
 test_turns(void)
 {
 	struct model_reply	 r;
-	cJSON			*messages;
+	struct transcript	*t, empty;
 
-	messages = conversation("Delete the meeting task");
-	add_round(messages, "call_x", "list_tasks {'status':'all'}",
+	t = conversation("Delete the meeting task");
+	add_round(t, "call_x", "list_tasks {'status':'all'}",
 	    "[{'id':4,'title':'Team meeting'}]");
-	cJSON_AddItemToArray(messages, message("assistant", "Which one?"));
-	cJSON_AddItemToArray(messages, message("user", "add buy milk"));
-	ok(offline_complete(messages, &r) == 0 &&
+	say(t, ROLE_ASSISTANT, "Which one?", NULL);
+	say(t, ROLE_USER, "add buy milk", NULL);
+	ok(step(t, &r) == 0 &&
 	    reply_is(&r, "add_task", "{'title':'Buy milk'}", 1),
 	    "earlier turns are history");
-	model_reply_free(&r);
-	cJSON_Delete(messages);
-	messages = cJSON_CreateArray();
-	ok(offline_complete(messages, &r) == 0 && r.content != NULL &&
+	reply_free(&r);
+	conversation_free(t);
+	memset(&empty, 0, sizeof(empty));
+	ok(step(&empty, &r) == 0 && reply_text(&r) != NULL &&
 	    r.ncalls == 0, "no user message: help");
-	model_reply_free(&r);
-	cJSON_Delete(messages);
+	reply_free(&r);
 }
 
 int

@@ -1,10 +1,14 @@
-/* t/unit/http.c: the pure parts of http.c: UTF-8 validation, query
- * string lookup and path segment decoding. Prints TAP. */
+/* t/unit/text.c: the checks on outside text: UTF-8 validation, JSON
+ * parsed whole, positive ids (text.h), query string lookup and path
+ * segment decoding (url.h). Prints TAP. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include <cJSON.h>
+
+#include "text.h"
+#include "url.h"
 
 /* A literal and its length, NULs inside included. */
 #define BYTES(s)	(s), sizeof(s) - 1
@@ -137,6 +141,110 @@ static const struct {
 	{ "one byte too long",		"abcd", 4, -1, NULL },
 };
 
+/* JSON texts from a client or the model: parsed whole, or not at all. */
+static const struct {
+	const char	*name;
+	const char	*s;
+	size_t		 len;
+	int		 parses;
+} json[] = {
+	{ "an object",			BYTES("{\"title\":\"x\"}"), 1 },
+	{ "whitespace around",		BYTES(" \t{\"a\":1}\r\n "), 1 },
+	{ "a string",			BYTES("\"x\""), 1 },
+	{ "a second closing brace",	BYTES("{\"title\":\"x\"}}"), 0 },
+	{ "a second value",		BYTES("{} {}"), 0 },
+	{ "trailing garbage",		BYTES("[1]x"), 0 },
+	{ "a NUL byte after the value",	BYTES("{}\0garbage"), 0 },
+	{ "a NUL byte inside",		BYTES("{\"a\0\":1}"), 0 },
+	{ "cut short",			BYTES("{\"title\":\"x"), 0 },
+	{ "empty",			BYTES(""), 0 },
+	{ "only whitespace",		BYTES("  "), 0 },
+	{ "length honoured, not the NUL", "{}}", 2, 1 },
+};
+
+/* Ids in a path, a query or a tool's arguments. */
+static const struct {
+	const char	*name;
+	const char	*s;
+	long long	 id;		/* 0: refused */
+} ids[] = {
+	{ "one",			"1", 1 },
+	{ "a bigserial",		"12345", 12345 },
+	{ "2^53 - 1",			"9007199254740991", 9007199254740991LL },
+	{ "2^53",			"9007199254740992", 0 },
+	{ "twenty digits",		"99999999999999999999", 0 },
+	{ "zero",			"0", 0 },
+	{ "a leading zero",		"07", 0 },
+	{ "a sign",			"+3", 0 },
+	{ "negative",			"-3", 0 },
+	{ "a space before",		" 3", 0 },
+	{ "a space after",		"3 ", 0 },
+	{ "a decimal point",		"3.0", 0 },
+	{ "an exponent",		"3e0", 0 },
+	{ "hex",			"0x3", 0 },
+	{ "empty",			"", 0 },
+};
+
+/* Ids as JSON values: numbers, and strings when allowed. */
+static const struct {
+	const char	*name;
+	const char	*json;
+	int		 strings;
+	long long	 id;		/* 0: refused */
+} json_ids[] = {
+	{ "a number",			"3", 0, 3 },
+	{ "an integral double",		"3.0", 0, 3 },
+	{ "a fraction",			"1.5", 0, 0 },
+	{ "zero",			"0", 0, 0 },
+	{ "negative",			"-2", 0, 0 },
+	{ "past 2^53",			"1e300", 0, 0 },
+	{ "a string, not allowed",	"\"3\"", 0, 0 },
+	{ "a string, allowed",		"\"3\"", 1, 3 },
+	{ "a string with a sign",	"\"+3\"", 1, 0 },
+	{ "true",			"true", 1, 0 },
+	{ "null",			"null", 1, 0 },
+};
+
+static int
+json_case(size_t i)
+{
+	cJSON	*v;
+	char	*copy;
+	int	 ok;
+
+	if ((copy = malloc(json[i].len + 1)) == NULL)
+		abort();
+	memcpy(copy, json[i].s, json[i].len);
+	v = text_json_parse(copy, json[i].len);
+	ok = (v != NULL) == json[i].parses;
+	cJSON_Delete(v);
+	free(copy);
+	return ok;
+}
+
+static int
+id_case(size_t i)
+{
+	long long	 id = 0;
+	int		 rc;
+
+	rc = text_id_parse(ids[i].s, &id);
+	return ids[i].id == 0 ? rc == -1 : rc == 0 && id == ids[i].id;
+}
+
+static int
+json_id_case(size_t i)
+{
+	cJSON		*v = cJSON_Parse(json_ids[i].json);
+	long long	 id = 0;
+	int		 rc;
+
+	rc = text_id_json(v, json_ids[i].strings, &id);
+	cJSON_Delete(v);
+	return json_ids[i].id == 0 ? rc == -1 :
+	    rc == 0 && id == json_ids[i].id;
+}
+
 /* Checks a copy of exactly len bytes, so that ASan and valgrind see a
  * read past the end of a truncated sequence. */
 static int
@@ -149,7 +257,7 @@ utf8_case(size_t i)
 		abort();
 	if (utf8[i].len > 0)
 		memcpy(copy, utf8[i].s, utf8[i].len);
-	valid = http_utf8_valid(copy, utf8[i].len);
+	valid = text_utf8_valid(copy, utf8[i].len);
 	free(copy);
 	return valid == utf8[i].valid;
 }
@@ -165,7 +273,7 @@ query_case(size_t i)
 	if ((out = malloc(queries[i].outlen)) == NULL &&
 	    queries[i].outlen > 0)
 		abort();
-	rc = http_query_get(queries[i].query, queries[i].key, out,
+	rc = url_query_get(queries[i].query, queries[i].key, out,
 	    queries[i].outlen);
 	ok = rc == queries[i].rc &&
 	    (rc != 1 || strcmp(out, queries[i].value) == 0);
@@ -186,7 +294,7 @@ segment_case(size_t i)
 	    (out = malloc(segments[i].outlen)) == NULL)
 		abort();
 	memcpy(in, segments[i].s, len);
-	rc = http_segment_decode(in, len, out, segments[i].outlen);
+	rc = url_segment_decode(in, len, out, segments[i].outlen);
 	ok = rc == segments[i].rc &&
 	    (rc != 0 || strcmp(out, segments[i].value) == 0);
 	free(in);
@@ -200,8 +308,12 @@ main(void)
 	size_t	 i, n = sizeof(utf8) / sizeof(utf8[0]);
 	size_t	 nq = sizeof(queries) / sizeof(queries[0]);
 	size_t	 ns = sizeof(segments) / sizeof(segments[0]);
+	size_t	 nj = sizeof(json) / sizeof(json[0]);
+	size_t	 ni = sizeof(ids) / sizeof(ids[0]);
+	size_t	 nji = sizeof(json_ids) / sizeof(json_ids[0]);
+	size_t	 t = n + nq + ns;
 
-	printf("1..%zu\n", n + nq + ns);
+	printf("1..%zu\n", t + nj + ni + nji);
 	for (i = 0; i < n; i++)
 		printf("%sok %zu - utf8: %s\n", utf8_case(i) ? "" : "not ",
 		    i + 1, utf8[i].name);
@@ -211,5 +323,14 @@ main(void)
 	for (i = 0; i < ns; i++)
 		printf("%sok %zu - segment: %s\n", segment_case(i) ? "" :
 		    "not ", n + nq + i + 1, segments[i].name);
+	for (i = 0; i < nj; i++)
+		printf("%sok %zu - json: %s\n", json_case(i) ? "" : "not ",
+		    ++t, json[i].name);
+	for (i = 0; i < ni; i++)
+		printf("%sok %zu - id: %s\n", id_case(i) ? "" : "not ", ++t,
+		    ids[i].name);
+	for (i = 0; i < nji; i++)
+		printf("%sok %zu - JSON id: %s\n", json_id_case(i) ? "" :
+		    "not ", ++t, json_ids[i].name);
 	return 0;
 }
