@@ -1,10 +1,84 @@
 /* config.c: the environment, read once at start into a const struct. */
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "log.h"
+
+/*
+ * Where a variable goes: its kind and the offset of its field. The
+ * _Generic in a struct's static assertion fails the build when the
+ * field's type is not the kind's, so a row cannot write an int into a
+ * long (or a size_t) by mistake.
+ */
+#define FIELD(kind, type, field)					\
+	(kind), offsetof(struct config, field) + 0 * sizeof(struct {	\
+		_Static_assert(_Generic(((struct config *)0)->field,	\
+		    type: 1, default: 0), #field " is not " #type);	\
+		char c;							\
+	})
+#define STRING(f)	FIELD(CONFIG_STRING, const char *, f)
+#define INT(f)		FIELD(CONFIG_INT, int, f)
+#define LONG(f)		FIELD(CONFIG_LONG, long, f)
+#define SIZE(f)		FIELD(CONFIG_SIZE, size_t, f)
+
+/* Named so the rows below read as "no bounds", "no fallback"... */
+#define NO_RANGE	0, 0
+#define NO_FALLBACK	NULL
+#define OPTIONAL	0
+#define REQUIRED	1
+#define AS_DEF		NULL
+
+/*
+ * The configuration, in the README's order. The meanings are the
+ * README's cells as they are (markdown included); the bounds are what
+ * the rest of the code can live with: the reason is beside each.
+ */
+static const struct config_var vars[] = {
+	{ "DATABASE_URL", STRING(database_url), "", NO_RANGE, NO_FALLBACK,
+	  OPTIONAL, "libpq's defaults (`PGHOST`...)",
+	  "libpq connection string or URI" },
+	/* An empty secret would let anyone sign a token (auth.c). */
+	{ "CHAT_JWT_SECRET", STRING(jwt_secret), NULL, NO_RANGE, NO_FALLBACK,
+	  REQUIRED, "none: required",
+	  "HS256 secret the bearer tokens are signed with" },
+	{ "CHAT_MODEL_URL", STRING(model_url), NULL, NO_RANGE, NO_FALLBACK,
+	  OPTIONAL, "unset: the built-in offline model",
+	  "base URL of an OpenAI-compatible API, e.g. "
+	  "`https://api.openai.com/v1`" },
+	/* OpenAI's own tools use OPENAI_API_KEY; an operator may have it. */
+	{ "CHAT_MODEL_KEY", STRING(model_key), NULL, NO_RANGE,
+	  "OPENAI_API_KEY", OPTIONAL, "`OPENAI_API_KEY`",
+	  "bearer key for that API" },
+	{ "CHAT_MODEL", STRING(model), "gpt-4o-mini", NO_RANGE, NO_FALLBACK,
+	  OPTIONAL, AS_DEF,
+	  "model name sent with each request" },
+	/* An hour: longer, nginx's read timeout has long given up. */
+	{ "CHAT_MODEL_TIMEOUT_MS", LONG(model_timeout_ms), "60000",
+	  1, 3600000, NO_FALLBACK, OPTIONAL, AS_DEF,
+	  "bound on one model call, retries included" },
+	{ "CHAT_MAX_TOOL_ROUNDS", INT(max_tool_rounds), "5", 1, 50,
+	  NO_FALLBACK, OPTIONAL, AS_DEF,
+	  "model calls that may ask for tools in one turn" },
+	{ "CHAT_HISTORY_MESSAGES", INT(history_messages), "40", 0, 1000,
+	  NO_FALLBACK, OPTIONAL, AS_DEF,
+	  "most stored messages sent to the model as history" },
+	{ "CHAT_HISTORY_TOKENS", LONG(history_tokens), "8000", 0, 10000000,
+	  NO_FALLBACK, OPTIONAL, AS_DEF,
+	  "approximate token budget of that history" },
+	/* The body must at least hold a maximal message (32,000 bytes). */
+	{ "CHAT_MAX_BODY_BYTES", SIZE(max_body_bytes), "65536", 1024,
+	  64 * 1024 * 1024, NO_FALLBACK, OPTIONAL, AS_DEF,
+	  "largest request body; more is a 413" },
+	/* Each thread is a worker with its own connections; see README,
+	 * "How many workers". */
+	{ "CHAT_WORKER_THREADS", INT(threads), "1", 1, 4096, NO_FALLBACK,
+	  OPTIONAL, AS_DEF,
+	  "workers in each process: threads that each serve one request at "
+	  "a time with a database connection of their own (see "
+	  "[How many workers](#how-many-workers))" },
+};
 
 static struct config	 loaded;
 
@@ -14,88 +88,93 @@ env_lookup(const char *name)
 	return getenv(name);
 }
 
-/* Unset or empty means the default; anything but a plain decimal within
- * [min, max] is an operator error worth refusing to start for. */
-static int
-int_setting(const char *(*lookup)(const char *), const char *name,
-    long long def, long long min, long long max, long long *out)
-{
-	const char	*s = lookup(name);
-	char		*end;
-	long long	 v;
-
-	if (s == NULL || *s == '\0') {
-		*out = def;
-		return 0;
-	}
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
-		fprintf(stderr, "chat.fcgi: %s=%s: expected an integer from "
-		    "%lld to %lld\n", name, s, min, max);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
+/* Unset and empty are the same: a shell's VAR= is how one unsets. */
 static const char *
-str_setting(const char *(*lookup)(const char *), const char *name)
+lookup_set(const char *(*lookup)(const char *), const char *name)
 {
 	const char	*s = lookup(name);
 
 	return (s == NULL || *s == '\0') ? NULL : s;
 }
 
+/* A plain decimal within [min, max], nothing around it: anything else is
+ * an operator error worth refusing to start for. */
+static int
+parse_int(const char *s, long long min, long long max, long long *out)
+{
+	char		*end;
+	long long	 v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Reads one variable into its field of c: 0, or -1 with a line logged. */
+static int
+var_read(const struct config_var *v, struct config *c,
+    const char *(*lookup)(const char *))
+{
+	char		*field = (char *)c + v->offset;
+	const char	*s;
+	long long	 n;
+
+	if ((s = lookup_set(lookup, v->name)) == NULL && v->fallback != NULL)
+		s = lookup_set(lookup, v->fallback);
+	if (s == NULL && v->required) {
+		log_err("%s is not set: refusing to start without the %s",
+		    v->name, v->meaning);
+		return -1;
+	}
+	if (s == NULL)
+		s = v->def;
+	if (v->kind == CONFIG_STRING) {
+		*(const char **)(void *)field = s;
+		return 0;
+	}
+	if (s == NULL || parse_int(s, v->min, v->max, &n) == -1) {
+		log_err("%s=%s: expected an integer from %lld to %lld",
+		    v->name, s == NULL ? "" : s, v->min, v->max);
+		return -1;
+	}
+	/* The bounds keep n within the field's type (t/unit/config.c). */
+	switch (v->kind) {
+	case CONFIG_INT:
+		*(int *)(void *)field = n;
+		break;
+	case CONFIG_LONG:
+		*(long *)(void *)field = n;
+		break;
+	case CONFIG_SIZE:
+		*(size_t *)(void *)field = n;
+		break;
+	case CONFIG_STRING:
+		break;
+	}
+	return 0;
+}
+
+const struct config_var *
+config_vars(size_t *n)
+{
+	*n = sizeof(vars) / sizeof(vars[0]);
+	return vars;
+}
+
 int
 config_from(struct config *c, const char *(*lookup)(const char *))
 {
-	long long	 v;
+	size_t	 i;
 
 	memset(c, 0, sizeof(*c));
-	if ((c->jwt_secret = str_setting(lookup, "CHAT_JWT_SECRET")) == NULL) {
-		fprintf(stderr, "chat.fcgi: CHAT_JWT_SECRET is not set: "
-		    "refusing to start without the HS256 secret that signs "
-		    "client tokens\n");
-		return -1;
-	}
+	for (i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		if (var_read(&vars[i], c, lookup) == -1)
+			return -1;
+	/* auth.c compares the secret by length; required, so never NULL. */
 	c->jwt_secret_len = strlen(c->jwt_secret);
-	c->database_url = str_setting(lookup, "DATABASE_URL");
-	if (c->database_url == NULL)
-		c->database_url = "";
-	c->model_url = str_setting(lookup, "CHAT_MODEL_URL");
-	c->model_key = str_setting(lookup, "CHAT_MODEL_KEY");
-	if (c->model_key == NULL)
-		c->model_key = str_setting(lookup, "OPENAI_API_KEY");
-	c->model = str_setting(lookup, "CHAT_MODEL");
-	if (c->model == NULL)
-		c->model = "gpt-4o-mini";
-
-	if (int_setting(lookup, "CHAT_MODEL_TIMEOUT_MS", 60000, 1,
-	    3600000, &v) == -1)
-		return -1;
-	c->model_timeout_ms = v;
-	if (int_setting(lookup, "CHAT_MAX_TOOL_ROUNDS", 5, 1, 50, &v) == -1)
-		return -1;
-	c->max_tool_rounds = v;
-	if (int_setting(lookup, "CHAT_HISTORY_MESSAGES", 40, 0, 1000,
-	    &v) == -1)
-		return -1;
-	c->history_messages = v;
-	if (int_setting(lookup, "CHAT_HISTORY_TOKENS", 8000, 0, 10000000,
-	    &v) == -1)
-		return -1;
-	c->history_tokens = v;
-	/* The body must at least hold a maximal message (32,000 bytes). */
-	if (int_setting(lookup, "CHAT_MAX_BODY_BYTES", 65536, 1024,
-	    64 * 1024 * 1024, &v) == -1)
-		return -1;
-	c->max_body_bytes = v;
-	/* Each thread is a worker with its own connections; see README,
-	 * "How many workers". */
-	if (int_setting(lookup, "CHAT_WORKER_THREADS", 1, 1, 4096, &v) == -1)
-		return -1;
-	c->threads = v;
 	return 0;
 }
 

@@ -1,5 +1,5 @@
 /* config.h: the worker's settings, read once from the environment at
- * start (DESIGN.md, "Configuration") and constant afterwards. */
+ * start (README, "Configuration") and constant afterwards. */
 #ifndef CONFIG_H
 #define CONFIG_H
 
@@ -20,14 +20,48 @@ struct config {
 	int		 threads;	/* worker threads in the process */
 };
 
+/* The C type of a variable's field in struct config. */
+enum config_kind {
+	CONFIG_STRING,		/* const char *, borrowed from the environment */
+	CONFIG_INT,		/* int */
+	CONFIG_LONG,		/* long */
+	CONFIG_SIZE,		/* size_t */
+};
+
+/*
+ * One environment variable the worker reads: the list of them is the
+ * configuration, the README's table shows the same rows (t/unit/config.c
+ * holds the two together) and scripts/run passes each on to its workers.
+ * Unset and empty are the same: the fallback variable is read, then def
+ * is used.
+ */
+struct config_var {
+	const char	*name;
+	enum config_kind kind;
+	size_t		 offset;	/* of the field in struct config */
+	const char	*def;		/* the value when unset, as text; NULL:
+					 * the field stays NULL */
+	long long	 min, max;	/* integers: the range accepted */
+	const char	*fallback;	/* read when name is unset, or NULL */
+	int		 required;	/* unset and no fallback: refuse to start */
+	const char	*shown_default;	/* the README's default column when it
+					 * is not def in backquotes, or NULL */
+	const char	*meaning;	/* the README's meaning column, as is */
+};
+
 /* Reads the environment into the process's configuration. 0, or -1 with
- * a line for the operator written to stderr (the caller exits). The
+ * a line for the operator logged (log_err()); the caller exits. The
  * strings are borrowed from the environment, which we never change. */
 int			 config_load(void);
 /* The loaded configuration; valid after config_load() returned 0. */
 const struct config	*config(void);
 
-/* Exposed for tests: fills c from a getenv-like lookup. */
+/* The variables, in the README's order; *n gets their number. Static
+ * and read-only: for tests and for listing them. */
+const struct config_var	*config_vars(size_t *n);
+
+/* Exposed for tests: fills c from a getenv-like lookup; 0 or -1 as
+ * config_load(). On -1, c holds what was read before the failure. */
 int	 config_from(struct config *c, const char *(*lookup)(const char *));
 
 #endif
