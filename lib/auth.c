@@ -12,14 +12,15 @@
 #include <openssl/params.h>
 
 #include "auth.h"
+#include "text.h"
 
 /* Tokens we issue are a few hundred bytes; nginx allows 8 KiB of header
  * line anyway. The cap bounds the decoding and the JSON parser's work on
  * bytes nobody has vouched for yet. */
 #define AUTH_TOKEN_MAX		8192
-/* Room for the decoded header or payload (3 bytes per 4 characters) and
- * the NUL b64url_decode() puts after them. */
-#define AUTH_PART_MAX		(AUTH_TOKEN_MAX / 4 * 3 + 3)
+/* Room for the decoded header or payload: 3 bytes per 4 characters, 2
+ * for a last group of 3. */
+#define AUTH_PART_MAX		(AUTH_TOKEN_MAX / 4 * 3 + 2)
 #define AUTH_SIG_LEN		32	/* HMAC-SHA256 */
 
 /* Seconds an "nbf" may lie in our future. An issuer usually stamps nbf
@@ -79,12 +80,12 @@ b64url_value(unsigned char c)
 }
 
 /*
- * Decodes unpadded base64url s[0..len) into out and NUL-terminates it for
- * the JSON parser (outsize bytes, at least len / 4 * 3 + 3). RFC 7515
- * section 2 drops the '=' padding, so '=' is as foreign as any other
- * byte. Leftover bits must be zero: otherwise several strings carry one
- * signature, and whatever keys on the token's text (a log, a deny list)
- * would take one token for many. Returns the length, or -1.
+ * Decodes unpadded base64url s[0..len) into out (outsize bytes, at least
+ * len / 4 * 3 + 2). RFC 7515 section 2 drops the '=' padding, so '=' is
+ * as foreign as any other byte. Leftover bits must be zero: otherwise
+ * several strings carry one signature, and whatever keys on the token's
+ * text (a log, a deny list) would take one token for many. Returns the
+ * length, or -1.
  */
 static long
 b64url_decode(const char *s, size_t len, unsigned char *out,
@@ -94,7 +95,7 @@ b64url_decode(const char *s, size_t len, unsigned char *out,
 	unsigned int	 acc = 0, bits = 0;
 	int		 v;
 
-	if (len % 4 == 1 || len / 4 * 3 + 3 > outsize)
+	if (len % 4 == 1 || len / 4 * 3 + 2 > outsize)
 		return -1;
 	for (i = 0; i < len; i++) {
 		if ((v = b64url_value((unsigned char)s[i])) < 0)
@@ -109,7 +110,6 @@ b64url_decode(const char *s, size_t len, unsigned char *out,
 	}
 	if (acc != 0)
 		return -1;
-	out[o] = '\0';
 	return (long)o;
 }
 
@@ -157,37 +157,18 @@ member_count(const cJSON *obj, const char *name)
 	return count;
 }
 
-/* 1 if JSON text holds the escape \u0000. cJSON puts a real NUL in the
- * string, and a "sub" of "alice\u0000x" would then read as "alice". */
-static int
-has_escaped_nul(const unsigned char *p, size_t len)
-{
-	size_t	 i;
-
-	/* In valid JSON a backslash only occurs in a string, and starts an
-	 * escape that takes the next byte with it. */
-	for (i = 0; i + 1 < len; i++) {
-		if (p[i] != '\\')
-			continue;
-		if (p[i + 1] == 'u' && len - i >= 6 &&
-		    memcmp(p + i + 2, "0000", 4) == 0)
-			return 1;
-		i++;
-	}
-	return 0;
-}
-
-/* Parses decoded bytes (NUL-terminated by b64url_decode()) as one JSON
- * object and nothing after it. A NUL inside would hide the rest of the
- * text from the parser. */
+/* Decoded bytes as exactly one JSON object (text_json_parse(): nothing
+ * but whitespace after it, no NUL byte hiding part of it), holding no
+ * \u0000: cJSON decodes that into a real NUL, and a "sub" of
+ * "alice\u0000x" would then read as "alice". */
 static cJSON *
 parse_object(const unsigned char *p, size_t len)
 {
-	cJSON	*json;
+	const char	*s = (const char *)p;
+	cJSON		*json;
 
-	if (memchr(p, '\0', len) != NULL || has_escaped_nul(p, len))
-		return NULL;
-	if ((json = cJSON_ParseWithOpts((const char *)p, NULL, 1)) == NULL)
+	if (text_json_has_nul(s, len) ||
+	    (json = text_json_parse(s, len)) == NULL)
 		return NULL;
 	if (!cJSON_IsObject(json)) {
 		cJSON_Delete(json);
@@ -364,7 +345,7 @@ check_signature(const char *input, size_t input_len, const char *sig_b64,
     size_t sig_b64_len, const char *secret, size_t secret_len,
     struct chat_err *err)
 {
-	unsigned char	 sig[AUTH_SIG_LEN + 1], mac[AUTH_SIG_LEN];
+	unsigned char	 sig[AUTH_SIG_LEN], mac[AUTH_SIG_LEN];
 
 	/* An empty secret would let anyone sign; config.c refuses to start
 	 * without one, and we refuse tokens rather than trust that. */
