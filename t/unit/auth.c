@@ -584,7 +584,7 @@ main(void)
 		    ++t, rekeys[i].name);
 	printf("%sok %zu - %d threads, a secret each, keep their keys\n",
 	    threads_keep_their_keys() ? "" : "not ", ++t, THREADS);
-	/* As a worker thread does before it ends: valgrind (t/92) sees
+	/* As a worker thread does before it ends: valgrind (t/92-unit-valgrind.t) sees
 	 * whether anything of this thread's is left. */
 	auth_thread_cleanup();
 	return 0;
