@@ -5,7 +5,8 @@
  * breaks the signature, and then the claims are never read; so each input
  * is checked a second time with its signature replaced by the right one,
  * which lets the fuzzer reach the claims as an issuer holding the secret
- * would write them.
+ * would write them. That one is also checked under another secret, which
+ * makes auth_check() key its per-thread HMAC context afresh each way.
  */
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -14,6 +15,7 @@
 #include "fuzz.h"
 
 #define SECRET		"test secret, not for production"
+#define OTHER_SECRET	"another secret"
 #define NOW		1700000000
 
 /* RFC 4648 section 5, unpadded. out holds 4 * ((len + 2) / 3) + 1. */
@@ -56,6 +58,21 @@ check(const char *header)
 	FUZZ_CHECK(user_id[0] == '\0');
 }
 
+/* A value signed with SECRET is refused under any other: the thread's
+ * context must not answer with the key it held before. */
+static void
+check_other_secret(const char *header)
+{
+	char		 user_id[AUTH_USER_ID_MAX + 1];
+	struct chat_err	 err;
+
+	memset(&err, 0, sizeof(err));
+	memset(user_id, 0, sizeof(user_id));
+	FUZZ_CHECK(auth_check(header, OTHER_SECRET, strlen(OTHER_SECRET),
+	    NOW, user_id, &err) == -1);
+	FUZZ_CHECK(user_id[0] == '\0');
+}
+
 /* header with everything after its last '.' replaced by the HS256
  * signature of what comes before it (after the scheme); the caller
  * frees. NULL when there is no '.' to sign up to. */
@@ -95,6 +112,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(header);
 	if ((again = resigned(header)) != NULL) {
 		check(again);
+		check_other_secret(again);
 		free(again);
 	}
 	free(header);

@@ -1,5 +1,7 @@
 /* t/unit/auth.c: auth_check() on tokens minted here, must-pass and
- * must-fail; auth_user_id_valid() on a table of ids. Prints TAP. */
+ * must-fail; its per-thread HMAC context across secrets and threads;
+ * auth_user_id_valid() on a table of ids. Prints TAP. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +91,9 @@ static const struct {
 	  SIGN_HS256, SHAPE_JWT, 0, NULL, "alice" },
 	{ "escaped backslash before u0000 is text", "Bearer ",
 	  "{\"alg\":\"HS256\"}", "{\"sub\":\"alice\",\"x\":\"\\\\u0000\"}",
+	  SIGN_HS256, SHAPE_JWT, 0, NULL, "alice" },
+	{ "JSON whitespace after the payload", "Bearer ",
+	  "{\"alg\":\"HS256\"}", "{\"sub\":\"alice\"}\r\n\t ",
 	  SIGN_HS256, SHAPE_JWT, 0, NULL, "alice" },
 	{ "token just under 8 KiB", "Bearer ", "{\"alg\":\"HS256\"}",
 	  "{\"sub\":\"alice\"}", SIGN_HS256, SHAPE_JWT, 6000, NULL,
@@ -181,6 +186,9 @@ static const struct {
 	{ "header with trailing bytes", "Bearer ", "{\"alg\":\"HS256\"}x",
 	  "{\"sub\":\"alice\"}", SIGN_HS256, SHAPE_JWT, 0, "invalid_token",
 	  NULL },
+	{ "payload with a control byte after it", "Bearer ",
+	  "{\"alg\":\"HS256\"}", "{\"sub\":\"alice\"}\v",
+	  SIGN_HS256, SHAPE_JWT, 0, "invalid_token", NULL },
 	{ "payload not JSON", "Bearer ", "{\"alg\":\"HS256\"}", "sub=alice",
 	  SIGN_HS256, SHAPE_JWT, 0, "invalid_token", NULL },
 	{ "payload an array", "Bearer ", "{\"alg\":\"HS256\"}",
@@ -427,21 +435,157 @@ empty_secret_refuses(void)
 	    err.status == 401 && strcmp(err.code, "invalid_token") == 0;
 }
 
+/*
+ * auth_check() keeps a thread's HMAC context keyed between calls, yet
+ * must answer as if it keyed one for each: these steps run in order, each
+ * checking a token signed with sign_key under the secret check_key, of
+ * check_len bytes (0: all of it), always passed in the same buffer, so a
+ * cache that compared only the pointer would answer with the old key.
+ */
+static const struct {
+	const char	*name, *sign_key, *check_key;
+	size_t		 check_len;
+	int		 cleanup_first;	/* auth_thread_cleanup() before */
+	int		 pass;
+} rekeys[] = {
+	{ "first key",				"key one", "key one", 0, 0, 1 },
+	{ "same key again",			"key one", "key one", 0, 0, 1 },
+	{ "new bytes in the same buffer",	"key two", "key two", 0, 0, 1 },
+	{ "old key refused after re-keying",	"key one", "key two", 0, 0, 0 },
+	{ "a longer secret is another key",	"key two", "key two!", 0, 0, 0 },
+	{ "a prefix of the secret is another key",
+						"key", "key two", 3, 0, 1 },
+	{ "wrong key leaves the right one usable",
+						"key two", "key two", 0, 0, 1 },
+	{ "checks again after a thread cleanup",
+						"key two", "key two", 0, 1, 1 },
+	{ "refuses again after a thread cleanup",
+						"key one", "key two", 0, 1, 0 },
+};
+
+/* "Bearer " and an HS256 token for sub "alice", signed with key. */
+static void
+mint_with(const char *key, char *out, size_t outsize)
+{
+	static const char	 signing_input[] =
+	    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9";
+	unsigned char		 mac[EVP_MAX_MD_SIZE];
+	unsigned int		 mac_len = 0;
+	size_t			 o;
+
+	if (outsize < 7 + sizeof(signing_input) + 44)
+		abort();
+	memcpy(out, "Bearer ", 7);
+	memcpy(out + 7, signing_input, sizeof(signing_input));
+	o = 7 + strlen(signing_input);
+	if (HMAC(EVP_sha256(), key, (int)strlen(key),
+	    (const unsigned char *)signing_input, strlen(signing_input), mac,
+	    &mac_len) == NULL)
+		abort();
+	out[o++] = '.';
+	b64url(mac, mac_len, out + o);
+}
+
+static int
+rekey(size_t i)
+{
+	static char		 secret[64];
+	char			 h[256], user_id[AUTH_USER_ID_MAX + 1];
+	struct chat_err		 err;
+	size_t			 len;
+	int			 rc;
+
+	len = strlen(rekeys[i].check_key);
+	memcpy(secret, rekeys[i].check_key, len + 1);
+	if (rekeys[i].check_len > 0)
+		len = rekeys[i].check_len;
+	if (rekeys[i].cleanup_first)
+		auth_thread_cleanup();
+	mint_with(rekeys[i].sign_key, h, sizeof(h));
+	memset(&err, 0, sizeof(err));
+	rc = auth_check(h, secret, len, NOW, user_id, &err);
+	return rekeys[i].pass ? rc == 0 && strcmp(user_id, "alice") == 0 :
+	    rc == -1 && strcmp(err.code, "invalid_token") == 0;
+}
+
+/* Threads with a secret each, as workers with CHAT_WORKER_THREADS but
+ * with keys that differ, so that a context shared between threads, or
+ * one that leaked from a thread to another, refuses a good token or
+ * takes a bad one. */
+#define THREADS		4
+#define THREAD_CHECKS	200
+
+static void *
+thread_checks(void *arg)
+{
+	char		 secret[32], other[32], good[256], bad[256];
+	char		 user_id[AUTH_USER_ID_MAX + 1];
+	struct chat_err	 err;
+	size_t		 id = (size_t)arg, i;
+	int		 right = 1;
+
+	snprintf(secret, sizeof(secret), "thread secret %zu", id);
+	snprintf(other, sizeof(other), "thread secret %zu",
+	    (id + 1) % THREADS);
+	mint_with(secret, good, sizeof(good));
+	mint_with(other, bad, sizeof(bad));
+	for (i = 0; i < THREAD_CHECKS; i++) {
+		if (auth_check(good, secret, strlen(secret), NOW, user_id,
+		    &err) != 0 || strcmp(user_id, "alice") != 0)
+			right = 0;
+		if (auth_check(bad, secret, strlen(secret), NOW, user_id,
+		    &err) != -1)
+			right = 0;
+	}
+	auth_thread_cleanup();
+	return right ? arg : NULL;
+}
+
+static int
+threads_keep_their_keys(void)
+{
+	pthread_t	 t[THREADS];
+	void		*ret;
+	size_t		 i, started;
+	int		 right = 1;
+
+	for (started = 0; started < THREADS; started++)
+		if (pthread_create(&t[started], NULL, thread_checks,
+		    (void *)started) != 0) {
+			right = 0;
+			break;
+		}
+	for (i = 0; i < started; i++)
+		if (pthread_join(t[i], &ret) != 0 || ret != (void *)i)
+			right = 0;
+	return right;
+}
+
 int
 main(void)
 {
 	size_t	 i, n = sizeof(cases) / sizeof(cases[0]);
 	size_t	 nids = sizeof(ids) / sizeof(ids[0]);
+	size_t	 nrekeys = sizeof(rekeys) / sizeof(rekeys[0]);
+	size_t	 t = 0;
 
-	printf("1..%zu\n", n + nids + 1);
+	printf("1..%zu\n", n + nids + nrekeys + 2);
 	for (i = 0; i < n; i++)
-		printf("%sok %zu - %s\n", run(i) ? "" : "not ", i + 1,
+		printf("%sok %zu - %s\n", run(i) ? "" : "not ", ++t,
 		    cases[i].name);
 	for (i = 0; i < nids; i++)
 		printf("%sok %zu - user id: %s, %s\n",
 		    auth_user_id_valid(ids[i].id) == ids[i].valid ? "" : "not ",
-		    n + i + 1, ids[i].name, ids[i].valid ? "valid" : "invalid");
+		    ++t, ids[i].name, ids[i].valid ? "valid" : "invalid");
 	printf("%sok %zu - empty secret refuses every token\n",
-	    empty_secret_refuses() ? "" : "not ", n + nids + 1);
+	    empty_secret_refuses() ? "" : "not ", ++t);
+	for (i = 0; i < nrekeys; i++)
+		printf("%sok %zu - re-keying: %s\n", rekey(i) ? "" : "not ",
+		    ++t, rekeys[i].name);
+	printf("%sok %zu - %d threads, a secret each, keep their keys\n",
+	    threads_keep_their_keys() ? "" : "not ", ++t, THREADS);
+	/* As a worker thread does before it ends: valgrind (t/92-unit-valgrind.t) sees
+	 * whether anything of this thread's is left. */
+	auth_thread_cleanup();
 	return 0;
 }
