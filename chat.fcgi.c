@@ -320,6 +320,7 @@ out:
 		kill(getpid(), SIGTERM);
 	}
 	model_thread_cleanup();
+	auth_thread_cleanup();
 	db_cleanup();
 	w->done = 1;
 	return NULL;
