@@ -89,8 +89,8 @@ CREATE INDEX IF NOT EXISTS turns_conversation_id_idx
 -- statement. PostgreSQL keeps the plans of a PL/pgSQL function for the
 -- life of the server connection, so each is parsed and planned once per
 -- connection instead of on every call: what a named prepared statement
--- would give, but pgbouncer 1.18 in transaction mode, which DESIGN.md
--- says we must work behind, cannot carry those. Parsing and planning were
+-- would give, but pgbouncer 1.18 in transaction mode, which the service
+-- must work behind (README, "Deployment"), cannot carry those. Parsing and planning were
 -- a third of the database's time in a turn (bench/perf.pl).
 --
 -- Every function runs with settings of its own, restored when it
@@ -105,7 +105,8 @@ CREATE INDEX IF NOT EXISTS turns_conversation_id_idx
 --     messages_conversation_id_idx; when the statistics say
 --     conversations are short, the planner prefers a bitmap scan of the
 --     whole conversation and a sort, whose cost grows with the
---     conversation: what ADR-003 asks us to avoid.
+--     conversation: the cost of a turn must not grow with the
+--     length of the conversation.
 --   lock_timeout 5 s: a turn waiting for a row lock held too long fails
 --     (503) instead of holding its worker. A bound on whole statements
 --     (statement_timeout) cannot be set from inside a statement; set it

@@ -8,7 +8,7 @@
 #include "text.h"
 
 /* The Idempotency-Key header, when sent, must be 1..255 bytes of
- * printable ASCII (DESIGN.md); anything else is refused, not ignored. */
+ * printable ASCII; anything else is refused, not ignored. */
 static int
 idempotency_key_valid(const char *key)
 {

@@ -1,6 +1,6 @@
 /* chatreq.h: the body and headers of POST /chat checked into a turn:
  * {"message": str, "conversation_id"?: int} and Idempotency-Key, with
- * DESIGN.md's limits. Pure: no I/O, for the handler, tests and fuzzing. */
+ * the limits of README's "POST /chat". Pure: no I/O, for the handler, tests and fuzzing. */
 #ifndef CHATREQ_H
 #define CHATREQ_H
 
@@ -9,9 +9,10 @@
 #include "err.h"
 #include "turn.h"
 
-/* DESIGN.md: a message is 1 to 32,000 bytes. */
+/* A message is 1 to 32,000 bytes (README, "Errors"). */
 #define CHATREQ_MESSAGE_MAX	32000
-/* DESIGN.md: an Idempotency-Key is 1 to 255 printable ASCII bytes. */
+/* An Idempotency-Key is 1 to 255 printable ASCII bytes (README,
+ * "Retrying safely"). */
 #define CHATREQ_KEY_MAX		255
 
 struct chat_request {

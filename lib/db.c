@@ -37,8 +37,8 @@ static _Thread_local PGconn	*conn;
  * enable_bitmapscan off: a page of messages is read along
  * messages_conversation_id_idx; when the statistics say conversations are
  * short, PostgreSQL prefers a bitmap scan of the whole conversation and a
- * sort, whose cost grows with the conversation: exactly what ADR-003 asks
- * us to avoid. Every statement here is an index lookup of a few rows, so
+ * sort, whose cost grows with the conversation, which a turn's must not.
+ * Every statement here is an index lookup of a few rows, so
  * no plan is lost by taking bitmaps away. */
 #define STATEMENT_TIMEOUT_MS	"5000"
 static const char SQL_TRANSACTION_SETTINGS[] =

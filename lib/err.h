@@ -6,7 +6,7 @@
 #define ERR_H
 
 struct chat_err {
-	int		 status;	/* 400 ... 504, as DESIGN.md lists them */
+	int		 status;	/* 400 ... 504, as README's "Errors" lists them */
 	const char	*code;		/* a literal: "message_too_long" */
 	char		 msg[200];	/* for a person: no SQL, no secrets */
 	long long	 conversation_id; /* > 0 on 502/504 so a retry can follow */

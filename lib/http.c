@@ -93,7 +93,7 @@ http_request_read(struct request *r, FCGX_Request *fcgi,
 	r->authorization = param(fcgi, "HTTP_AUTHORIZATION");
 	r->idempotency_key = param(fcgi, "HTTP_IDEMPOTENCY_KEY");
 
-	/* Route on REQUEST_URI, which every FastCGI front sets (DESIGN.md):
+	/* Route on REQUEST_URI, which every FastCGI front sets:
 	 * no PATH_INFO or SCRIPT_NAME needed from the location. */
 	if ((uri = param(fcgi, "REQUEST_URI")) == NULL)
 		uri = "";

@@ -1,5 +1,5 @@
 /* turn.c: one chat turn: store the message, ask the model, run its tools
- * round by round, store the answer (DESIGN.md, request cycle 2 to 5). */
+ * round by round, store the answer (doc/request-cycle.md, steps 2 to 5). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +22,7 @@
 #define TITLE_MAX_CHARS	60
 
 /* What the turn answers when the model still wants tools after
- * CHAT_MAX_TOOL_ROUNDS rounds (DESIGN.md: a 200 that says so). */
+ * CHAT_MAX_TOOL_ROUNDS rounds: still a 200, which says so. */
 static const char TOO_MANY_STEPS[] = "Sorry, that request took too many "
     "steps for me to finish. Could you break it into smaller ones?";
 

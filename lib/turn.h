@@ -1,4 +1,4 @@
-/* turn.h: one chat turn, DESIGN.md's request cycle steps 2 to 5: the
+/* turn.h: one chat turn, steps 2 to 5 of doc/request-cycle.md: the
  * conversation and the user message stored, the model asked in rounds,
  * the tools run, the answer stored. No HTTP here, no SQL. */
 #ifndef TURN_H

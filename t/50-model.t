@@ -446,40 +446,48 @@ is $s->sql_value(q{SELECT count(*) FROM tasks WHERE title = 'c1'}), 0,
 # ------------------------------------------------- 6. bad tool calls
 
 my $before = tasks_of($s, 'alice');
-script($s, calls([ 'call_half', 'add_task', '{"title": "Half' ]),
-    answer('That did not work.'));
-$r = chat($s, $alice, 'arguments not JSON');
-is $r->{status}, 200, 'arguments not JSON: 200' or diag $r->{body};
-is $r->{json}{response}, 'That did not work.', '... the model answers';
-my $tc = $r->{json}{tool_calls}[0] // {};
-is $tc->{name}, 'add_task', '... the call is reported';
-is_deeply $tc->{arguments}, {}, '... its arguments shown as {}';
-is_deeply [ keys %{ $tc->{result} // {} } ], ['error'],
-    '... the result is {"error": ...}';
-like $tc->{result}{error} // '', qr/JSON|argument/i, '... saying why';
-$req = sent($s, 'k', [ 200, 200 ], 'arguments not JSON');
-my $fed = $req->[1]{body}{messages}[-1] // {};
-is_deeply [ $fed->{role}, $fed->{tool_call_id} ], [ 'tool', 'call_half' ],
-    '... the error goes back to the model as the tool result';
-is_deeply eval { $JSON->decode($fed->{content}) }, $tc->{result},
-    '... the same error';
-# Several OpenAI-compatible servers refuse a request whose earlier calls
-# have arguments that do not parse: they go back to the model as {}.
-is $req->[1]{body}{messages}[-2]{tool_calls}[0]{function}{arguments},
-    '{}', '... after the call, its arguments sent back as {}';
-is shape(stored($s, $r->{json}{conversation_id})), 'u a t A',
-    '... and the round is stored';
-is $s->sql_value(q{SELECT tool_calls->0->'function'->>'arguments'
-    FROM messages WHERE conversation_id = $1 AND tool_calls IS NOT NULL},
-    $r->{json}{conversation_id}), '{"title": "Half',
-    '... with the arguments as the model sent them';
-script($s, answer('Fine.'));
-my $again = chat($s, $alice, 'and now?', $r->{json}{conversation_id});
-is $again->{status}, 200, 'the next turn of that conversation: 200';
-$req = sent($s, 'k', [ 200 ], 'the next turn');
-my ($old) = grep { $_->{tool_calls} } @{ $req->[0]{body}{messages} };
-is $old->{tool_calls}[0]{function}{arguments}, '{}',
-    '... its history carries the broken call as {}';
+# Arguments cut short, and arguments with bytes after the object (which a
+# lenient parser would take for an object and replay as sent): neither
+# is an object, both fail the call and go back to the model as {}.
+my ($tc, $fed, $again, $old);
+for my $c ([ 'not JSON', '{"title": "Half' ],
+    [ 'with bytes after the object', '{"title": "Half"}}' ]) {
+	my ($what, $broken) = @$c;
+	script($s, calls([ 'call_half', 'add_task', $broken ]),
+	    answer('That did not work.'));
+	$r = chat($s, $alice, "arguments $what");
+	is $r->{status}, 200, "arguments $what: 200" or diag $r->{body};
+	is $r->{json}{response}, 'That did not work.', '... the model answers';
+	$tc = $r->{json}{tool_calls}[0] // {};
+	is $tc->{name}, 'add_task', '... the call is reported';
+	is_deeply $tc->{arguments}, {}, '... its arguments shown as {}';
+	is_deeply [ keys %{ $tc->{result} // {} } ], ['error'],
+	    '... the result is {"error": ...}';
+	like $tc->{result}{error} // '', qr/JSON|argument/i, '... saying why';
+	$req = sent($s, 'k', [ 200, 200 ], "arguments $what");
+	$fed = $req->[1]{body}{messages}[-1] // {};
+	is_deeply [ $fed->{role}, $fed->{tool_call_id} ], [ 'tool', 'call_half' ],
+	    '... the error goes back to the model as the tool result';
+	is_deeply eval { $JSON->decode($fed->{content}) }, $tc->{result},
+	    '... the same error';
+	# Several OpenAI-compatible servers refuse a request whose earlier calls
+	# have arguments that do not parse: they go back to the model as {}.
+	is $req->[1]{body}{messages}[-2]{tool_calls}[0]{function}{arguments},
+	    '{}', '... after the call, its arguments sent back as {}';
+	is shape(stored($s, $r->{json}{conversation_id})), 'u a t A',
+	    '... and the round is stored';
+	is $s->sql_value(q{SELECT tool_calls->0->'function'->>'arguments'
+	    FROM messages WHERE conversation_id = $1 AND tool_calls IS NOT NULL},
+	    $r->{json}{conversation_id}), $broken,
+	    '... with the arguments as the model sent them';
+	script($s, answer('Fine.'));
+	$again = chat($s, $alice, 'and now?', $r->{json}{conversation_id});
+	is $again->{status}, 200, 'the next turn of that conversation: 200';
+	$req = sent($s, 'k', [ 200 ], 'the next turn');
+	($old) = grep { $_->{tool_calls} } @{ $req->[0]{body}{messages} };
+	is $old->{tool_calls}[0]{function}{arguments}, '{}',
+	    '... its history carries the broken call as {}';
+}
 
 script($s, calls([ 'call_mail', 'send_email', { to => 'boss' } ]),
     answer('I cannot send mail.'));
