@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# t/20-errors.t: every client error of DESIGN.md's table, as data: method,
+# t/20-errors.t: every client error of README's Errors table, as data: method,
 # path, token, body and headers in; status, error code and headers out.
 # Each is a JSON error, and none of them writes a row.
 use strict;

@@ -116,8 +116,9 @@ my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 my $NGINX = '/usr/sbin/nginx';
 my $CGI_FCGI = '/usr/bin/cgi-fcgi';
 my $PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
-# Workers get PATH, DESIGN.md's variables and, for sanitizer and valgrind
-# runs, these from the test's environment.
+# Workers get PATH, the variables of README's Configuration section that
+# the stack sets and, for sanitizer and valgrind runs, these from the
+# test's environment.
 my @PASS_ENV = qw(ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS TSAN_OPTIONS
     VALGRIND_OPTS CHAT_WORKER_THREADS);
 
@@ -472,7 +473,7 @@ sub pg_bin {
 
 # initdb and CREATE DATABASE with schema.sql take most of a second; a
 # copy of a cluster made once per PostgreSQL version and schema.sql takes
-# a tenth. (t/00-stack.t runs schema.sql again, as DESIGN.md promises.)
+# a tenth. (t/00-stack.t runs schema.sql again: README says it is safe to.)
 sub _init_postgres {
 	my ($self) = @_;
 	my $bin = pg_bin();
