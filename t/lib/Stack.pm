@@ -57,12 +57,17 @@ The mock is t/mock_model.py, or $ENV{MOCK_MODEL}.
                              hdr alg: HS256/HS384/HS512, 'none' unsigned
   request($method, $path, token => $t, body => $str_or_ref,
           headers => {...}, timeout => $s)   through nginx
+  raw($bytes, timeout => $s) the bytes exactly as given to nginx, the
+                             answer read until nginx closes: for what
+                             request() cannot or will not send (a space
+                             or control byte in the request line, a
+                             header twice); say "Connection: close"
   fcgi($method, $path, same options, params => {...})  straight to the
                              FastCGI socket with cgi-fcgi; params adds or
                              (undef) removes FastCGI parameters
-      both return { status, headers (lower-case names), body, json }
-      (json undef unless the body is JSON; status 599 and the error as
-      body when no answer came)
+      all return { status, headers (lower-case names; a header given
+      twice: a list), body, json } (json undef unless the body is JSON;
+      status 599 and the error as body when no answer came)
   sql($query, @params)       arrayref of rows (arrayrefs; NULL is undef);
                              $1, $2... in the query are the params, quoted
                              by psql (undef is NULL; the replacement is
@@ -104,6 +109,7 @@ use File::Basename qw(basename dirname);
 use File::Copy qw(copy);
 use File::Path qw(remove_tree);
 use HTTP::Tiny;
+use IO::Select;
 use IO::Socket::INET;
 use JSON::PP;
 use MIME::Base64 qw(encode_base64url);
@@ -941,6 +947,64 @@ sub request {
 	    ->request($method, "http://127.0.0.1:$self->{port}$path", {
 		headers => \%h, defined $content ? (content => $content) : () });
 	return _response($r->{status}, $r->{headers}, $r->{content});
+}
+
+# The bytes exactly as given, on a connection of their own, to nginx;
+# its answer read until it closes the connection. For what an HTTP
+# client library refuses to send or would change (a raw space or control
+# byte in the request line, a header twice), so that the test sees
+# nginx's answer and not the library's refusal. End the request with
+# "Connection: close" unless nginx closes anyway.
+sub raw {
+	my ($self, $bytes, %o) = @_;
+	my $deadline = time + ($o{timeout} // 120);
+	my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+	    PeerPort => $self->{port}, Proto => 'tcp', Timeout => 10)
+	    or return _response(599, {}, "connect: $!");
+	# nginx may answer and close before it has read everything (a 400
+	# on the request line): what it answered is still there to read.
+	local $SIG{PIPE} = 'IGNORE';
+	my $out = _bytes($bytes);
+	while (length $out) {
+		my $n = syswrite $sock, $out;
+		last unless $n;
+		substr($out, 0, $n) = '';
+	}
+	my $sel = IO::Select->new($sock);
+	my $in = '';
+	while (1) {
+		my $left = $deadline - time;
+		return _response(599, {}, "no answer within the timeout: $in")
+		    if $left <= 0 || !$sel->can_read($left);
+		my $n = sysread $sock, $in, 65536, length $in;
+		last unless $n;
+	}
+	close $sock;
+	my ($head, $body) = split /\r\n\r\n/, $in, 2;
+	my ($code) = ($head // '') =~ m{\AHTTP/1\.[01] (\d{3})}
+	    or return _response(599, {}, "no HTTP answer: $in");
+	my %headers;
+	for (split /\r\n/, $head) {
+		my ($k, $v) = /\A([^:\s]+):[ \t]*(.*?)[ \t]*\z/ or next;
+		# Twice the same header: a list, as HTTP::Tiny gives it.
+		$headers{lc $k} = exists $headers{lc $k}
+		    ? [ (ref $headers{lc $k} ? @{ $headers{lc $k} }
+		    : $headers{lc $k}), $v ] : $v;
+	}
+	$body //= '';
+	if (($headers{'transfer-encoding'} // '') =~ /\bchunked\b/i) {
+		my $whole = '';
+		while ($body =~ s/\A([0-9a-fA-F]+)[^\r]*\r\n//) {
+			my $len = hex $1;
+			last unless $len;
+			$whole .= substr $body, 0, $len, '';
+			$body =~ s/\A\r\n//;
+		}
+		$body = $whole;
+	} elsif (defined $headers{'content-length'}) {
+		$body = substr $body, 0, $headers{'content-length'};
+	}
+	return _response($code, \%headers, $body);
 }
 
 sub fcgi {
