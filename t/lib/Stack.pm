@@ -57,6 +57,11 @@ The mock is t/mock_model.py, or $ENV{MOCK_MODEL}.
                              hdr alg: HS256/HS384/HS512, 'none' unsigned
   request($method, $path, token => $t, body => $str_or_ref,
           headers => {...}, timeout => $s)   through nginx
+                             (well-formed only, else it croaks: an
+                             upper-case method, a path of visible ASCII
+                             without '#', each header once in any case
+                             (token or Authorization, not both), values
+                             of printable ASCII; redirects are answers)
   raw($bytes, timeout => $s) the bytes exactly as given to nginx, the
                              answer read until nginx closes: for what
                              request() cannot or will not send (a space
@@ -938,12 +943,27 @@ sub _response {
 	    json => $json };
 }
 
+# Well-formed requests only, so that what the test asks for is what goes
+# out: HTTP::Tiny refuses some bytes (its refusal would read as a 599,
+# like no answer at all) and quietly changes others (it cuts a path at
+# '#', unfolds a value across lines, keeps one of two headers that differ
+# in case only), so those are the caller's error here: raw sends them. A
+# redirect is the answer, not followed.
 sub request {
 	my ($self, $method, $path, %o) = @_;
 	my %h = %{ $o{headers} // {} };
+	my %seen;
+	$seen{lc $_}++ and croak "request: header $_ given twice: use raw"
+	    for keys %h, defined $o{token} ? 'authorization' : ();
+	$method =~ /\A[A-Z]+\z/ or croak "request: method '$method': use raw";
+	$path =~ m{\A/[\x21-\x7e]*\z} && $path !~ /#/
+	    or croak "request: path '$path': use raw";
+	/\A[\x20-\x7e]*\z/ or croak "request: header value '$_': use raw"
+	    for values %h;
 	$h{authorization} = "Bearer $o{token}" if defined $o{token};
 	my $content = _body(\%o, \%h);
-	my $r = HTTP::Tiny->new(timeout => $o{timeout} // 120, keep_alive => 0)
+	my $r = HTTP::Tiny->new(timeout => $o{timeout} // 120, keep_alive => 0,
+	    max_redirect => 0)
 	    ->request($method, "http://127.0.0.1:$self->{port}$path", {
 		headers => \%h, defined $content ? (content => $content) : () });
 	return _response($r->{status}, $r->{headers}, $r->{content});
