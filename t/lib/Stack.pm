@@ -948,7 +948,9 @@ sub _response {
 # like no answer at all) and quietly changes others (it cuts a path at
 # '#', unfolds a value across lines, keeps one of two headers that differ
 # in case only), so those are the caller's error here: raw sends them. A
-# redirect is the answer, not followed.
+# redirect is the answer, not followed. HTTP::Tiny also sends a GET, PUT
+# or DELETE again when the connection closes before an answer: a test of
+# a connection that drops uses raw, which never sends twice.
 sub request {
 	my ($self, $method, $path, %o) = @_;
 	my %h = %{ $o{headers} // {} };
