@@ -821,8 +821,10 @@ sub worker_pids {
 		my $s = _slurp($stat);
 		# comm may hold spaces and parentheses: split after the last ')'.
 		my ($pid, $rest) = $s =~ /\A(\d+) \(.*\) (.*)\z/s or next;
-		my (undef, $ppid) = split ' ', $rest;
-		push @pids, $pid if $ppid == $parent;
+		my ($state, $ppid) = split ' ', $rest;
+		# A worker that died stays a child, a zombie, until multiwatch
+		# reaps it: it is no worker.
+		push @pids, $pid if $ppid == $parent && $state ne 'Z';
 	}
 	@pids = sort { $a <=> $b } @pids;
 	return @pids;
