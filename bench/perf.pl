@@ -12,16 +12,21 @@
 #             answer and bump updated_at in the other)
 #   our SQL   pgbench replaying the exact statements of our turn, as
 #             PostgreSQL's statement log shows a worker sending them (each
-#             round trip a pipeline ending in one Sync), named after
-#             lib/db.c's constants
+#             round trip a pipeline ending in one Sync), each named after
+#             the function it calls
+#
+# Everything it knows of our SQL it learns from PostgreSQL (the log and
+# pg_stat_statements), not from the worker's source, so it measures
+# whatever the workers send.
 #
 # all on the same cluster in the same run, the three interleaved in two
 # halves (service, minimal, ours, ours, minimal, service) so that drift in
 # disk latency falls on all three alike. The headline is service turns/s
-# divided by minimal-turn tps (issue 8's targets: >= 0.8 at concurrency 1
-# and 8; p50 at concurrency 1 <= 1.25x the minimal turn's; <= 4 MiB per
-# worker). Writes the report to bench/results/perf-<UTC time>.txt and
-# appends a row per concurrency to bench/results/perf.tsv.
+# divided by minimal-turn tps (what the service aims for: >= 0.8 at
+# concurrency 1 and 8; p50 at concurrency 1 <= 1.25x the minimal turn's;
+# <= 4 MiB per worker). Writes the report to
+# bench/results/perf-<UTC time>.txt and appends a row per concurrency to
+# bench/results/perf.tsv.
 #
 #   perl bench/perf.pl
 #
@@ -192,22 +197,13 @@ write_file("$tmp/minimal.sql", "\\set conv random(:conv_lo, :conv_hi)\n"
 # pipeline ending in one Sync), their statements and parameters.
 progress('capturing the SQL of one turn');
 my @trips = capture_turn();
-my %sql = eval { our_sql() };
-warn "perf: statements go unnamed: $@" if $@;
-my %name_of = reverse %sql;
-my (%label, @labels);
-for my $st (map { @$_ } @trips) {
-	my $name = $name_of{ $st->{sql} } // 'unknown_' . (@labels + 1);
-	(my $label = lc $name) =~ s/\Asql_//;
-	$label{ shape($st->{sql}) } //= do { push @labels, $label; $label };
-	$st->{label} = $label{ shape($st->{sql}) };
-}
+$_->{label} = label($_->{sql}) for map { @$_ } @trips;
 # What counts a turn (its last statement) and its round trips (the
 # statements that open one, each counted once).
 my $TURN_LABEL = $trips[-1][-1]{label};
 my %OPENERS = map { $_->[0]{label} => 1 } @trips;
-$label{ shape($minimal[0]) } = 'minimal_first';
-$label{ shape($minimal[1]) } = 'minimal_second';
+my %MINIMAL = (shape($minimal[0]) => 'minimal_first',
+    shape($minimal[1]) => 'minimal_second');
 # Replayed by pgbench with its values as variables: the user, message,
 # conversation (random), history limit and answer; the user message id
 # the answer replies to must be unique (messages_answer_once_idx), so a
@@ -514,8 +510,7 @@ sub statements {
 	my %st;
 	for (@$rows) {
 		my ($query, $calls, $plan, $exec, $wal, $fpi) = @$_;
-		my $label = $label{ shape($query) }
-		    // 'other: ' . substr($query, 0, 40);
+		my $label = $MINIMAL{ shape($query) } // label($query);
 		my $to = $st{$label} //= {};
 		$to->{calls} += $calls;
 		$to->{plan} += $plan;
@@ -527,6 +522,21 @@ sub statements {
 		$to->{$_} /= $to->{calls} || 1 for qw(plan exec wal fpi);
 	}
 	return \%st;
+}
+
+# A statement's name, from its text as PostgreSQL shows it (the log,
+# pg_stat_statements) or pgbench is given it: the function it calls,
+# for each statement of a turn is one call of a PL/pgSQL function
+# ("SELECT * FROM chat_turn_begin($1, ...)", "SELECT
+# chat_turn_finish($1, ...)"); else its first three words, so that an
+# unexpected statement still shows up under a name of its own.
+sub label {
+	my ($q) = @_;
+	my $flat = shape($q);
+	return $1 if $flat =~ /\ASELECT (?:\* FROM )?([A-Za-z_][\w.]*) ?\(/i;
+	my @words = $flat =~ /([A-Za-z_]\w*|\*|\?)/g;
+	splice @words, 3;
+	return substr lc(join ' ', @words), 0, 26;
 }
 
 # A statement with its values and parameters (pg_stat_statements' $n,
@@ -785,31 +795,6 @@ sub pgbench {
 sub pct {
 	my ($p, @v) = @_;
 	return $v[int($p * $#v + 0.5)];
-}
-
-# The SQL text of lib/db.c's statements as the worker sends them: cpp
-# expands the macros, then adjacent string literals are joined.
-sub our_sql {
-	my $cflags = `pkg-config --cflags libpq 2>/dev/null` // '';
-	chomp $cflags;
-	my $c = run({}, 'cc', '-E', '-P', "-I$ROOT/lib", split(' ', $cflags),
-	    "$ROOT/lib/db.c");
-	my %sql;
-	my $lit = qr/"(?:[^"\\]|\\.)*"/;
-	while ($c =~ /static const char (SQL_\w+)\[\] =\s*((?:$lit\s*)+);/g) {
-		my ($name, $lits) = ($1, $2);
-		my $text = '';
-		while ($lits =~ /"((?:[^"\\]|\\.)*)"/g) {
-			(my $l = $1) =~ s/\\(.)/$1/g;
-			$text .= $l;
-		}
-		$sql{$name} = $text;
-	}
-	for (qw(SQL_TURN_BEGIN
-	    SQL_TURN_FINISH)) {
-		die "lib/db.c: no $_ after cpp\n" unless $sql{$_};
-	}
-	return %sql;
 }
 
 # $n placeholders replaced by pgbench variables or literals.

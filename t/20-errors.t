@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# t/20-errors.t: every client error of DESIGN.md's table, as data: method,
+# t/20-errors.t: every client error of README's Errors table, as data: method,
 # path, token, body and headers in; status, error code and headers out.
 # Each is a JSON error, and none of them writes a row.
 use strict;
@@ -153,13 +153,23 @@ for my $c (@cases) {
 	like $r->{headers}{'www-authenticate'} // '', qr/^Bearer/,
 	    "$name: WWW-Authenticate" if $status == 401;
 }
-# Bytes HTTP::Tiny will not put in a header, straight over FastCGI.
+# Keys with bytes outside printable ASCII, which an HTTP client library
+# may refuse to send: written byte for byte to nginx, which passes them
+# on, and straight over FastCGI.
 for my $key ("k\xc3\xa9", "k\x01", "k\x7f") {
-	my $r = $s->fcgi(POST => '/chat', token => $alice,
+	my $bytes = sprintf '%vx', substr($key, 1);
+	my $body = '{"message":"hi"}';
+	my $r = $s->raw("POST /chat HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+	    . "Authorization: Bearer $alice\r\nIdempotency-Key: $key\r\n"
+	    . "Content-Type: application/json\r\nContent-Length: "
+	    . length($body) . "\r\nConnection: close\r\n\r\n$body");
+	is $r->{status}, 400, "Idempotency-Key with byte $bytes: 400";
+	is $r->{json}{error}{code}, 'invalid_idempotency_key', '...its code';
+	$r = $s->fcgi(POST => '/chat', token => $alice,
 	    body => { message => 'hi' },
 	    params => { HTTP_IDEMPOTENCY_KEY => $key });
-	is $r->{status}, 400, 'Idempotency-Key with byte ' .
-	    sprintf('%vx', substr($key, 1)) . ': 400';
+	is $r->{status}, 400,
+	    "Idempotency-Key with byte $bytes, straight over FastCGI: 400";
 	is $r->{json}{error}{code}, 'invalid_idempotency_key', '...its code';
 }
 is $s->sql_value($counts), $before, 'no error wrote a row';

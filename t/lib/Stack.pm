@@ -57,12 +57,22 @@ The mock is t/mock_model.py, or $ENV{MOCK_MODEL}.
                              hdr alg: HS256/HS384/HS512, 'none' unsigned
   request($method, $path, token => $t, body => $str_or_ref,
           headers => {...}, timeout => $s)   through nginx
+                             (well-formed only, else it croaks: an
+                             upper-case method, a path of visible ASCII
+                             without '#', each header once in any case
+                             (token or Authorization, not both), values
+                             of printable ASCII; redirects are answers)
+  raw($bytes, timeout => $s) the bytes exactly as given to nginx, the
+                             answer read until nginx closes: for what
+                             request() cannot or will not send (a space
+                             or control byte in the request line, a
+                             header twice); say "Connection: close"
   fcgi($method, $path, same options, params => {...})  straight to the
                              FastCGI socket with cgi-fcgi; params adds or
                              (undef) removes FastCGI parameters
-      both return { status, headers (lower-case names), body, json }
-      (json undef unless the body is JSON; status 599 and the error as
-      body when no answer came)
+      all return { status, headers (lower-case names; a header given
+      twice: a list), body, json } (json undef unless the body is JSON;
+      status 599 and the error as body when no answer came)
   sql($query, @params)       arrayref of rows (arrayrefs; NULL is undef);
                              $1, $2... in the query are the params, quoted
                              by psql (undef is NULL; the replacement is
@@ -104,6 +114,7 @@ use File::Basename qw(basename dirname);
 use File::Copy qw(copy);
 use File::Path qw(remove_tree);
 use HTTP::Tiny;
+use IO::Select;
 use IO::Socket::INET;
 use JSON::PP;
 use MIME::Base64 qw(encode_base64url);
@@ -116,8 +127,9 @@ my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 my $NGINX = '/usr/sbin/nginx';
 my $CGI_FCGI = '/usr/bin/cgi-fcgi';
 my $PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
-# Workers get PATH, DESIGN.md's variables and, for sanitizer and valgrind
-# runs, these from the test's environment.
+# Workers get PATH, the variables of README's Configuration section that
+# the stack sets and, for sanitizer and valgrind runs, these from the
+# test's environment.
 my @PASS_ENV = qw(ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS TSAN_OPTIONS
     VALGRIND_OPTS CHAT_WORKER_THREADS);
 
@@ -472,7 +484,7 @@ sub pg_bin {
 
 # initdb and CREATE DATABASE with schema.sql take most of a second; a
 # copy of a cluster made once per PostgreSQL version and schema.sql takes
-# a tenth. (t/00-stack.t runs schema.sql again, as DESIGN.md promises.)
+# a tenth. (t/00-stack.t runs schema.sql again: README says it is safe to.)
 sub _init_postgres {
 	my ($self) = @_;
 	my $bin = pg_bin();
@@ -809,8 +821,10 @@ sub worker_pids {
 		my $s = _slurp($stat);
 		# comm may hold spaces and parentheses: split after the last ')'.
 		my ($pid, $rest) = $s =~ /\A(\d+) \(.*\) (.*)\z/s or next;
-		my (undef, $ppid) = split ' ', $rest;
-		push @pids, $pid if $ppid == $parent;
+		my ($state, $ppid) = split ' ', $rest;
+		# A worker that died stays a child, a zombie, until multiwatch
+		# reaps it: it is no worker.
+		push @pids, $pid if $ppid == $parent && $state ne 'Z';
 	}
 	@pids = sort { $a <=> $b } @pids;
 	return @pids;
@@ -931,15 +945,90 @@ sub _response {
 	    json => $json };
 }
 
+# Well-formed requests only, so that what the test asks for is what goes
+# out: HTTP::Tiny refuses some bytes (its refusal would read as a 599,
+# like no answer at all) and quietly changes others (it cuts a path at
+# '#', unfolds a value across lines, keeps one of two headers that differ
+# in case only), so those are the caller's error here: raw sends them. A
+# redirect is the answer, not followed. HTTP::Tiny also sends a GET, PUT
+# or DELETE again when the connection closes before an answer: a test of
+# a connection that drops uses raw, which never sends twice.
 sub request {
 	my ($self, $method, $path, %o) = @_;
 	my %h = %{ $o{headers} // {} };
+	my %seen;
+	$seen{lc $_}++ and croak "request: header $_ given twice: use raw"
+	    for keys %h, defined $o{token} ? 'authorization' : ();
+	$method =~ /\A[A-Z]+\z/ or croak "request: method '$method': use raw";
+	$path =~ m{\A/[\x21-\x7e]*\z} && $path !~ /#/
+	    or croak "request: path '$path': use raw";
+	/\A[\x20-\x7e]*\z/ or croak "request: header value '$_': use raw"
+	    for values %h;
 	$h{authorization} = "Bearer $o{token}" if defined $o{token};
 	my $content = _body(\%o, \%h);
-	my $r = HTTP::Tiny->new(timeout => $o{timeout} // 120, keep_alive => 0)
+	my $r = HTTP::Tiny->new(timeout => $o{timeout} // 120, keep_alive => 0,
+	    max_redirect => 0)
 	    ->request($method, "http://127.0.0.1:$self->{port}$path", {
 		headers => \%h, defined $content ? (content => $content) : () });
 	return _response($r->{status}, $r->{headers}, $r->{content});
+}
+
+# The bytes exactly as given, on a connection of their own, to nginx;
+# its answer read until it closes the connection. For what an HTTP
+# client library refuses to send or would change (a raw space or control
+# byte in the request line, a header twice), so that the test sees
+# nginx's answer and not the library's refusal. End the request with
+# "Connection: close" unless nginx closes anyway.
+sub raw {
+	my ($self, $bytes, %o) = @_;
+	my $deadline = time + ($o{timeout} // 120);
+	my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+	    PeerPort => $self->{port}, Proto => 'tcp', Timeout => 10)
+	    or return _response(599, {}, "connect: $!");
+	# nginx may answer and close before it has read everything (a 400
+	# on the request line): what it answered is still there to read.
+	local $SIG{PIPE} = 'IGNORE';
+	my $out = _bytes($bytes);
+	while (length $out) {
+		my $n = syswrite $sock, $out;
+		last unless $n;
+		substr($out, 0, $n) = '';
+	}
+	my $sel = IO::Select->new($sock);
+	my $in = '';
+	while (1) {
+		my $left = $deadline - time;
+		return _response(599, {}, "no answer within the timeout: $in")
+		    if $left <= 0 || !$sel->can_read($left);
+		my $n = sysread $sock, $in, 65536, length $in;
+		last unless $n;
+	}
+	close $sock;
+	my ($head, $body) = split /\r\n\r\n/, $in, 2;
+	my ($code) = ($head // '') =~ m{\AHTTP/1\.[01] (\d{3})}
+	    or return _response(599, {}, "no HTTP answer: $in");
+	my %headers;
+	for (split /\r\n/, $head) {
+		my ($k, $v) = /\A([^:\s]+):[ \t]*(.*?)[ \t]*\z/ or next;
+		# Twice the same header: a list, as HTTP::Tiny gives it.
+		$headers{lc $k} = exists $headers{lc $k}
+		    ? [ (ref $headers{lc $k} ? @{ $headers{lc $k} }
+		    : $headers{lc $k}), $v ] : $v;
+	}
+	$body //= '';
+	if (($headers{'transfer-encoding'} // '') =~ /\bchunked\b/i) {
+		my $whole = '';
+		while ($body =~ s/\A([0-9a-fA-F]+)[^\r]*\r\n//) {
+			my $len = hex $1;
+			last unless $len;
+			$whole .= substr $body, 0, $len, '';
+			$body =~ s/\A\r\n//;
+		}
+		$body = $whole;
+	} elsif (defined $headers{'content-length'}) {
+		$body = substr $body, 0, $headers{'content-length'};
+	}
+	return _response($code, \%headers, $body);
 }
 
 sub fcgi {
