@@ -17,9 +17,11 @@
 #define REPLY_MAX_CALLS		32
 /* Bounds on what one reply may hold: a chat completion is a few KiB, and
  * even REPLY_MAX_CALLS calls with long arguments stay far below these.
- * Past them the peer is misbehaving. */
-#define REPLY_TEXT_MAX		(1UL * 1024 * 1024)
-#define REPLY_ARGUMENTS_MAX	(1UL * 1024 * 1024)
+ * Past them the peer is misbehaving. As large as the largest response
+ * body the remote backend reads, so that nothing it accepted whole is
+ * refused here. */
+#define REPLY_TEXT_MAX		(4UL * 1024 * 1024)
+#define REPLY_ARGUMENTS_MAX	(4UL * 1024 * 1024)
 
 /* One function call the model asked for, as it sent it. */
 struct model_call {

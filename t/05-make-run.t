@@ -9,11 +9,13 @@ use warnings;
 use Cwd qw(abs_path);
 use File::Path qw(remove_tree);
 use FindBin;
+use lib "$FindBin::Bin/lib";
 use HTTP::Tiny;
 use IO::Socket::INET;
 use POSIX qw(WNOHANG setsid _exit);
 use Test::More;
 use Time::HiRes qw(sleep time);
+use Stack;
 
 my $ROOT = abs_path("$FindBin::Bin/..");
 my $PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
@@ -62,18 +64,6 @@ sub readme_vars {
 	my ($section) = slurp("$ROOT/README")
 	    =~ /^## Configuration\n(.*?)^## /ms or return ();
 	return $section =~ /^\| `([A-Z0-9_]+)` \|/mg;
-}
-
-# mkdir -p, each level 0755: PostgreSQL (as postgres) and nginx's
-# workers (as nobody) must reach into it when we are root.
-sub mkdir_p {
-	my $p = '';
-	for my $part (grep { length } split m{/}, $_[0]) {
-		$p .= "/$part";
-		next if -d $p;
-		mkdir $p or -d $p or die "mkdir $p: $!\n";
-		chmod 0755, $p;
-	}
 }
 
 sub reachable {
@@ -140,7 +130,7 @@ ok exists $VALUE{$_} || $_ eq 'DATABASE_URL', "a value to pass for $_"
 # The checkout may be out of their reach (under /root, say): then /tmp.
 my $dir;
 for my $try ("$ROOT/t/tmp/make-run-$$", "/tmp/todo-chat-tests/make-run-$$") {
-	mkdir_p($try);
+	Stack::mkdir_p($try);
 	if (reachable($try)) {
 		$dir = $try;
 		last;

@@ -254,7 +254,10 @@ sub _make_dir {
 }
 
 # mkdir -p with 0755 whatever the umask: nginx's workers run as nobody and
-# must traverse down to the FastCGI socket.
+# must traverse down to the FastCGI socket. Public as Stack::mkdir_p for
+# tests that start things without a Stack.
+sub mkdir_p { _mkdir(@_) }
+
 sub _mkdir {
 	my ($path) = @_;
 	my $p = '';
