@@ -14,8 +14,6 @@
 #include "err.h"
 #include "history.h"
 
-struct cJSON;
-
 /* Closes the worker's connection at exit. */
 void	 db_cleanup(void);
 
