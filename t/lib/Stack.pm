@@ -104,6 +104,32 @@ vanishes or max_seconds pass.
 
 =cut
 
+=head1 NODE
+
+For tokens from real signers (t/js: jose, Better Auth), in the tests'
+own Node tree:
+
+  Stack::node_modules()      t/js/node_modules, installed with npm ci
+                             when missing or older than the lockfile
+                             (once, quietly, under a lock); skips the
+                             test when node or npm is not on PATH
+                             (scripts/deps installs them)
+  my $n = Stack::Node->start('issuer.mjs', @args)
+                             node t/js/issuer.mjs @args in a session of
+                             its own, on 127.0.0.1; returns once it
+                             printed its JSON line, or dies with its log
+      $n->info               that line, decoded
+      $n->pid, $n->log       its pid; its stderr so far
+      $n->call($method, $path, \%body)  its HTTP API: the decoded JSON
+                             answer, dies unless 2xx
+      $n->stop               SIGTERM to its group, then SIGKILL; also on
+                             DESTROY
+A stack without a secret, for workers that trust a JWKS only:
+env => { CHAT_JWT_SECRET => undef, CHAT_JWT_JWKS => $url }; token()
+then signs with a secret no worker knows.
+
+=cut
+
 use strict;
 use warnings;
 
@@ -111,6 +137,7 @@ use Carp qw(croak);
 use Cwd qw(abs_path);
 use Digest::SHA qw(hmac_sha256 hmac_sha384 hmac_sha512);
 use File::Basename qw(basename dirname);
+use Fcntl ();
 use File::Copy qw(copy);
 use File::Path qw(remove_tree);
 use HTTP::Tiny;
@@ -1141,5 +1168,178 @@ END {
 	}
 	$? ||= 1 if $SANITIZER_REPORT;
 }
+
+
+# ----------------------------------------------------------------- node
+
+my $NODE_MODULES;	# installed (or found current) by this process
+
+# t/js/node_modules, installed from the lockfile when it is missing or
+# older than the lockfile. npm ci runs once per checkout change, not per
+# test: a stamp written after a complete install says it is current,
+# and a lock keeps two tests of a parallel prove from installing at once.
+sub node_modules {
+	return $NODE_MODULES if $NODE_MODULES;
+	my $js = "$ROOT/t/js";
+	my @missing = grep { !_which($_) } qw(node npm);
+	if (@missing) {
+		my $why = "@missing not on PATH (scripts/deps installs nodejs"
+		    . ' and npm)';
+		Test::More::plan(skip_all => $why)
+		    if Test::Builder->can('new')
+		    && !Test::Builder->new->has_plan;
+		die "$why\n";
+	}
+	my $nm = "$js/node_modules";
+	my $stamp = "$nm/.todo-chat-npm-ci";
+	my $current = sub { -f $stamp
+	    && (stat $stamp)[9] >= (stat "$js/package-lock.json")[9] };
+	return $NODE_MODULES = $nm if $current->();
+	_mkdir("$ROOT/t/tmp");
+	open my $lock, '>', "$ROOT/t/tmp/npm-ci.lock"
+	    or die "t/tmp/npm-ci.lock: $!\n";
+	flock $lock, Fcntl::LOCK_EX() or die "flock: $!\n";
+	return $NODE_MODULES = $nm if $current->();	# another test did it
+	my $log = "$ROOT/t/tmp/npm-ci-$$.log";
+	my $pid = fork // die "fork: $!\n";
+	if (!$pid) {
+		open STDIN, '<', '/dev/null';
+		open STDOUT, '>', $log or _exit(127);
+		open STDERR, '>&', \*STDOUT;
+		chdir $js or _exit(127);
+		{ no warnings 'exec'; exec 'npm', 'ci', '--no-audit',
+		    '--no-fund', '--loglevel=error', '--ignore-scripts' }
+		print STDERR "exec npm: $!\n";
+		_exit(127);
+	}
+	my $deadline = time + 600;
+	sleep 0.1 while !waitpid($pid, WNOHANG) && time < $deadline;
+	if (kill 0, $pid) {
+		kill 'KILL', $pid;
+		waitpid $pid, 0;
+		die "npm ci in t/js took over 600 s:\n" . _slurp($log);
+	}
+	die "npm ci in t/js failed:\n" . _slurp($log) if $?;
+	unlink $log;
+	_spew($stamp, "npm ci of t/js/package-lock.json done\n");
+	return $NODE_MODULES = $nm;
+}
+
+sub _which {
+	my ($cmd) = @_;
+	for (split /:/, $ENV{PATH} // $PATH) {
+		return "$_/$cmd" if length && -x "$_/$cmd" && !-d _;
+	}
+	return undef;
+}
+
+package Stack::Node;
+# A Node program of t/js, started by a test, on 127.0.0.1: see NODE in
+# Stack's documentation.
+
+use Carp qw(croak);
+use HTTP::Tiny;
+use IO::Select;
+use JSON::PP;
+use POSIX qw(WNOHANG _exit setsid);
+use Time::HiRes qw(sleep time);
+
+my $NODE_SEQ = 0;
+
+sub start {
+	my ($class, $script, @args) = @_;
+	my $nm = Stack::node_modules();
+	(my $js = $nm) =~ s{/node_modules\z}{};
+	(my $tmp = $js) =~ s{/js\z}{/tmp};
+	Stack::_mkdir($tmp);
+	(my $name = $script) =~ s/\.m?js\z//;
+	my $log = sprintf '%s/node-%s-%d-%d.log', $tmp, $name, $$, ++$NODE_SEQ;
+	pipe my $r, my $w or die "pipe: $!\n";
+	my $pid = fork // die "fork: $!\n";
+	if (!$pid) {
+		eval {
+			close $r;
+			# Its own session, so that stop reaches all it started.
+			setsid();
+			open STDIN, '<', '/dev/null' or die "stdin: $!\n";
+			open STDOUT, '>&', $w or die "stdout: $!\n";
+			open STDERR, '>', $log or die "$log: $!\n";
+			chdir $js or die "chdir $js: $!\n";
+			# No proxy, no NODE_OPTIONS of the caller's: what runs is
+			# what the test says.
+			%ENV = (PATH => $ENV{PATH}, HOME => $ENV{HOME} // '/tmp');
+			exec 'node', "$js/$script", @args;
+			die "exec node: $!\n";
+		};
+		print STDERR "Stack::Node: $@";
+		_exit(127);
+	}
+	close $w;
+	my $self = bless { pid => $pid, log => $log, out => $r, owner => $$,
+	    script => $script }, $class;
+	# The JSON line, within 60 s (Better Auth signs a user up and in,
+	# and may make an RSA key, first).
+	my ($line, $deadline, $sel) = ('', time + 60, IO::Select->new($r));
+	while ($line !~ /\n/) {
+		my $left = $deadline - time;
+		my $n = $left > 0 && $sel->can_read($left)
+		    ? sysread($r, $line, 65536, length $line) : undef;
+		next if $n;
+		my $why = $left > 0 ? 'exited' : 'printed nothing in 60 s';
+		$self->stop;
+		die "t/js/$script $why:\n" . $self->log_text . "\n";
+	}
+	$self->{info} = eval { JSON::PP->new->utf8->decode((split /\n/,
+	    $line)[0]) } // do {
+		$self->stop;
+		die "t/js/$script printed no JSON: $line\n";
+	};
+	return $self;
+}
+
+sub info { $_[0]{info} }
+sub pid  { $_[0]{pid} }
+
+sub log_text {
+	my ($self) = @_;
+	return Stack::_slurp($self->{log});
+}
+
+sub call {
+	my ($self, $method, $path, $body) = @_;
+	my $r = HTTP::Tiny->new(timeout => 30)->request($method,
+	    "http://127.0.0.1:$self->{info}{port}$path", defined $body
+	    ? { content => JSON::PP->new->utf8->encode($body),
+	    headers => { 'content-type' => 'application/json' } } : {});
+	croak "t/js/$self->{script}: $method $path: $r->{status} "
+	    . "$r->{content}" unless $r->{success};
+	return JSON::PP->new->utf8->decode($r->{content});
+}
+
+sub stop {
+	my ($self) = @_;
+	my $pid = delete $self->{pid} or return;
+	return if $self->{owner} != $$;
+	if (!waitpid($pid, WNOHANG)) {
+		kill 'TERM', -$pid;
+		my $deadline = time + 5;
+		sleep 0.02 while !waitpid($pid, WNOHANG) && time < $deadline;
+		if (kill 0, $pid) {
+			kill 'KILL', -$pid;
+			waitpid $pid, 0;
+		}
+	}
+	close $self->{out} if $self->{out};
+	# Its log goes with a passing test, stays with a failing one.
+	my $failed = Test::Builder->can('new')
+	    && !Test::Builder->new->is_passing;
+	if ($ENV{KEEP_TMP} || $failed) {
+		print STDERR "# Stack::Node: kept $self->{log}\n" if -s $self->{log};
+	} else {
+		unlink $self->{log};
+	}
+}
+
+sub DESTROY { $_[0]->stop }
 
 1;
