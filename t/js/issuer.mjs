@@ -36,7 +36,10 @@
 //                  by /rotate) | foreign (a key never published) | weak
 //                  (the RSA1024 key, for RS256)
 //          key_of  sign with the key held for this alg instead (RS256
-//                  with the PS256 key: an alg its JWK does not name)
+//                  with the PS256 key: an alg its JWK does not name;
+//                  ES384 with the P-384 key)
+//          header  more header parameters ({crit: ["x"], x: 1}: jose
+//                  is told it understands them, so it signs)
 //   POST /rotate        {alg} -> {kid}: a new key for alg, published
 //                  alongside the old ones, and used by key "rotated"
 //   POST /down          {mode: "503" | "close"}: /jwks fails from now on
@@ -149,7 +152,9 @@ async function mint(req) {
 	if (!key) throw new Error(`no ${req.key ?? 'current'} key for ${req.key_of ?? alg}`);
 	const kid = req.kid === false ? undefined
 	    : typeof req.kid === 'string' ? req.kid : key.kid;
-	const header = { alg, typ: 'JWT', ...(kid !== undefined ? { kid } : {}) };
+	const header = { alg, typ: 'JWT', ...(kid !== undefined ? { kid } : {}),
+	    ...(req.header ?? {}) };
+	const crit = Object.fromEntries((header.crit ?? []).map((k) => [k, true]));
 	let token;
 	if (key.weak) {
 		// jose will not sign with a 1024-bit key; node:crypto will.
@@ -162,7 +167,7 @@ async function mint(req) {
 		const priv = alg === key.alg ? key.privateKey
 		    : await jose.importJWK(key.privateJwk, alg);
 		token = await new jose.SignJWT(claims).setProtectedHeader(header)
-		    .sign(priv);
+		    .sign(priv, { crit });
 	}
 	return { token, kid: kid ?? null };
 }
