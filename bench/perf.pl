@@ -37,8 +37,12 @@
 # workers per process, so 2 processes of 4 threads; 1 makes each worker
 # a process of its own),
 # BENCH_TRACK_PLANNING (0; 1 adds planning times to
-# the SQL tables, at some cost in throughput). The default run takes
-# about two minutes.
+# the SQL tables, at some cost in throughput), BENCH_TOKEN (hs256: wrk's
+# token is HS256 with the stack's secret; eddsa: an EdDSA token, the
+# workers given CHAT_JWT_JWKS as a file of its one Ed25519 public key, to
+# see what checking a signature from a provider costs a turn; made with
+# the openssl command, so the benchmark needs no Node). The default run
+# takes about two minutes.
 use strict;
 use warnings;
 use FindBin;
@@ -46,7 +50,9 @@ use lib "$FindBin::Bin/../t/lib";
 use Cwd qw(abs_path);
 use Digest::SHA qw(sha1_hex);
 use File::Temp qw(tempdir);
+use JSON::PP;
 use List::Util qw(max min sum);
+use MIME::Base64 qw(encode_base64url);
 use POSIX qw(strftime);
 use Time::HiRes qw(sleep time);
 use Stack;
@@ -62,6 +68,9 @@ $WORKERS =~ /\A[1-9]\d*\z/ && $THREADS =~ /\A[1-9]\d*\z/
     or die "BENCH_WORKERS must be a multiple of BENCH_THREADS\n";
 my $PROCS = $WORKERS / $THREADS;
 my $TRACK_PLANNING = $ENV{BENCH_TRACK_PLANNING} // 0;
+my $TOKEN_KIND = $ENV{BENCH_TOKEN} // 'hs256';
+$TOKEN_KIND =~ /\A(?:hs256|eddsa)\z/
+    or die "BENCH_TOKEN must be hs256 or eddsa\n";
 my $NCONV = 300;		# seeded conversations
 my $NTURNS = 5;			# seeded turns of 4 messages each
 my $USER = 'bench';
@@ -103,8 +112,13 @@ my %stock = (
 );
 progress("starting the stack: $WORKERS workers ($PROCS processes of "
     . "$THREADS threads), stock durability");
+# An EdDSA key pair and the JWKS of its public half, before the stack:
+# the workers read the JWKS as they start.
+my ($ed_token, $jwks_file);
+($ed_token, $jwks_file) = eddsa_setup() if $TOKEN_KIND eq 'eddsa';
 my $s = Stack->new(workers => $PROCS, pg_conf => \%stock,
-    env => { CHAT_WORKER_THREADS => $THREADS },
+    env => { CHAT_WORKER_THREADS => $THREADS,
+    $jwks_file ? (CHAT_JWT_JWKS => $jwks_file) : () },
     max_seconds => 600 + 6 * $SECONDS * @CONC);
 my $dbname = 'todo_chat';
 
@@ -151,7 +165,7 @@ my ($lo, $hi, $n) = @{ $s->sql(qq{SELECT min(id), max(id), count(*)
 $hi - $lo + 1 == $n && $n == $NCONV
     or die "seeded conversations are not ids $lo..$hi\n";
 
-my $token = $s->token($USER, exp => time + 86400);
+my $token = $ed_token // $s->token($USER, exp => time + 86400);
 my $first = $s->request(POST => '/chat', token => $token,
     body => { message => $MESSAGE, conversation_id => $lo });
 $first->{status} == 200 && !@{ $first->{json}{tool_calls} // [1] }
@@ -277,6 +291,9 @@ $out->("machine: %s, %d CPUs (%s), %.0f GiB\n", hostname(), ncpu(),
 $out->("build: commit %s, chat.fcgi sha1 %s\n", commit(), binary_sha());
 $out->("stack: nginx, %d workers (%d processes of %d threads), %s\n",
     $WORKERS, $PROCS, $THREADS, $pg_settings);
+$out->("token: %s\n", $TOKEN_KIND eq 'eddsa' ? 'eddsa (EdDSA, Ed25519; '
+    . 'CHAT_JWT_JWKS a file of its one public key)'
+    : 'hs256 (HS256, CHAT_JWT_SECRET)');
 $out->("a turn as the workers send it (statement log): %s\n",
     join(' | ', map { join(' + ', map { $_->{label} } @$_) } @trips));
 $out->("load: %d s a run (%s s interleaved: service, minimal, ours, "
@@ -413,8 +430,8 @@ write_file($file, $report);
 my @tsv = qw(conc turns_s p50_ms p99_ms stmts_turn trips_turn rss_kib
     pss_kib anon_kib min_tps min_p50_ms ours_tps ours_p50_ms ratio p50_ratio);
 my $tsv = "$FindBin::Bin/results/perf.tsv";
-my $header = join("\t", qw(date commit binary seconds workers threads),
-    @tsv) . "\n";
+my $header = join("\t", qw(date commit binary seconds workers threads
+    token), @tsv) . "\n";
 # Rows of another layout (an older perf.pl) are kept aside, not mixed in.
 rename $tsv, "$tsv.$stamp" if -e $tsv && (split /\n/, slurp($tsv))[0] . "\n"
     ne $header;
@@ -423,7 +440,7 @@ open my $fh, '>>', $tsv or die "$tsv: $!\n";
 print $fh $header if $new;
 for my $r (@rows) {
 	print $fh join("\t", $when, commit(), binary_sha(), $SECONDS,
-	    $WORKERS, $THREADS, map { $_ eq 'conc' ? $r->{$_}
+	    $WORKERS, $THREADS, $TOKEN_KIND, map { $_ eq 'conc' ? $r->{$_}
 	    : sprintf '%.3f', $r->{$_} } @tsv), "\n";
 }
 close $fh or die "$tsv: $!\n";
@@ -433,6 +450,31 @@ exit 0;
 # ------------------------------------------------------------- helpers
 
 sub progress { printf STDERR "perf: %s\n", $_[0] }
+
+# An Ed25519 key made by openssl, the JWKS file of its public key, and an
+# EdDSA token for $USER signed with it: (token, file). The raw public key
+# is the last 32 bytes of the key's DER SubjectPublicKeyInfo.
+sub eddsa_setup {
+	my $key = "$tmp/ed25519.pem";
+	run({}, 'openssl', 'genpkey', '-algorithm', 'ed25519', '-out', $key);
+	my $der = run({}, 'openssl', 'pkey', '-in', $key, '-pubout',
+	    '-outform', 'DER');
+	length $der >= 32 or die "openssl pkey: no public key\n";
+	my $kid = 'bench-ed25519';
+	my $file = "$tmp/jwks.json";
+	write_file($file, JSON::PP->new->canonical->encode({ keys => [ {
+	    kty => 'OKP', crv => 'Ed25519', alg => 'EdDSA', use => 'sig',
+	    kid => $kid, x => encode_base64url(substr $der, -32) } ] }));
+	my $now = time;
+	my $input = join '.', map { encode_base64url(JSON::PP->new->canonical
+	    ->encode($_)) } { alg => 'EdDSA', typ => 'JWT', kid => $kid },
+	    { sub => $USER, iat => int $now, exp => int($now) + 86400 };
+	write_file("$tmp/signing-input", $input);
+	my $sig = run({}, 'openssl', 'pkeyutl', '-sign', '-inkey', $key,
+	    '-rawin', '-in', "$tmp/signing-input");
+	length $sig == 64 or die "openssl pkeyutl: no Ed25519 signature\n";
+	return ("$input." . encode_base64url($sig), $file);
+}
 
 sub write_file {
 	my ($file, $text) = @_;
