@@ -11,7 +11,7 @@ CFLAGS	+= $(OPT) -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
 LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
 
 LIB_OBJS = lib/buf.o lib/err.o lib/log.o lib/text.o lib/url.o lib/config.o \
-	   lib/auth.o lib/http.o lib/history.o lib/reply.o lib/transcript.o \
+	   lib/jwk.o lib/fetch.o lib/keyring.o lib/auth.o lib/http.o lib/history.o lib/reply.o lib/transcript.o \
 	   lib/openai.o lib/remote.o lib/offline.o lib/model.o lib/tools.o \
 	   lib/db.o lib/turn.o lib/browse.o lib/chatreq.o
 LIB_HDRS = $(wildcard lib/*.h)

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "db.h"
 #include "http.h"
+#include "keyring.h"
 #include "log.h"
 #include "model.h"
 #include "openai.h"
@@ -221,6 +222,20 @@ conversation_delete(struct call *c, struct chat_err *err)
 	return 0;
 }
 
+/* What tokens are checked against: set from the configuration before the
+ * worker threads start, read only afterwards. */
+static struct auth_keys	 token_keys;
+
+static void
+token_keys_init(const struct config *cfg)
+{
+	token_keys.secret = cfg->jwt_secret;
+	token_keys.secret_len = cfg->jwt_secret_len;
+	token_keys.issuer = cfg->jwt_issuer;
+	token_keys.audience = cfg->jwt_audience;
+	token_keys.public_key = cfg->jwt_jwks != NULL ? keyring_key : NULL;
+}
+
 /* One request, start to finish: route, method, caller, size, handler. */
 static void
 serve(FCGX_Request *fcgi, unsigned long seq)
@@ -242,8 +257,8 @@ serve(FCGX_Request *fcgi, unsigned long seq)
 		goto fail;
 	c.segment = segment;
 	if (route->needs_auth) {
-		if (auth_check(r.authorization, cfg->jwt_secret,
-		    cfg->jwt_secret_len, time(NULL), user_id, &err) == -1)
+		if (auth_check(r.authorization, &token_keys, time(NULL),
+		    user_id, &err) == -1)
 			goto fail;
 		c.user_id = user_id;
 	}
@@ -405,6 +420,10 @@ main(void)
 	mallopt(M_MXFAST, 0);
 	if (config_load() == -1)
 		return 1;
+	if (config()->jwt_jwks != NULL &&
+	    keyring_init(config()->jwt_jwks) == -1)
+		return 1;
+	token_keys_init(config());
 	if (model_init(config()) == -1)
 		return 1;
 	if (signals_init(&stop) == -1) {
@@ -434,6 +453,7 @@ main(void)
 	workers_stop(w, n);
 	free(w);
 	model_cleanup();
+	keyring_cleanup();
 	openai_cleanup();
 	return failed ? 1 : 0;
 }

@@ -1,6 +1,8 @@
-/* auth.c: the bearer token: HS256 JWT check, "exp"/"nbf", "sub" as the
- * user id (see auth.h). No I/O: the secret and the clock come in; each
- * thread keeps only its keyed HMAC context between calls. */
+/* auth.c: the bearer token: its header, its signature (HS256 with the
+ * secret, or a public key the caller looks up), its claims ("exp", "nbf",
+ * "iss", "aud"), and "sub" as the user id (see auth.h). No I/O of its
+ * own: the keys and the clock come in; each thread keeps only its keyed
+ * HMAC context between calls. */
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
@@ -12,6 +14,7 @@
 #include <openssl/params.h>
 
 #include "auth.h"
+#include "jwk.h"
 #include "text.h"
 
 /* Tokens we issue are a few hundred bytes; nginx allows 8 KiB of header
@@ -22,6 +25,8 @@
  * for a last group of 3. */
 #define AUTH_PART_MAX		(AUTH_TOKEN_MAX / 4 * 3 + 2)
 #define AUTH_SIG_LEN		32	/* HMAC-SHA256 */
+/* The longest signature we decode: RSA of 8192 bits. */
+#define AUTH_SIG_MAX		1024
 
 /* Seconds an "nbf" may lie in our future. An issuer usually stamps nbf
  * with its own "now"; a worker whose clock runs a few seconds behind would
@@ -63,55 +68,6 @@ auth_user_id_valid(const char *s)
 	return i > 0;
 }
 
-static int
-b64url_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
-
-/*
- * Decodes unpadded base64url s[0..len) into out (outsize bytes, at least
- * len / 4 * 3 + 2). RFC 7515 section 2 drops the '=' padding, so '=' is
- * as foreign as any other byte. Leftover bits must be zero: otherwise
- * several strings carry one signature, and whatever keys on the token's
- * text (a log, a deny list) would take one token for many. Returns the
- * length, or -1.
- */
-static long
-b64url_decode(const char *s, size_t len, unsigned char *out,
-    size_t outsize)
-{
-	size_t		 i, o = 0;
-	unsigned int	 acc = 0, bits = 0;
-	int		 v;
-
-	if (len % 4 == 1 || len / 4 * 3 + 2 > outsize)
-		return -1;
-	for (i = 0; i < len; i++) {
-		if ((v = b64url_value((unsigned char)s[i])) < 0)
-			return -1;
-		acc = (acc << 6) | (unsigned int)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (unsigned char)(acc >> bits);
-			acc &= (1U << bits) - 1;
-		}
-	}
-	if (acc != 0)
-		return -1;
-	return (long)o;
-}
 
 /*
  * Finds the token in an Authorization value: "Bearer", in any case (RFC
@@ -177,35 +133,60 @@ parse_object(const unsigned char *p, size_t len)
 	return json;
 }
 
+/* What the header says: the algorithm, and the key's id if any. */
+struct jose_header {
+	char	 alg[8];
+	char	 kid[JWK_KID_MAX + 1];
+	int	 has_kid;
+};
+
 /*
- * The JOSE header. "alg" must be exactly "HS256" (RFC 8725 section 3.1:
- * never let the token choose the algorithm). "typ", when present, must be
- * "JWT" or its media type "application/jwt", in any case (RFC 7519
- * section 5.1): a token typed as something else is, by its issuer's own
- * word, not a token for us. "crit" names extensions the recipient must
- * understand (RFC 7515 section 4.1.11); we understand none.
+ * The JOSE header. "alg" must be one we check and have a key for: HS256
+ * when a secret is configured, EdDSA, ES256, RS256 or PS256 when public
+ * keys are (RFC 8725 section 3.1: the algorithm picks the key type, and
+ * a token never gets to pick a key of another type). "kid", when
+ * present, is a string. "typ", when present, must be "JWT" or its media
+ * type "application/jwt", in any case (RFC 7519 section 5.1): a token
+ * typed as something else is, by its issuer's own word, not a token for
+ * us. "crit" names extensions the recipient must understand (RFC 7515
+ * section 4.1.11); we understand none.
  */
 static int
-check_header(const unsigned char *p, size_t len, struct chat_err *err)
+check_header(const unsigned char *p, size_t len, const struct auth_keys *keys,
+    struct jose_header *h, struct chat_err *err)
 {
 	cJSON		*hdr;
-	const cJSON	*alg, *typ;
-	int		 ok;
+	const cJSON	*alg, *typ, *kid;
+	int		 ok, known;
 
 	if ((hdr = parse_object(p, len)) == NULL)
 		return invalid(err, "The token's header is not a JSON object.");
 	alg = cJSON_GetObjectItemCaseSensitive(hdr, "alg");
 	typ = cJSON_GetObjectItemCaseSensitive(hdr, "typ");
+	kid = cJSON_GetObjectItemCaseSensitive(hdr, "kid");
 	ok = member_count(hdr, "alg") == 1 && member_count(hdr, "typ") <= 1 &&
-	    cJSON_IsString(alg) && strcmp(alg->valuestring, "HS256") == 0 &&
+	    member_count(hdr, "kid") <= 1 && cJSON_IsString(alg) &&
+	    (kid == NULL || (cJSON_IsString(kid) &&
+	    strlen(kid->valuestring) <= JWK_KID_MAX)) &&
 	    (typ == NULL || (cJSON_IsString(typ) &&
 	    (strcasecmp(typ->valuestring, "JWT") == 0 ||
 	    strcasecmp(typ->valuestring, "application/jwt") == 0))) &&
 	    cJSON_GetObjectItemCaseSensitive(hdr, "crit") == NULL;
+	known = ok && ((strcmp(alg->valuestring, "HS256") == 0 &&
+	    keys->secret != NULL) || (jwk_type_of_alg(alg->valuestring) >= 0 &&
+	    keys->public_key != NULL));
+	if (known) {
+		memcpy(h->alg, alg->valuestring, strlen(alg->valuestring) + 1);
+		if ((h->has_kid = kid != NULL))
+			memcpy(h->kid, kid->valuestring,
+			    strlen(kid->valuestring) + 1);
+	}
 	cJSON_Delete(hdr);
 	if (!ok)
-		return invalid(err, "The token must be a JWT signed with "
-		    "HS256.");
+		return invalid(err, "The token's header is malformed.");
+	if (!known)
+		return invalid(err, "The token is signed with an algorithm "
+		    "this service does not accept.");
 	return 0;
 }
 
@@ -341,22 +322,48 @@ fail:
  * the decoded signature, compared in constant time so that the time a
  * refusal takes tells nothing about how much of a guess was right. */
 static int
-check_signature(const char *input, size_t input_len, const char *sig_b64,
-    size_t sig_b64_len, const char *secret, size_t secret_len,
-    struct chat_err *err)
+check_hs256(const char *input, size_t input_len, const unsigned char *sig,
+    long siglen, const struct auth_keys *keys, struct chat_err *err)
 {
-	unsigned char	 sig[AUTH_SIG_LEN], mac[AUTH_SIG_LEN];
+	unsigned char	 mac[AUTH_SIG_LEN];
 
-	/* An empty secret would let anyone sign; config.c refuses to start
-	 * without one, and we refuse tokens rather than trust that. */
-	if (secret == NULL || secret_len == 0)
+	/* An empty secret would let anyone sign; config.c refuses it, and
+	 * we refuse tokens rather than trust that. */
+	if (keys->secret == NULL || keys->secret_len == 0)
 		return invalid(err, "The server cannot check tokens.");
-	if (b64url_decode(sig_b64, sig_b64_len, sig, sizeof(sig)) !=
-	    AUTH_SIG_LEN)
+	if (siglen != AUTH_SIG_LEN)
 		return invalid(err, "The token's signature is malformed.");
-	if (hs256(secret, secret_len, input, input_len, mac) == -1)
+	if (hs256(keys->secret, keys->secret_len, input, input_len,
+	    mac) == -1)
 		return invalid(err, "The server cannot check tokens.");
 	if (CRYPTO_memcmp(sig, mac, AUTH_SIG_LEN) != 0)
+		return invalid(err, "The token's signature does not match.");
+	return 0;
+}
+
+/* The signature, with the secret for HS256, else with the public key the
+ * caller finds for the header's alg and kid. */
+static int
+check_signature(const char *input, size_t input_len, const char *sig_b64,
+    size_t sig_b64_len, const struct jose_header *h,
+    const struct auth_keys *keys, struct chat_err *err)
+{
+	unsigned char	 sig[AUTH_SIG_MAX + 2];
+	EVP_PKEY	*pkey;
+	long		 siglen;
+	int		 ok;
+
+	if ((siglen = text_b64url_decode(sig_b64, sig_b64_len, sig,
+	    sizeof(sig))) < 0)
+		return invalid(err, "The token's signature is malformed.");
+	if (strcmp(h->alg, "HS256") == 0)
+		return check_hs256(input, input_len, sig, siglen, keys, err);
+	if (keys->public_key(h->alg, h->has_kid ? h->kid : NULL, &pkey,
+	    err) == -1)
+		return -1;
+	ok = jwk_verify(pkey, h->alg, input, input_len, sig, (size_t)siglen);
+	EVP_PKEY_free(pkey);
+	if (!ok)
 		return invalid(err, "The token's signature does not match.");
 	return 0;
 }
@@ -376,10 +383,47 @@ time_claim(const cJSON *claims, const char *name, double *value)
 	return 1;
 }
 
+/* "iss" equal to the issuer we trust, when one is configured; else not
+ * looked at, as before there was a setting for it. */
+static int
+issuer_ok(const cJSON *claims, const char *issuer)
+{
+	const cJSON	*iss = cJSON_GetObjectItemCaseSensitive(claims, "iss");
+
+	if (issuer == NULL)
+		return 1;
+	return cJSON_IsString(iss) && member_count(claims, "iss") == 1 &&
+	    strcmp(iss->valuestring, issuer) == 0;
+}
+
+/* "aud", a string or an array of strings (RFC 7519 section 4.1.3), that
+ * names us, when an audience is configured. */
+static int
+audience_ok(const cJSON *claims, const char *audience)
+{
+	const cJSON	*aud = cJSON_GetObjectItemCaseSensitive(claims, "aud");
+	const cJSON	*a;
+	int		 named = 0;
+
+	if (audience == NULL)
+		return 1;
+	if (member_count(claims, "aud") != 1)
+		return 0;
+	if (cJSON_IsString(aud))
+		return strcmp(aud->valuestring, audience) == 0;
+	cJSON_ArrayForEach(a, aud) {
+		if (!cJSON_IsString(a))
+			return 0;
+		if (strcmp(a->valuestring, audience) == 0)
+			named = 1;
+	}
+	return cJSON_IsArray(aud) && named;
+}
+
 /* The claims, read only once the signature has vouched for them. */
 static int
-check_claims(const unsigned char *p, size_t len, time_t now, char *user_id,
-    struct chat_err *err)
+check_claims(const unsigned char *p, size_t len, const struct auth_keys *keys,
+    time_t now, char *user_id, struct chat_err *err)
 {
 	cJSON		*claims;
 	const cJSON	*sub;
@@ -401,6 +445,11 @@ check_claims(const unsigned char *p, size_t len, time_t now, char *user_id,
 		rc = invalid(err, "The token has expired.");
 	else if (has_nbf && !((double)now + AUTH_NBF_LEEWAY_S >= nbf))
 		rc = invalid(err, "The token is not valid yet.");
+	else if (!issuer_ok(claims, keys->issuer))
+		rc = invalid(err, "The token is not from the issuer this "
+		    "service trusts.");
+	else if (!audience_ok(claims, keys->audience))
+		rc = invalid(err, "The token is not meant for this service.");
 	else
 		memcpy(user_id, sub->valuestring,
 		    strlen(sub->valuestring) + 1);
@@ -437,11 +486,12 @@ split_token(const char *token, size_t len, struct jwt_parts *p)
 }
 
 int
-auth_check(const char *authorization, const char *secret,
-    size_t secret_len, time_t now, char *user_id, struct chat_err *err)
+auth_check(const char *authorization, const struct auth_keys *keys,
+    time_t now, char *user_id, struct chat_err *err)
 {
 	unsigned char		 part[AUTH_PART_MAX];
 	struct jwt_parts	 p;
+	struct jose_header	 h;
 	const char		*token;
 	size_t			 len;
 	long			 n;
@@ -454,18 +504,19 @@ auth_check(const char *authorization, const char *secret,
 	if (split_token(token, len, &p) == -1)
 		return invalid(err, "The token is not a JWT.");
 
-	/* Header first: a token that names another algorithm is refused
-	 * before its signature is looked at, whatever that would say. */
-	if ((n = b64url_decode(p.header, p.header_len, part,
+	/* Header first: a token that names an algorithm we do not accept
+	 * is refused before its signature is looked at, whatever that
+	 * would say. */
+	if ((n = text_b64url_decode(p.header, p.header_len, part,
 	    sizeof(part))) < 0)
 		return invalid(err, "The token is not valid base64url.");
-	if (check_header(part, (size_t)n, err) == -1)
+	if (check_header(part, (size_t)n, keys, &h, err) == -1)
 		return -1;
 	if (check_signature(token, p.header_len + 1 + p.payload_len, p.sig,
-	    p.sig_len, secret, secret_len, err) == -1)
+	    p.sig_len, &h, keys, err) == -1)
 		return -1;
-	if ((n = b64url_decode(p.payload, p.payload_len, part,
+	if ((n = text_b64url_decode(p.payload, p.payload_len, part,
 	    sizeof(part))) < 0)
 		return invalid(err, "The token is not valid base64url.");
-	return check_claims(part, (size_t)n, now, user_id, err);
+	return check_claims(part, (size_t)n, keys, now, user_id, err);
 }

@@ -39,10 +39,21 @@ static const struct config_var vars[] = {
 	{ "DATABASE_URL", STRING(database_url), "", NO_RANGE, NO_FALLBACK,
 	  OPTIONAL, "libpq's defaults (`PGHOST`...)",
 	  "libpq connection string or URI" },
-	/* An empty secret would let anyone sign a token (auth.c). */
+	/* At least one of these two: config_from() checks. */
 	{ "CHAT_JWT_SECRET", STRING(jwt_secret), NULL, NO_RANGE, NO_FALLBACK,
-	  REQUIRED, "none: required",
-	  "HS256 secret the bearer tokens are signed with" },
+	  OPTIONAL, "none",
+	  "HS256 secret bearer tokens may be signed with, at least 32 bytes" },
+	{ "CHAT_JWT_JWKS", STRING(jwt_jwks), NULL, NO_RANGE, NO_FALLBACK,
+	  OPTIONAL, "none",
+	  "JSON Web Key Set as a file path or an `http(s)://` URL: the "
+	  "public keys of EdDSA, ES256, RS256 and PS256 tokens (see "
+	  "[Tokens](#tokens))" },
+	{ "CHAT_JWT_ISSUER", STRING(jwt_issuer), NULL, NO_RANGE, NO_FALLBACK,
+	  OPTIONAL, "unset: not checked",
+	  "what every token's `iss` must be" },
+	{ "CHAT_JWT_AUDIENCE", STRING(jwt_audience), NULL, NO_RANGE,
+	  NO_FALLBACK, OPTIONAL, "unset: not checked",
+	  "what every token's `aud` must be or contain" },
 	{ "CHAT_MODEL_URL", STRING(model_url), NULL, NO_RANGE, NO_FALLBACK,
 	  OPTIONAL, "unset: the built-in offline model",
 	  "base URL of an OpenAI-compatible API, e.g. "
@@ -164,6 +175,27 @@ config_vars(size_t *n)
 	return vars;
 }
 
+/* Tokens must be checkable: a secret long enough, or public keys, or
+ * both. An empty secret would let anyone sign a token. */
+static int
+jwt_keys(struct config *c)
+{
+	if (c->jwt_secret == NULL && c->jwt_jwks == NULL) {
+		log_err("CHAT_JWT_SECRET is not set: refusing to start "
+		    "without it or CHAT_JWT_JWKS to check bearer tokens with");
+		return -1;
+	}
+	c->jwt_secret_len = c->jwt_secret != NULL ? strlen(c->jwt_secret) : 0;
+	if (c->jwt_secret != NULL && c->jwt_secret_len < CONFIG_SECRET_MIN) {
+		log_err("CHAT_JWT_SECRET is %zu bytes: an HS256 secret must "
+		    "be at least %d (RFC 7518, section 3.2), or anyone who "
+		    "sees a token may guess it; refusing to start",
+		    c->jwt_secret_len, CONFIG_SECRET_MIN);
+		return -1;
+	}
+	return 0;
+}
+
 int
 config_from(struct config *c, const char *(*lookup)(const char *))
 {
@@ -173,9 +205,7 @@ config_from(struct config *c, const char *(*lookup)(const char *))
 	for (i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		if (var_read(&vars[i], c, lookup) == -1)
 			return -1;
-	/* auth.c compares the secret by length; required, so never NULL. */
-	c->jwt_secret_len = strlen(c->jwt_secret);
-	return 0;
+	return jwt_keys(c);
 }
 
 int

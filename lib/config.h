@@ -7,8 +7,13 @@
 
 struct config {
 	const char	*database_url;	/* "" means libpq's defaults (PG*) */
-	const char	*jwt_secret;	/* never NULL, never empty */
+	const char	*jwt_secret;	/* NULL: no HS256 tokens; else at
+					 * least CONFIG_SECRET_MIN bytes */
 	size_t		 jwt_secret_len;
+	const char	*jwt_jwks;	/* file or URL; NULL: no public keys;
+					 * never NULL with jwt_secret NULL */
+	const char	*jwt_issuer;	/* NULL: "iss" not checked */
+	const char	*jwt_audience;	/* NULL: "aud" not checked */
 	const char	*model_url;	/* NULL: the built-in offline model */
 	const char	*model_key;	/* NULL: no Authorization header */
 	const char	*model;		/* model name sent in the request */
@@ -19,6 +24,10 @@ struct config {
 	size_t		 max_body_bytes;
 	int		 threads;	/* worker threads in the process */
 };
+
+/* An HS256 key shorter than the hash is weaker than the hash: RFC 7518
+ * section 3.2 asks for at least 256 bits. */
+#define CONFIG_SECRET_MIN	32
 
 /* The C type of a variable's field in struct config. */
 enum config_kind {

@@ -118,3 +118,49 @@ text_id_json(const cJSON *v, int strings, long long *id)
 		return text_id_parse(v->valuestring, id);
 	return -1;
 }
+
+static int
+b64url_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '-')
+		return 62;
+	if (c == '_')
+		return 63;
+	return -1;
+}
+
+/* RFC 7515 section 2 drops the '=' padding, so '=' is as foreign as
+ * any other byte. Leftover bits must be zero: otherwise several strings
+ * carry one signature, and whatever keys on the token's text (a log, a
+ * deny list) would take one token for many. */
+long
+text_b64url_decode(const char *s, size_t len, unsigned char *out,
+    size_t outsize)
+{
+	size_t		 i, o = 0;
+	unsigned int	 acc = 0, bits = 0;
+	int		 v;
+
+	if (len % 4 == 1 || len / 4 * 3 + 2 > outsize)
+		return -1;
+	for (i = 0; i < len; i++) {
+		if ((v = b64url_value((unsigned char)s[i])) < 0)
+			return -1;
+		acc = (acc << 6) | (unsigned int)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (unsigned char)(acc >> bits);
+			acc &= (1U << bits) - 1;
+		}
+	}
+	if (acc != 0)
+		return -1;
+	return (long)o;
+}

@@ -46,4 +46,10 @@ int	 text_id_parse(const char *s, long long *id);
  * text_id_parse() accepts. 0 and *id set, or -1. */
 int	 text_id_json(const struct cJSON *v, int strings, long long *id);
 
+/* Decodes unpadded base64url (the JOSE encoding) s[0..len) into out,
+ * which has outsize bytes, at least len / 4 * 3 + 2. Strict: no padding,
+ * no other byte, no stray bits. The length, or -1. */
+long	 text_b64url_decode(const char *s, size_t len, unsigned char *out,
+	    size_t outsize);
+
 #endif

@@ -47,13 +47,13 @@ visit($_) for sort keys %uses;
 ok !@circle, 'no module includes itself through others'
     or diag 'circle: ' . join ' -> ', @circle;
 ok exists $uses{$_}, "module $_ is there" for qw(text url reply transcript
-    openai backend remote offline model tools db turn);
+    openai backend remote offline model tools db turn jwk keyring fetch);
 
 # Each library through one door.
 my %door = (
 	'fcgiapp.h'	=> qr{\A(?:chat\.fcgi\.c|lib/http\.[ch])\z},
 	'libpq-fe.h'	=> qr{\Alib/db\.c\z},
-	'curl/curl.h'	=> qr{\Alib/remote\.c\z},
+	'curl/curl.h'	=> qr{\Alib/(?:remote|fetch)\.c\z},
 );
 for my $lib (sort keys %door) {
 	my @who = grep { slurp($_) =~ /^#include <\Q$lib\E>/m } @sources;

@@ -36,7 +36,7 @@ plan skip_all => 'scripts/run runs ./chat.fcgi, not CHAT_FCGI'
 # here fails the test. DATABASE_URL is scripts/run's own (a database of
 # ours would have to exist), the rest is passed through as given.
 my %VALUE = (
-	CHAT_JWT_SECRET		=> 't05 secret, not for production',
+	CHAT_JWT_SECRET		=> 't05: a secret of 32 bytes, not for use',
 	CHAT_MODEL_URL		=> 'http://127.0.0.1:9/v1',
 	CHAT_MODEL_KEY		=> 'key-t05',
 	# Quoting: a space and a newline that looks like another variable.

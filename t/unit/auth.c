@@ -11,6 +11,17 @@
 
 #include "auth.h"
 
+/* auth_check() with keys of an HS256 secret only. */
+static int
+hs_check(const char *authorization, const char *secret, size_t secret_len,
+    time_t now, char *user_id, struct chat_err *err)
+{
+	struct auth_keys	 keys = { secret, secret_len, NULL, NULL,
+				    NULL };
+
+	return auth_check(authorization, &keys, now, user_id, err);
+}
+
 #define SECRET		"test secret, not for production"
 #define NOW		1700000000	/* the clock every case reads */
 #define TOKEN_MAX	16384
@@ -385,7 +396,7 @@ run(size_t i)
 	memset(user_id, 0, sizeof(user_id));
 	if (cases[i].shape != SHAPE_ABSENT)
 		mint(i, header);
-	rc = auth_check(cases[i].shape == SHAPE_ABSENT ? NULL : header,
+	rc = hs_check(cases[i].shape == SHAPE_ABSENT ? NULL : header,
 	    SECRET, strlen(SECRET), NOW, user_id, &err);
 	if (cases[i].code == NULL)
 		return rc == 0 && strcmp(user_id, cases[i].user_id) == 0;
@@ -431,7 +442,7 @@ empty_secret_refuses(void)
 	h[o++] = '.';
 	b64url(mac, mac_len, h + o);
 	memset(&err, 0, sizeof(err));
-	return auth_check(h, "", 0, NOW, user_id, &err) == -1 &&
+	return hs_check(h, "", 0, NOW, user_id, &err) == -1 &&
 	    err.status == 401 && strcmp(err.code, "invalid_token") == 0;
 }
 
@@ -503,7 +514,7 @@ rekey(size_t i)
 		auth_thread_cleanup();
 	mint_with(rekeys[i].sign_key, h, sizeof(h));
 	memset(&err, 0, sizeof(err));
-	rc = auth_check(h, secret, len, NOW, user_id, &err);
+	rc = hs_check(h, secret, len, NOW, user_id, &err);
 	return rekeys[i].pass ? rc == 0 && strcmp(user_id, "alice") == 0 :
 	    rc == -1 && strcmp(err.code, "invalid_token") == 0;
 }
@@ -530,10 +541,10 @@ thread_checks(void *arg)
 	mint_with(secret, good, sizeof(good));
 	mint_with(other, bad, sizeof(bad));
 	for (i = 0; i < THREAD_CHECKS; i++) {
-		if (auth_check(good, secret, strlen(secret), NOW, user_id,
+		if (hs_check(good, secret, strlen(secret), NOW, user_id,
 		    &err) != 0 || strcmp(user_id, "alice") != 0)
 			right = 0;
-		if (auth_check(bad, secret, strlen(secret), NOW, user_id,
+		if (hs_check(bad, secret, strlen(secret), NOW, user_id,
 		    &err) != -1)
 			right = 0;
 	}

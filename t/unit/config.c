@@ -11,7 +11,9 @@
 
 #include "config.h"
 
-#define S	"CHAT_JWT_SECRET=s"	/* the one variable always needed */
+/* A secret of the least length accepted: 32 bytes. */
+#define SECRET32	"0123456789abcdef0123456789abcdef"
+#define S	"CHAT_JWT_SECRET=" SECRET32	/* tokens must be checkable */
 #define LINE_MAX_BYTES	4096
 
 /*
@@ -49,8 +51,17 @@ static const struct {
 	/* Strings pass as they are. */
 	{ "DATABASE_URL as given", { S, "DATABASE_URL=host=/x dbname=y" },
 	  0, "DATABASE_URL", "host=/x dbname=y", NULL },
-	{ "CHAT_JWT_SECRET as given", { "CHAT_JWT_SECRET=abc def" }, 0,
-	  "CHAT_JWT_SECRET", "abc def", NULL },
+	{ "CHAT_JWT_SECRET as given",
+	  { "CHAT_JWT_SECRET=abc def " SECRET32 }, 0,
+	  "CHAT_JWT_SECRET", "abc def " SECRET32, NULL },
+	{ "CHAT_JWT_JWKS as given", { "CHAT_JWT_JWKS=https://a.example/jwks" },
+	  0, "CHAT_JWT_JWKS", "https://a.example/jwks", NULL },
+	{ "CHAT_JWT_ISSUER as given", { S, "CHAT_JWT_ISSUER=https://a" }, 0,
+	  "CHAT_JWT_ISSUER", "https://a", NULL },
+	{ "CHAT_JWT_AUDIENCE as given", { S, "CHAT_JWT_AUDIENCE=todo" }, 0,
+	  "CHAT_JWT_AUDIENCE", "todo", NULL },
+	{ "CHAT_JWT_ISSUER unset: not checked", { S }, 0,
+	  "CHAT_JWT_ISSUER", NULL, NULL },
 	{ "CHAT_MODEL_URL as given", { S, "CHAT_MODEL_URL=http://m/v1" }, 0,
 	  "CHAT_MODEL_URL", "http://m/v1", NULL },
 	{ "CHAT_MODEL as given", { S, "CHAT_MODEL=m-1" }, 0,
@@ -83,7 +94,17 @@ static const struct {
 	{ "empty OPENAI_API_KEY: no key", { S, "OPENAI_API_KEY=" }, 0,
 	  "CHAT_MODEL_KEY", NULL, NULL },
 
-	/* The secret is required. */
+	/* Tokens must be checkable: a secret of 32 bytes or more, or a
+	 * JWKS, or both. */
+	{ "a JWKS and no secret: no HS256", { "CHAT_JWT_JWKS=/k.json" }, 0,
+	  "CHAT_JWT_SECRET", NULL, NULL },
+	{ "a 31-byte secret: refused",
+	  { "CHAT_JWT_SECRET=0123456789abcdef0123456789abcde" }, -1, NULL,
+	  NULL, "CHAT_JWT_SECRET is 31 bytes: an HS256 secret must be at "
+	  "least 32" },
+	{ "a short secret beside a JWKS: still refused",
+	  { "CHAT_JWT_SECRET=short", "CHAT_JWT_JWKS=/k.json" }, -1, NULL,
+	  NULL, "CHAT_JWT_SECRET is 5 bytes" },
 	{ "no CHAT_JWT_SECRET: refused", { NULL }, -1, NULL, NULL,
 	  "CHAT_JWT_SECRET is not set: refusing to start" },
 	{ "empty CHAT_JWT_SECRET: refused", { "CHAT_JWT_SECRET=" }, -1,
@@ -314,8 +335,9 @@ test_cases(void)
 	    strchr(log, '\n') == log + strlen(log) - 1,
 	    "a refusal is one line from log_err()");
 
-	current_env = (const char *[]){ "CHAT_JWT_SECRET=0123456789", NULL };
-	ok(config_from(&c, lookup) == 0 && c.jwt_secret_len == 10,
+	current_env = (const char *[]){ "CHAT_JWT_SECRET=" SECRET32 "0123",
+	    NULL };
+	ok(config_from(&c, lookup) == 0 && c.jwt_secret_len == 36,
 	    "jwt_secret_len is the secret's length");
 	take_log();
 }
