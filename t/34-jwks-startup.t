@@ -38,6 +38,12 @@ spew($empty, '{"keys":[]}');
 my $garbage = "$dir/jwks-garbage-$$.json";
 spew($garbage, "not a JWKS\n");
 
+# A good one: usable keys do not excuse a short secret.
+my $good = "$dir/jwks-good-$$.json";
+system('node', "$FindBin::Bin/js/issuer.mjs", '--once', '--publish',
+    'EdDSA', '--jwks-file', $good) == 0
+    or BAIL_OUT("issuer.mjs --once failed");
+
 # An issuer that answers, with nothing usable.
 my $useless = Stack::Node->start('issuer.mjs', '--publish', 'RSA1024,oct');
 
@@ -46,7 +52,7 @@ my @refused = (
  [ 'a secret of 31 bytes', { CHAT_JWT_SECRET => 'x' x 31 },
    [ qr/CHAT_JWT_SECRET/, qr/\b32\b/ ] ],
  [ 'a secret of 31 bytes beside a good JWKS file',
-   { CHAT_JWT_SECRET => 'x' x 31, CHAT_JWT_JWKS => undef },
+   { CHAT_JWT_SECRET => 'x' x 31, CHAT_JWT_JWKS => $good },
    [ qr/CHAT_JWT_SECRET/, qr/\b32\b/ ] ],
  [ 'neither a secret nor a JWKS', { CHAT_JWT_SECRET => undef },
    [ qr/CHAT_JWT_SECRET/, qr/CHAT_JWT_JWKS/ ] ],
@@ -68,12 +74,6 @@ my @refused = (
    { CHAT_JWT_JWKS => $useless->info->{jwks_url} },
    [ qr/CHAT_JWT_JWKS/ ] ],
 );
-# The good JWKS file the second case pairs with the short secret.
-my $good = "$dir/jwks-good-$$.json";
-system('node', "$FindBin::Bin/js/issuer.mjs", '--once', '--publish',
-    'EdDSA', '--jwks-file', $good) == 0
-    or BAIL_OUT("issuer.mjs --once failed");
-$refused[1][1]{CHAT_JWT_JWKS} = $good;
 
 for my $c (@refused) {
 	my ($name, $env, $says) = @$c;
