@@ -35,8 +35,14 @@ plan skip_all => 'scripts/run runs ./chat.fcgi, not CHAT_FCGI'
 # each can be told apart in a worker's environment; a row without one
 # here fails the test. DATABASE_URL is scripts/run's own (a database of
 # ours would have to exist), the rest is passed through as given.
+# A JWKS file of one Ed25519 key (RFC 8037's example): the workers must
+# find a usable key in it to start.
+my $JWKS = "$ROOT/t/tmp/t05-jwks-$$.json";
 my %VALUE = (
 	CHAT_JWT_SECRET		=> 't05: a secret of 32 bytes, not for use',
+	CHAT_JWT_JWKS		=> $JWKS,
+	CHAT_JWT_ISSUER		=> 'https://t05.example',
+	CHAT_JWT_AUDIENCE	=> 't05 audience',
 	CHAT_MODEL_URL		=> 'http://127.0.0.1:9/v1',
 	CHAT_MODEL_KEY		=> 'key-t05',
 	# Quoting: a space and a newline that looks like another variable.
@@ -186,7 +192,12 @@ sub stop_all {
 	}
 	$run = undef;
 }
-END { stop_all() }
+END { stop_all(); unlink $JWKS }
+Stack::mkdir_p("$ROOT/t/tmp");
+open my $jwks, '>', $JWKS or die "$JWKS: $!\n";
+print $jwks '{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"t05",'
+    . '"x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}';
+close $jwks or die "$JWKS: $!\n";
 $SIG{ALRM} = sub { die "timed out after $SECONDS s\n" };
 $SIG{$_} = sub { exit 1 } for qw(INT TERM HUP);
 alarm $SECONDS;

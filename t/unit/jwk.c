@@ -293,7 +293,7 @@ main(void)
 	cJSON_AddItemToArray(set, o);
 	cJSON_AddItemToArray(set, jwk_of(k[2], "rs-only", "RS256"));
 	write_set(set);
-	printf("1..%d\n", 36);
+	printf("1..%d\n", 39);
 
 	ok(keyring_init(path) == 0, "a JWKS file with usable keys is read");
 	for (i = 0; i < NALGS; i++) {
@@ -390,6 +390,29 @@ main(void)
 	ok(keyring_init(path) == 0 && check(&keys, token("EdDSA", NULL, CLAIMS,
 	    k[0], NULL), &what) == 200, "no kid, a set of one key: taken");
 	keyring_cleanup();
+
+	/* A token checked once is remembered with the key that checked it:
+	 * a new set whose kid names another key checks it afresh. */
+	t = strdup(token("EdDSA", "k0", CLAIMS, k[0], NULL));
+	set = cJSON_CreateArray();
+	cJSON_AddItemToArray(set, jwk_of(k[0], "k0", NULL));
+	write_set(set);
+	ok(keyring_init(path) == 0 && check(&keys, t, &what) == 200 &&
+	    check(&keys, t, &what) == 200, "a token checked twice: taken");
+	keyring_cleanup();
+	set = cJSON_CreateArray();
+	cJSON_AddItemToArray(set, jwk_of(foreign, "k0", NULL));
+	write_set(set);
+	ok(keyring_init(path) == 0 && check(&keys, t, &what) == 401,
+	    "...and refused once its kid names another key");
+	keyring_cleanup();
+	set = cJSON_CreateArray();
+	cJSON_AddItemToArray(set, jwk_of(k[0], "k0", NULL));
+	write_set(set);
+	ok(keyring_init(path) == 0 && check(&keys, t, &what) == 200,
+	    "...and taken again when the key comes back");
+	keyring_cleanup();
+	free(t);
 
 	/* Sets that are no reason to start. */
 	set = cJSON_CreateArray();
