@@ -40,10 +40,11 @@ model_cleanup(void)
 
 int
 model_complete(const struct transcript *t, int offer_tools,
-    struct model_reply *out, struct chat_err *err)
+    const struct model_stream *stream, struct model_reply *out,
+    struct chat_err *err)
 {
 	reply_init(out);
-	if (backend->complete(t, offer_tools, out, err) == -1) {
+	if (backend->complete(t, offer_tools, stream, out, err) == -1) {
 		reply_free(out);
 		return -1;
 	}

@@ -6,6 +6,7 @@
 #ifndef MODEL_H
 #define MODEL_H
 
+#include "backend.h"
 #include "err.h"
 #include "reply.h"
 #include "transcript.h"
@@ -22,10 +23,12 @@ void	 model_thread_cleanup(void);
 void	 model_cleanup(void);
 
 /* Asks the model for the next step of t (borrowed), offering it the
- * tools of tools.h when offer_tools. Fills *out (the caller frees it with
+ * tools of tools.h when offer_tools, streaming the words to stream when
+ * not NULL (backend.h). Fills *out (the caller frees it with
  * reply_free()) and returns 0, or -1 with err set: 502 model_error, 504
  * model_timeout. */
 int	 model_complete(const struct transcript *t, int offer_tools,
-	    struct model_reply *out, struct chat_err *err);
+	    const struct model_stream *stream, struct model_reply *out,
+	    struct chat_err *err);
 
 #endif

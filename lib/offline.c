@@ -1003,11 +1003,38 @@ offline_complete(const struct transcript *tr, struct model_reply *out)
 	return rc;
 }
 
+/* Streamed, the words go out a word at a time (each with the spaces
+ * after it), as a real model's would: the same path, with no network. A
+ * stop keeps the words sent so far and drops the calls. */
+static void
+offline_stream(const struct model_stream *stream, struct model_reply *out)
+{
+	const char	*text = reply_text(out), *p;
+	size_t		 n;
+
+	if (text == NULL)
+		return;
+	for (p = text; *p != '\0'; p += n) {
+		n = strcspn(p, " \n");
+		n += strspn(p + n, " \n");
+		if (stream->text(stream->arg, p, n) == 1) {
+			out->text.len = (size_t)(p + n - text);
+			out->text.data[out->text.len] = '\0';
+			calls_free(out->calls, out->ncalls);
+			out->calls = NULL;
+			out->ncalls = 0;
+			out->stopped = 1;
+			return;
+		}
+	}
+}
+
 /* Held to what a real model could do: offered no tools, it cannot call
  * any, so a call becomes words. */
 static int
 offline_step(const struct transcript *t, int offer_tools,
-    struct model_reply *out, struct chat_err *err)
+    const struct model_stream *stream, struct model_reply *out,
+    struct chat_err *err)
 {
 	static const char no_tools[] = "Sorry, that needs more steps than I "
 	    "can take right now. Could you break it into smaller ones?";
@@ -1021,6 +1048,8 @@ offline_step(const struct transcript *t, int offer_tools,
 			return err_set(err, 502, "model_error", "The "
 			    "assistant ran out of memory. Please try again.");
 	}
+	if (stream != NULL)
+		offline_stream(stream, out);
 	return 0;
 }
 

@@ -400,12 +400,14 @@ post_with_retries(struct attempt *a, struct model_reply *out,
 
 static int
 remote_complete(const struct transcript *t, int offer_tools,
-    struct model_reply *out, struct chat_err *err)
+    const struct model_stream *stream, struct model_reply *out,
+    struct chat_err *err)
 {
 	struct attempt	 a;
 	char		*body;
 	int		 rc;
 
+	(void)stream;	/* streamed requests: not yet; the whole reply */
 	if (curl == NULL && handle_open() == -1)
 		return err_oom(err);
 	if ((body = openai_request(t, model_cfg->model, offer_tools)) == NULL)

@@ -36,6 +36,8 @@ struct model_reply {
 	struct buf		 text;	/* .data NULL: the model sent none */
 	struct model_call	*calls;
 	size_t			 ncalls;
+	int			 stopped; /* a streamed call was stopped: text
+					 * is what came before, no calls */
 };
 
 /* An empty reply; reply_free() leaves one too. */

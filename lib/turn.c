@@ -186,7 +186,7 @@ converse(struct turn_state *ts, char **answer, struct chat_err *err)
 	int			 round, rc;
 
 	for (round = ts->rounds_done + 1; ; round++) {
-		if (model_complete(&ts->transcript, 1, &mr, err) == -1)
+		if (model_complete(&ts->transcript, 1, NULL, &mr, err) == -1)
 			return -1;
 		if (mr.ncalls == 0) {
 			if ((*answer = reply_take_text(&mr)) == NULL)

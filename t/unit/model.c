@@ -284,11 +284,11 @@ test_offline_path(void)
 	    transcript_add(&t, ROLE_USER, "list tasks", NULL) == -1)
 		abort();
 	memset(&err, 0, sizeof(err));
-	ok(model_complete(&t, 1, &r, &err) == 0 && r.ncalls == 1 &&
+	ok(model_complete(&t, 1, NULL, &r, &err) == 0 && r.ncalls == 1 &&
 	    strcmp(r.calls[0].name, "list_tasks") == 0,
 	    "offline model answers with a call");
 	reply_free(&r);
-	ok(model_complete(&t, 0, &r, &err) == 0 && r.ncalls == 0 &&
+	ok(model_complete(&t, 0, NULL, &r, &err) == 0 && r.ncalls == 0 &&
 	    reply_text(&r) != NULL, "offered no tools, it answers in words");
 	reply_free(&r);
 	transcript_free(&t);
