@@ -1,6 +1,6 @@
 /* openai.c: OpenAI's chat-completions format (openai.h): requests from
- * transcripts, replies into struct model_reply, the tools array, and
- * stored tool_calls. */
+ * transcripts, replies (whole or streamed) into struct model_reply, the
+ * tools array, and stored tool_calls. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,9 +136,23 @@ fail:
 	return NULL;
 }
 
+/* "stream": true, and the usage chunk that OpenAI sends last only when
+ * asked: a streamed reply then carries what a whole one does. */
+static int
+add_stream(cJSON *body)
+{
+	cJSON	*options;
+
+	if (cJSON_AddTrueToObject(body, "stream") == NULL ||
+	    (options = cJSON_AddObjectToObject(body, "stream_options")) ==
+	    NULL || cJSON_AddTrueToObject(options, "include_usage") == NULL)
+		return -1;
+	return 0;
+}
+
 char *
 openai_request(const struct transcript *t, const char *model,
-    int offer_tools)
+    int offer_tools, int stream)
 {
 	const cJSON	*defs = NULL;
 	cJSON		*body, *messages, *m, *ref;
@@ -163,6 +177,8 @@ openai_request(const struct transcript *t, const char *model,
 			goto out;
 		cJSON_AddItemToObject(body, "tools", ref);
 	}
+	if (stream && add_stream(body) == -1)
+		goto out;
 	text = cJSON_PrintUnformatted(body);
 out:
 	cJSON_Delete(body);
@@ -272,6 +288,269 @@ openai_parse_reply(const char *body, size_t len, struct model_reply *out)
 		reply_free(out);
 	cJSON_Delete(root);
 	return rc;
+}
+
+/* A member that may be absent or null, or else must be a valid string. */
+static int
+text_or_null(const cJSON *s)
+{
+	return s == NULL || cJSON_IsNull(s) || text_ok(s);
+}
+
+/* A number that names a call: integral, 0 to REPLY_MAX_CALLS - 1. */
+static int
+call_index(const cJSON *index, size_t *i)
+{
+	if (!cJSON_IsNumber(index) || index->valuedouble < 0 ||
+	    index->valuedouble >= REPLY_MAX_CALLS ||
+	    index->valuedouble != (double)(size_t)index->valuedouble)
+		return -1;
+	*i = (size_t)index->valuedouble;
+	return 0;
+}
+
+/* One piece of a streamed call: {index, id?, type?, function: {name?,
+ * arguments?}}. OpenAI sends id, type and name in a call's first piece
+ * (arguments ""), then only fragments of arguments; a call whose first
+ * piece lacks its id or name could never be answered, so it is
+ * refused at once rather than when the stream ends. */
+static int
+parse_call_piece(const cJSON *call, struct model_reply *out)
+{
+	const cJSON	*id, *type, *fn, *name, *args;
+	size_t		 i;
+
+	id = cJSON_GetObjectItemCaseSensitive(call, "id");
+	type = cJSON_GetObjectItemCaseSensitive(call, "type");
+	fn = cJSON_GetObjectItemCaseSensitive(call, "function");
+	name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+	args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+	if (!cJSON_IsObject(call) || call_index(
+	    cJSON_GetObjectItemCaseSensitive(call, "index"), &i) == -1 ||
+	    (fn != NULL && !cJSON_IsNull(fn) && !cJSON_IsObject(fn)) ||
+	    !text_or_null(id) || !text_or_null(name) || !text_or_null(args))
+		return -1;
+	if (type != NULL && !cJSON_IsNull(type) && (!cJSON_IsString(type) ||
+	    strcmp(type->valuestring, "function") != 0))
+		return -1;
+	if (i == out->ncalls && (!text_ok(id) || *id->valuestring == '\0' ||
+	    !text_ok(name) || *name->valuestring == '\0'))
+		return -1;
+	return reply_add_call(out, i, text_ok(id) ? id->valuestring : NULL,
+	    text_ok(name) ? name->valuestring : NULL,
+	    text_ok(args) ? args->valuestring : NULL,
+	    text_ok(args) ? strlen(args->valuestring) : 0);
+}
+
+/* choices[0] of a chunk: {index: 0, delta: {...}, finish_reason}. We
+ * never ask for more than one choice, so another index is not ours. */
+static int
+parse_choice(const cJSON *choice, struct model_reply *out,
+    struct openai_chunk *c)
+{
+	const cJSON	*index, *delta, *reason, *calls, *call;
+	size_t		 text_len;
+	int		 had_text;
+
+	index = cJSON_GetObjectItemCaseSensitive(choice, "index");
+	delta = cJSON_GetObjectItemCaseSensitive(choice, "delta");
+	reason = cJSON_GetObjectItemCaseSensitive(choice, "finish_reason");
+	calls = cJSON_GetObjectItemCaseSensitive(delta, "tool_calls");
+	if (!cJSON_IsObject(choice) || !cJSON_IsObject(delta) ||
+	    (index != NULL && (!cJSON_IsNumber(index) ||
+	    index->valuedouble != 0)) || !text_or_null(reason) ||
+	    (calls != NULL && !cJSON_IsNull(calls) && !cJSON_IsArray(calls)))
+		return -1;
+	c->choice = 1;
+	c->finished = text_ok(reason);
+	had_text = reply_text(out) != NULL;
+	text_len = out->text.len;
+	if (parse_content(delta, out) == -1)
+		return -1;
+	c->changed = (reply_text(out) != NULL) != had_text ||
+	    out->text.len != text_len;
+	cJSON_ArrayForEach(call, calls) {
+		c->changed = 1;
+		if (parse_call_piece(call, out) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+int
+openai_parse_chunk(const char *chunk, size_t len, struct model_reply *out,
+    struct openai_chunk *c)
+{
+	cJSON		*root;
+	const cJSON	*choices, *usage;
+	size_t		 before = out->text.len;
+	int		 rc = -1;
+
+	memset(c, 0, sizeof(*c));
+	if ((root = text_json_parse(chunk, len)) == NULL)
+		return -1;
+	choices = cJSON_GetObjectItemCaseSensitive(root, "choices");
+	usage = cJSON_GetObjectItemCaseSensitive(root, "usage");
+	if (cJSON_IsObject(root) && cJSON_IsArray(choices) &&
+	    (usage == NULL || cJSON_IsNull(usage) || cJSON_IsObject(usage))) {
+		if (choices->child == NULL)
+			rc = 0;
+		else if (choices->child->next == NULL)
+			rc = parse_choice(choices->child, out, c);
+	}
+	c->text_len = out->text.len - before;
+	cJSON_Delete(root);
+	return rc;
+}
+
+void
+openai_stream_init(struct openai_stream *s, struct model_reply *out)
+{
+	memset(s, 0, sizeof(*s));
+	reply_init(out);
+	s->reply = out;
+	s->line = (struct buf)BUF_INIT(OPENAI_EVENT_MAX);
+	s->data = (struct buf)BUF_INIT(OPENAI_EVENT_MAX);
+}
+
+static int
+stream_fail(struct openai_stream *s, const char *why)
+{
+	if (s->error == NULL)
+		s->error = why;
+	return -1;
+}
+
+/* A blank line: the event is whole. Its data is a chunk, or "[DONE]". */
+static int
+stream_event(struct openai_stream *s,
+    int (*text)(void *, const char *, size_t), void *arg)
+{
+	struct openai_chunk	 c;
+	int			 rc;
+
+	if (s->ndata == 0)
+		return 0;	/* comments or other fields only */
+	s->ndata = 0;
+	if (s->done)
+		return stream_fail(s, "an event after [DONE]");
+	if (s->data.len == 6 && memcmp(s->data.data, "[DONE]", 6) == 0) {
+		s->done = 1;
+		return 0;
+	}
+	rc = openai_parse_chunk(s->data.data != NULL ? s->data.data : "",
+	    s->data.len, s->reply, &c);
+	buf_reset(&s->data);
+	if (rc == -1)
+		return stream_fail(s, "a chunk that does not parse");
+	s->chunks++;
+	/* After the finish_reason a choice may come back empty (Azure's
+	 * content filter notes), but not with more of the reply. */
+	if (s->finished && c.changed)
+		return stream_fail(s, "a chunk after the finish_reason");
+	s->finished |= c.finished;
+	if (c.text_len > 0 && text(arg, s->reply->text.data +
+	    s->reply->text.len - c.text_len, c.text_len) != 0)
+		return 1;
+	return 0;
+}
+
+/* One line, its end taken off. */
+static int
+stream_line(struct openai_stream *s,
+    int (*text)(void *, const char *, size_t), void *arg)
+{
+	const char	*l = s->line.data;
+	size_t		 len = s->line.len, field;
+
+	if (len == 0)
+		return stream_event(s, text, arg);
+	if (l[0] == ':')
+		return 0;
+	for (field = 0; field < len && l[field] != ':'; field++)
+		continue;
+	if (field != 4 || memcmp(l, "data", 4) != 0)
+		return 0;	/* event:, id:, retry: are not OpenAI's */
+	if (field < len)
+		field++;
+	if (field < len && l[field] == ' ')
+		field++;
+	/* Lines of one event's data are joined with LF (the spec's rule;
+	 * OpenAI sends one line an event). */
+	if ((s->ndata++ > 0 && buf_add(&s->data, "\n", 1) == -1) ||
+	    buf_add(&s->data, l + field, len - field) == -1)
+		return stream_fail(s, "an event over OPENAI_EVENT_MAX bytes");
+	return 0;
+}
+
+int
+openai_stream_feed(struct openai_stream *s, const char *p, size_t n,
+    int (*text)(void *, const char *, size_t), void *arg)
+{
+	size_t	 i;
+	int	 rc;
+
+	if (s->error != NULL)
+		return -1;
+	if (n > OPENAI_STREAM_MAX - s->bytes)
+		return stream_fail(s, "a stream over OPENAI_STREAM_MAX bytes");
+	s->bytes += n;
+	while (n > 0) {
+		/* The LF of a CRLF that a feed cut after its CR. */
+		if (s->cr && *p == '\n') {
+			p++;
+			n--;
+			s->cr = 0;
+			continue;
+		}
+		s->cr = 0;
+		for (i = 0; i < n && p[i] != '\n' && p[i] != '\r'; i++)
+			continue;
+		if (buf_add(&s->line, p, i) == -1)
+			return stream_fail(s, "a line over OPENAI_EVENT_MAX "
+			    "bytes");
+		if (i == n)
+			return 0;	/* the line goes on in the next feed */
+		s->cr = p[i] == '\r';
+		p += i + 1;
+		n -= i + 1;
+		rc = stream_line(s, text, arg);
+		buf_reset(&s->line);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+int
+openai_stream_end(struct openai_stream *s)
+{
+	/* A server that closes right after "data: [DONE]\n", without the
+	 * blank line: the line ended, and nothing could follow it. */
+	if (!s->done && s->line.len == 0 && s->ndata == 1 &&
+	    s->data.len == 6 && memcmp(s->data.data, "[DONE]", 6) == 0) {
+		s->done = 1;
+		s->ndata = 0;
+	}
+	if (s->error != NULL)
+		return -1;
+	if (!s->done)
+		return stream_fail(s, "no [DONE] at the end");
+	if (!s->finished)
+		return stream_fail(s, "no finish_reason");
+	if (reply_check(s->reply) == -1)
+		return stream_fail(s, "a call without its id or name");
+	if (reply_text(s->reply) == NULL && s->reply->ncalls == 0)
+		return stream_fail(s, "neither words nor calls");
+	return 0;
+}
+
+void
+openai_stream_free(struct openai_stream *s)
+{
+	buf_free(&s->line);
+	buf_free(&s->data);
+	s->ndata = 0;
 }
 
 int

@@ -410,7 +410,8 @@ remote_complete(const struct transcript *t, int offer_tools,
 	(void)stream;	/* streamed requests: not yet; the whole reply */
 	if (curl == NULL && handle_open() == -1)
 		return err_oom(err);
-	if ((body = openai_request(t, model_cfg->model, offer_tools)) == NULL)
+	if ((body = openai_request(t, model_cfg->model, offer_tools,
+	    0)) == NULL)
 		return err_set(err, 502, "model_error", "The request for the "
 		    "assistant could not be built. Please try again.");
 	memset(&a, 0, sizeof(a));
