@@ -15,6 +15,29 @@ otherwise answers from a script the test queues through a control API:
     {"raw": "text"}     200 with exactly that body (malformed replies).
     {"close": true}     drops the connection without answering.
     {"delay_ms": N}     waits first; combines with any of the above.
+
+A request with "stream": true gets its reply (a scripted "reply" or the
+default one) as OpenAI streams it: 200 text/event-stream, chunked, one
+"data: {chat.completion.chunk}" event a chunk (the first delta with the
+role, the content in pieces, each tool call as a first piece {index, id,
+type, function: {name, arguments: ""}} then fragments of its arguments,
+a last chunk with the finish_reason), then, when
+stream_options.include_usage, a chunk with "choices": [] and "usage",
+then "data: [DONE]". Steps may add, for a streamed reply:
+    "piece_chars": N    content and arguments in pieces of N characters
+                        (default 4; a character is never cut in two)
+    "pieces": N         ...or in N pieces each
+    "chunk_delay_ms": N waits before each chunk after the first
+    "stall_after": K, "stall_ms": N
+                        waits N ms after the K-th chunk (a silence
+                        mid-stream)
+    "cut_after": K      closes the connection after K chunks: no more
+                        chunks, no [DONE], no end of the chunked body
+    "sse": "text"       200 text/event-stream with exactly that body
+                        (malformed streams); chunk_delay_ms and cut_after
+                        do not apply
+stream_options is checked as OpenAI checks it: only with "stream": true,
+an object, include_usage a boolean.
   POST /__reset     empties the queue and the request log.
   GET  /__requests  JSON array, one entry per chat request, valid or not:
                     {"path", "authorization", "status", "body", "peer_port"}
@@ -161,6 +184,31 @@ def check_request(body):
     check_order(messages)
     if "tools" in body:
         check_tools(body["tools"])
+    check_stream(body)
+
+
+def check_stream(body):
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise Invalid("Invalid type for 'stream': expected a boolean, but "
+                      "got %s instead." % type(stream).__name__, "stream")
+    if "stream_options" not in body or body["stream_options"] is None:
+        return
+    options = body["stream_options"]
+    if not stream:
+        raise Invalid("The 'stream_options' parameter is only allowed when "
+                      "'stream' is enabled.", "stream_options")
+    if not isinstance(options, dict):
+        raise Invalid("Invalid type for 'stream_options': expected an "
+                      "object.", "stream_options")
+    for k, v in options.items():
+        if k not in ("include_usage", "include_obfuscation"):
+            raise Invalid("Unknown parameter: 'stream_options.%s'." % k,
+                          "stream_options." + k)
+        if not isinstance(v, bool):
+            raise Invalid("Invalid type for 'stream_options.%s': expected a "
+                          "boolean, but got %s instead."
+                          % (k, type(v).__name__), "stream_options." + k)
 
 
 def full_call(call, n):
@@ -190,6 +238,54 @@ def completion(body, message):
                          else "stop"}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 5,
                       "total_tokens": 15}}
+
+
+def split(text, step):
+    """text in pieces as the step asks: "pieces" of them, or pieces of
+    "piece_chars" characters (Python strings: never inside a UTF-8
+    sequence, as OpenAI's tokens are not)."""
+    if not text:
+        return []
+    if step.get("pieces"):
+        n = max(1, -(-len(text) // int(step["pieces"])))
+    else:
+        n = max(1, int(step.get("piece_chars", 4)))
+    return [text[i:i + n] for i in range(0, len(text), n)]
+
+
+def chunks(body, message, step):
+    """The chat.completion.chunk objects of a streamed reply."""
+    whole = completion(body, message)
+    choice = whole["choices"][0]
+    out = choice["message"]
+    usage = (body.get("stream_options") or {}).get("include_usage")
+    base = {"id": whole["id"], "object": "chat.completion.chunk",
+            "created": whole["created"], "model": whole["model"],
+            "system_fingerprint": whole["system_fingerprint"]}
+    if usage:
+        base["usage"] = None
+
+    def chunk(delta, finish=None):
+        return dict(base, choices=[{"index": 0, "delta": delta,
+                                    "logprobs": None,
+                                    "finish_reason": finish}])
+    content = out.get("content")
+    yield chunk({"role": "assistant", "refusal": None,
+                 "content": "" if content is not None else None})
+    for piece in split(content, step):
+        yield chunk({"content": piece})
+    for k, call in enumerate(out.get("tool_calls") or []):
+        fn = call["function"]
+        yield chunk({"tool_calls": [{"index": k, "id": call["id"],
+                                     "type": "function", "function": {
+                                         "name": fn["name"],
+                                         "arguments": ""}}]})
+        for piece in split(fn["arguments"], step):
+            yield chunk({"tool_calls": [{"index": k, "function": {
+                "arguments": piece}}]})
+    yield chunk({}, choice["finish_reason"])
+    if usage:
+        yield dict(base, choices=[], usage=whole["usage"])
 
 
 def default_reply(body):
@@ -239,6 +335,46 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True   # the client gave up (timeout)
+
+    def stream_start(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def stream_write(self, text):
+        data = text.encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def stream(self, step, body, entry):
+        """A streamed reply; False when the client went away."""
+        entry["status"] = 200
+        try:
+            self.stream_start()
+            if "sse" in step:
+                self.stream_write(step["sse"])
+                self.wfile.write(b"0\r\n\r\n")
+                return True
+            events = chunks(body, step.get("reply") or default_reply(body),
+                            step)
+            for k, c in enumerate(events):
+                if k > 0:
+                    time.sleep(step.get("chunk_delay_ms", 0) / 1000.0)
+                if k == step.get("cut_after"):
+                    self.close_connection = True
+                    return True
+                self.stream_write("data: %s\n\n" % json.dumps(
+                    c, ensure_ascii=False))
+                if k + 1 == step.get("stall_after"):
+                    time.sleep(step.get("stall_ms", 0) / 1000.0)
+            self.stream_write("data: [DONE]\n\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return True
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True   # the client stopped or gave up
+            return False
 
     def read_body(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -317,6 +453,8 @@ class Handler(BaseHTTPRequestHandler):
             entry["status"] = step["status"]
             return self.send(step["status"], step.get("body", error_body(
                 "mock error %d" % step["status"])), step.get("headers"))
+        if body.get("stream"):
+            return self.stream(step, body, entry)
         entry["status"] = 200
         self.send(200, completion(body, step.get("reply") or
                                   default_reply(body)))
