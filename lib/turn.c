@@ -105,6 +105,7 @@ struct turn_state {
 	const struct turn_request *req;
 	const struct turn_observer *observer;	/* NULL: not watched */
 	int			 started;	/* TURN_START was told */
+	size_t			 step_told;	/* bytes of words told this step */
 	long long		 conversation_id;
 	long long		 user_message_id;
 	int			 rounds_done;	/* stored by an earlier attempt */
@@ -147,8 +148,23 @@ tell_text_step(const struct turn_state *ts, const char *text)
 static int
 stream_text(void *arg, const char *delta, size_t len)
 {
-	tell(arg, TURN_TEXT, (struct turn_event){ .text = delta, .len = len });
+	struct turn_state	*ts = arg;
+
+	ts->step_told += len;
+	tell(ts, TURN_TEXT, (struct turn_event){ .text = delta, .len = len });
 	return 0;
+}
+
+/* The words of a step that the backend did not stream (or not all of):
+ * told once the reply is whole, so that a watcher always gets them. */
+static void
+tell_rest(struct turn_state *ts, const struct model_reply *mr)
+{
+	const char	*text = reply_text(mr);
+
+	if (text != NULL && mr->text.len > ts->step_told)
+		tell(ts, TURN_TEXT, (struct turn_event){ .text = text +
+		    ts->step_told, .len = mr->text.len - ts->step_told });
 }
 
 static int
@@ -242,9 +258,11 @@ converse(struct turn_state *ts, char **answer, struct chat_err *err)
 
 	for (round = ts->rounds_done + 1; ; round++) {
 		tell(ts, TURN_STEP_START, (struct turn_event){ 0 });
+		ts->step_told = 0;
 		if (model_complete(&ts->transcript, 1, ts->observer != NULL ?
 		    &stream : NULL, &mr, err) == -1)
 			return -1;
+		tell_rest(ts, &mr);
 		if (mr.ncalls == 0) {
 			if ((*answer = reply_take_text(&mr)) == NULL)
 				*answer = strdup("");
