@@ -124,6 +124,45 @@ own Node tree:
                              answer, dies unless 2xx
       $n->stop               SIGTERM to its group, then SIGKILL; also on
                              DESTROY
+  my $r = Stack::Node->run('read-ui-stream.mjs', args => [...],
+          stdin => $str, timeout => $s)
+                             node t/js/SCRIPT to its end (its group
+                             killed after timeout, 120 s): { exit,
+                             out, err, json (its first stdout line,
+                             decoded, or undef) }
+
+=head1 STREAMS
+
+For streamed turns (POST /chat with Accept: text/event-stream, the AI
+SDK's UI message stream):
+
+  $s->ui_stream($path, token => $t, body => \%b, headers => {...},
+          timeout => $s)         POST through nginx with Accept:
+                             text/event-stream (a header given as undef
+                             is left out), read by t/js/read-ui-stream.mjs
+                             (the ai package's transport, parser and
+                             state machine): its JSON line ({status,
+                             headers, raw, chunks, values, message,
+                             error_texts, errors}) plus exit and stderr
+  my $st = $s->stream_open($path, token => $t, body => \%b,
+          headers => {...})      the same request on a raw socket
+                             (HTTP/1.1, Connection: close), for reading
+                             a stream bit by bit and dropping it:
+      $st->read_until($re, $timeout)  reads until the body (de-chunked)
+                             matches $re or the server closes; true when
+                             it matched
+      $st->read_all($timeout)    reads until the server closes; true if
+                             it did within timeout
+      $st->status, $st->headers (lower-case names), $st->body (so far)
+      $st->arrivals          [ [seconds since the request, body text
+                             that came then], ... ]
+      $st->close             drops the connection
+  Stack::sse_blocks($text)   the stream cut at blank lines: [ { id =>
+                             N, data => STR } or { comment => STR } or
+                             { bad => STR } (a block of another shape:
+                             several fields, an unknown field, text
+                             after the last blank line) ]
+
 A stack without a secret, for workers that trust a JWKS only:
 env => { CHAT_JWT_SECRET => undef, CHAT_JWT_JWKS => $url }; token()
 then signs with a secret no worker knows.
@@ -1233,6 +1272,77 @@ sub _which {
 	return undef;
 }
 
+# -------------------------------------------------------------- streams
+
+# POST $path with Accept: text/event-stream, read by the ai package's own
+# code (t/js/read-ui-stream.mjs); its JSON line, with its exit status and
+# stderr.
+sub ui_stream {
+	my ($self, $path, %o) = @_;
+	my %h = (accept => 'text/event-stream');
+	$h{lc $_} = $o{headers}{$_} for keys %{ $o{headers} // {} };
+	delete @h{ grep { !defined $h{$_} } keys %h };
+	$h{authorization} = "Bearer $o{token}" if defined $o{token};
+	my $timeout = $o{timeout} // 60;
+	my $run = Stack::Node->run('read-ui-stream.mjs', timeout => $timeout + 30,
+	    stdin => $JSON->encode({ url => "http://127.0.0.1:$self->{port}$path",
+	    headers => \%h, body => $o{body} // {},
+	    timeout_ms => int($timeout * 1000) }));
+	my $line = $run->{json}
+	    or die "read-ui-stream.mjs printed no JSON (exit $run->{exit}):"
+	    . " $run->{out}\n$run->{err}\n";
+	$line->{exit} = $run->{exit};
+	$line->{stderr} = $run->{err};
+	return $line;
+}
+
+# The same request on a socket of its own, read as the test likes.
+sub stream_open {
+	my ($self, $path, %o) = @_;
+	my %h = ('content-type' => 'application/json',
+	    accept => 'text/event-stream');
+	$h{lc $_} = $o{headers}{$_} for keys %{ $o{headers} // {} };
+	delete @h{ grep { !defined $h{$_} } keys %h };
+	$h{authorization} = "Bearer $o{token}" if defined $o{token};
+	my $body = ref $o{body} ? $JSON->encode($o{body})
+	    : _bytes($o{body} // '');
+	my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+	    PeerPort => $self->{port}, Proto => 'tcp', Timeout => 10)
+	    or die "stream_open: connect: $!\n";
+	local $SIG{PIPE} = 'IGNORE';
+	my $req = "POST $path HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+	    . join('', map { "$_: $h{$_}\r\n" } sort keys %h)
+	    . 'Content-Length: ' . length($body) . "\r\nConnection: close\r\n\r\n"
+	    . $body;
+	while (length $req) {
+		my $n = syswrite $sock, $req;
+		die "stream_open: write: $!\n" unless $n;
+		substr($req, 0, $n) = '';
+	}
+	return bless { sock => $sock, in => '', body => '', t0 => time,
+	    arrivals => [] }, 'Stack::Stream';
+}
+
+# The text of an event stream cut into its blocks (events and comments).
+sub sse_blocks {
+	my ($text) = @_;
+	my @blocks;
+	my @parts = split /\n\n/, $text, -1;
+	my $tail = pop @parts;	# after the last blank line: '' if complete
+	for my $b (@parts) {
+		if ($b =~ /\Aid: (\d+)\ndata: ([^\n]*)\z/) {
+			push @blocks, { id => $1, data => $2 };
+		} elsif ($b =~ /\A:([^\n]*)\z/) {
+			(my $c = $1) =~ s/\A //;
+			push @blocks, { comment => $c };
+		} else {
+			push @blocks, { bad => $b };
+		}
+	}
+	push @blocks, { bad => $tail } if defined $tail && length $tail;
+	return \@blocks;
+}
+
 package Stack::Node;
 # A Node program of t/js, started by a test, on 127.0.0.1: see NODE in
 # Stack's documentation.
@@ -1297,6 +1407,49 @@ sub start {
 	return $self;
 }
 
+# node t/js/SCRIPT to its end, in a session of its own so that a timeout
+# kills all it started: { exit, out, err, json }.
+sub run {
+	my ($class, $script, %o) = @_;
+	my $nm = Stack::node_modules();
+	(my $js = $nm) =~ s{/node_modules\z}{};
+	(my $tmp = $js) =~ s{/js\z}{/tmp};
+	Stack::_mkdir($tmp);
+	my $io = sprintf '%s/node-run-%d-%d', $tmp, $$, ++$NODE_SEQ;
+	Stack::_spew("$io.in", $o{stdin} // '');
+	my $pid = fork // die "fork: $!\n";
+	if (!$pid) {
+		eval {
+			setsid();
+			open STDIN, '<', "$io.in" or die "stdin: $!\n";
+			open STDOUT, '>', "$io.out" or die "stdout: $!\n";
+			open STDERR, '>', "$io.err" or die "stderr: $!\n";
+			chdir $js or die "chdir $js: $!\n";
+			%ENV = (PATH => $ENV{PATH}, HOME => $ENV{HOME} // '/tmp');
+			exec 'node', "$js/$script", @{ $o{args} // [] };
+			die "exec node: $!\n";
+		};
+		print STDERR "Stack::Node: $@";
+		_exit(127);
+	}
+	my $timeout = $o{timeout} // 120;
+	my $deadline = time + $timeout;
+	my $done;
+	sleep 0.01 while !($done = waitpid($pid, WNOHANG)) && time < $deadline;
+	if (!$done) {
+		kill 'KILL', -$pid;
+		waitpid $pid, 0;
+	}
+	my %r = (exit => $done ? $? >> 8 : undef,
+	    out => Stack::_slurp("$io.out"), err => Stack::_slurp("$io.err"));
+	$r{err} .= "\nStack::Node: t/js/$script killed after $timeout s\n"
+	    unless $done;
+	unlink "$io.in", "$io.out", "$io.err";
+	my ($first) = split /\n/, $r{out};
+	$r{json} = eval { JSON::PP->new->utf8->decode($first // '') };
+	return \%r;
+}
+
 sub info { $_[0]{info} }
 sub pid  { $_[0]{pid} }
 
@@ -1341,5 +1494,111 @@ sub stop {
 }
 
 sub DESTROY { $_[0]->stop }
+
+package Stack::Stream;
+# A request on a socket of its own whose answer is read bit by bit: see
+# STREAMS in Stack's documentation.
+
+use IO::Select;
+use Time::HiRes qw(time);
+
+sub status  { $_[0]{status} }
+sub headers { $_[0]{headers} // {} }
+sub body    { $_[0]{body} }
+sub arrivals { $_[0]{arrivals} }
+sub closed  { $_[0]{eof} }
+
+# One read (up to timeout seconds); false at the end or on a timeout.
+sub _read_some {
+	my ($self, $timeout) = @_;
+	return 0 if $self->{eof} || !$self->{sock};
+	my $sel = IO::Select->new($self->{sock});
+	return 0 unless $sel->can_read($timeout > 0 ? $timeout : 0);
+	my $n = sysread $self->{sock}, $self->{in}, 65536, length $self->{in};
+	if (!$n) {
+		$self->{eof} = 1;
+		return 0;
+	}
+	$self->_parse;
+	return 1;
+}
+
+# The head once it is all there, then the body de-chunked as it comes.
+sub _parse {
+	my ($self) = @_;
+	if (!defined $self->{status}) {
+		my $at = index $self->{in}, "\r\n\r\n";
+		return if $at < 0;
+		my $head = substr $self->{in}, 0, $at + 4, '';
+		($self->{status}) = $head =~ m{\AHTTP/1\.[01] (\d{3})};
+		$self->{status} //= 599;
+		my %h;
+		for (split /\r\n/, $head) {
+			my ($k, $v) = /\A([^:\s]+):[ \t]*(.*?)[ \t]*\z/ or next;
+			$h{lc $k} = exists $h{lc $k} ? [ (ref $h{lc $k}
+			    ? @{ $h{lc $k} } : $h{lc $k}), $v ] : $v;
+		}
+		$self->{headers} = \%h;
+		$self->{chunked} = ($h{'transfer-encoding'} // '') =~ /chunked/i;
+	}
+	my $got = '';
+	if (!$self->{chunked}) {
+		$got = $self->{in};
+		$self->{in} = '';
+	} else {
+		while (1) {
+			if ($self->{left}) {
+				my $take = substr $self->{in}, 0, $self->{left}, '';
+				$got .= $take;
+				$self->{left} -= length $take;
+				last if $self->{left};
+				$self->{crlf} = 1;
+			}
+			if ($self->{crlf}) {
+				last if length $self->{in} < 2;
+				substr($self->{in}, 0, 2) = '';
+				$self->{crlf} = 0;
+			}
+			last if $self->{last_chunk};
+			$self->{in} =~ s/\A([0-9a-fA-F]+)[^\r]*\r\n// or last;
+			$self->{left} = hex $1;
+			$self->{last_chunk} = 1 unless $self->{left};
+		}
+	}
+	return unless length $got;
+	$self->{body} .= $got;
+	push @{ $self->{arrivals} }, [ time - $self->{t0}, $got ];
+}
+
+sub read_until {
+	my ($self, $re, $timeout) = @_;
+	my $deadline = time + ($timeout // 30);
+	while (1) {
+		return 1 if defined $self->{status} && $self->{body} =~ $re;
+		my $left = $deadline - time;
+		return 0 if $left <= 0;
+		$self->_read_some($left) or return
+		    defined $self->{status} && $self->{body} =~ $re ? 1 : 0;
+	}
+}
+
+sub read_all {
+	my ($self, $timeout) = @_;
+	my $deadline = time + ($timeout // 30);
+	while (!$self->{eof} && !$self->{last_chunk}) {
+		my $left = $deadline - time;
+		return 0 if $left <= 0;
+		$self->_read_some($left);
+	}
+	return 1;
+}
+
+sub close {
+	my ($self) = @_;
+	my $sock = delete $self->{sock} or return;
+	CORE::close $sock;
+}
+
+sub DESTROY { $_[0]->close }
 
 1;
