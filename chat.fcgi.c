@@ -27,6 +27,7 @@
 #include "openai.h"
 #include "text.h"
 #include "turn.h"
+#include "uistream.h"
 #include "url.h"
 
 /* What a handler gets: the request, the caller (when the route needs
@@ -142,10 +143,25 @@ health(struct call *c, struct chat_err *err)
 	return 0;
 }
 
+/* A streamed turn's bytes: the response starts with the first of them,
+ * which is the turn's start (the message is stored), so that what fails
+ * before it is still an ordinary JSON error. */
+static int
+stream_write(void *arg, const char *p, size_t len)
+{
+	struct request	*r = arg;
+
+	if (!r->streaming)
+		http_stream_start(r, "x-vercel-ai-ui-message-stream: v1");
+	return http_stream_write(r, p, len);
+}
+
 static int
 chat(struct call *c, struct chat_err *err)
 {
 	struct chat_request	 cr;
+	struct uistream		 stream;
+	struct turn_observer	 observer = { uistream_event, &stream };
 	cJSON			*reply;
 	int			 rc;
 
@@ -157,10 +173,14 @@ chat(struct call *c, struct chat_err *err)
 	    c->req->idempotency_key, &cr, err) == -1)
 		return -1;
 	cr.turn.user_id = c->user_id;
-	if ((rc = turn_run(&cr.turn, &reply, err)) == 0) {
+	uistream_init(&stream, stream_write, c->req);
+	rc = turn_run(&cr.turn, c->req->wants_stream ? &observer : NULL,
+	    &reply, err);
+	if (c->req->streaming)
+		rc = 0;		/* answered: an error went as its part */
+	else if (rc == 0)
 		reply_json(c->req, 200, reply);
-		cJSON_Delete(reply);
-	}
+	cJSON_Delete(reply);
 	chatreq_free(&cr);
 	return rc;
 }
