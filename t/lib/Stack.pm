@@ -143,7 +143,8 @@ SDK's UI message stream):
                              (the ai package's transport, parser and
                              state machine): its JSON line ({status,
                              headers, raw, chunks, values, message,
-                             error_texts, errors}) plus exit and stderr
+                             error_texts, errors}; raw as UTF-8 bytes)
+                             plus exit and stderr
   my $st = $s->stream_open($path, token => $t, body => \%b,
           headers => {...})      the same request on a raw socket
                              (HTTP/1.1, Connection: close), for reading
@@ -162,6 +163,16 @@ SDK's UI message stream):
                              { bad => STR } (a block of another shape:
                              several fields, an unknown field, text
                              after the last blank line) ]
+
+  Stack::ui_turn($text)      a streamed turn's text read against our
+                             contract: { blocks, ids, parts (decoded),
+                             pings, done (ended with [DONE]), metadata
+                             (the start's), steps => [ { tools => [ { id,
+                             name, input, output } ], texts => [ joined
+                             deltas of each text part ] } ], answer (the
+                             last step's text), error (an error part's
+                             errorText), problems => [ what breaks the
+                             contract, in words ] }
 
 A stack without a secret, for workers that trust a JWKS only:
 env => { CHAT_JWT_SECRET => undef, CHAT_JWT_JWKS => $url }; token()
@@ -1293,6 +1304,8 @@ sub ui_stream {
 	    . " $run->{out}\n$run->{err}\n";
 	$line->{exit} = $run->{exit};
 	$line->{stderr} = $run->{err};
+	# The body as bytes, as a socket gives it (for sse_blocks, ui_turn).
+	utf8::encode($line->{raw} //= '');
 	return $line;
 }
 
@@ -1341,6 +1354,135 @@ sub sse_blocks {
 	}
 	push @blocks, { bad => $tail } if defined $tail && length $tail;
 	return \@blocks;
+}
+
+# A streamed turn against our contract: every block an event with a
+# decimal id that grows, or a comment; every data line one JSON object
+# but the last, [DONE]; start first, then steps (start-step ...
+# finish-step) holding tool calls (an input, then its output) and text
+# parts (text-start, its deltas, text-end), an error part possibly, then
+# finish. What it breaks goes to {problems}, in words.
+my %UI_PART = map { $_ => 1 } qw(start start-step finish-step
+    tool-input-available tool-output-available text-start text-delta
+    text-end error finish);
+
+sub ui_turn {
+	my ($text) = @_;
+	my %t = (blocks => sse_blocks($text), ids => [], parts => [],
+	    pings => 0, done => 0, steps => [], problems => []);
+	my $bad = sub { push @{ $t{problems} }, join '', @_ };
+	my $json = JSON::PP->new->utf8;
+	my ($step, %text_open, %text_seen, %input, %output, $finished);
+	for my $b (@{ $t{blocks} }) {
+		if (exists $b->{bad}) {
+			$bad->("a block that is neither one event (id, data) nor "
+			    . "a comment: '$b->{bad}'");
+			next;
+		}
+		if (exists $b->{comment}) {
+			$t{pings}++ if $b->{comment} eq 'ping';
+			next;
+		}
+		$bad->("an event after [DONE]: id $b->{id}") if $t{done};
+		$bad->("id '$b->{id}' is not a plain decimal")
+		    unless $b->{id} =~ /\A(?:0|[1-9][0-9]*)\z/;
+		$bad->("id $b->{id} does not grow (after $t{ids}[-1])")
+		    if @{ $t{ids} } && $b->{id} <= $t{ids}[-1];
+		push @{ $t{ids} }, $b->{id};
+		if ($b->{data} eq '[DONE]') {
+			$t{done} = 1;
+			next;
+		}
+		my $p = eval { $json->decode($b->{data}) };
+		if (ref $p ne 'HASH' || !defined $p->{type} || ref $p->{type}) {
+			$bad->("data of id $b->{id} is not one JSON object with a "
+			    . "type: $b->{data}");
+			next;
+		}
+		push @{ $t{parts} }, $p;
+		my $type = $p->{type};
+		$bad->("an unknown part type '$type'") unless $UI_PART{$type};
+		$bad->("'$type' after finish") if $finished;
+		if (@{ $t{parts} } == 1) {
+			$bad->("the first part is '$type', not start")
+			    unless $type eq 'start';
+		}
+		if ($type eq 'start') {
+			$bad->('start not first') if @{ $t{parts} } > 1;
+			$t{metadata} = $p->{messageMetadata};
+		} elsif ($type eq 'start-step') {
+			$bad->('start-step inside a step') if $step;
+			$step = { tools => [], texts => [] };
+			push @{ $t{steps} }, $step;
+		} elsif ($type eq 'finish-step') {
+			$bad->('finish-step outside a step') unless $step;
+			$bad->("finish-step with text $_ open") for sort keys %text_open;
+			undef $step;
+			%text_open = ();
+		} elsif ($type eq 'tool-input-available') {
+			$bad->('a tool input outside a step') unless $step;
+			my $id = $p->{toolCallId} // '';
+			$bad->("a tool call id that is not a string")
+			    unless length $id && !ref $id;
+			$bad->("tool call $id given twice") if $input{$id}++;
+			$bad->("tool call $id without a toolName")
+			    unless defined $p->{toolName} && !ref $p->{toolName};
+			$bad->("tool call $id: input is not an object")
+			    unless ref $p->{input} eq 'HASH';
+			push @{ $step->{tools} }, { id => $id,
+			    name => $p->{toolName}, input => $p->{input} }
+			    if $step;
+		} elsif ($type eq 'tool-output-available') {
+			$bad->('a tool output outside a step') unless $step;
+			my $id = $p->{toolCallId} // '';
+			$bad->("an output for tool call $id, never asked for in "
+			    . 'this step') unless $step
+			    && grep { $_->{id} eq $id } @{ $step->{tools} };
+			$bad->("tool call $id answered twice") if $output{$id}++;
+			$bad->("tool call $id: no output") unless exists $p->{output};
+			$_->{id} eq $id and $_->{output} = $p->{output}
+			    for @{ $step ? $step->{tools} : [] };
+		} elsif ($type eq 'text-start') {
+			$bad->('text-start outside a step') unless $step;
+			my $id = $p->{id} // '';
+			$bad->("text id '$id' used twice in the turn")
+			    if $text_seen{$id}++;
+			$text_open{$id} = 1;
+			push @{ $step->{texts} }, '' if $step;
+			$step->{text_at}{$id} = $#{ $step->{texts} } if $step;
+		} elsif ($type eq 'text-delta') {
+			my $id = $p->{id} // '';
+			$bad->("a delta of text '$id', not open") unless $text_open{$id};
+			$bad->("a delta of text '$id' that is not a string")
+			    unless defined $p->{delta} && !ref $p->{delta};
+			$step->{texts}[ $step->{text_at}{$id} ] .= $p->{delta}
+			    if $step && defined $step->{text_at}{$id};
+		} elsif ($type eq 'text-end') {
+			my $id = $p->{id} // '';
+			$bad->("text-end of text '$id', not open")
+			    unless delete $text_open{$id};
+		} elsif ($type eq 'error') {
+			$bad->('an error part without an errorText string')
+			    unless defined $p->{errorText} && !ref $p->{errorText};
+			$bad->('a second error part') if defined $t{error};
+			$t{error} = $p->{errorText};
+		} elsif ($type eq 'finish') {
+			$bad->("finish inside a step") if $step;
+			$finished = 1;
+		}
+	}
+	$bad->('no start part') unless @{ $t{parts} }
+	    && $t{parts}[0]{type} eq 'start';
+	$bad->('no finish part before [DONE]') unless $finished;
+	$bad->('the stream does not end with [DONE]') unless $t{done};
+	$bad->("tool call $_ without an output") for grep { !$output{$_} }
+	    sort keys %input;
+	if (!defined $t{error}) {
+		my $last = $t{steps}[-1];
+		$t{answer} = join '', @{ $last ? $last->{texts} : [] };
+	}
+	delete $_->{text_at} for @{ $t{steps} };
+	return \%t;
 }
 
 package Stack::Node;
