@@ -8,6 +8,8 @@
 # chunk of the wrong shape, a chunk type the protocol does not have, a
 # data line that is not JSON, a delta of a text never started, an output
 # for a call never made) is reported as an error, never passed over.
+# Stack::ui_turn, which reads the same bytes against our own contract,
+# is held to the same standard.
 use strict;
 use warnings;
 use FindBin;
@@ -144,5 +146,48 @@ for my $f (@faults) {
 	    "$name: $error" or diag explain $r->{errors};
 }
 ok exists $r->{errors}[0]{value}, 'a schema error names the chunk';
+
+# 4. Stack::ui_turn, the contract's own reading of the bytes: the good
+# turn keeps it; each break of it is named.
+my $good = stream($start, @call, \': ping', @words, { type => 'finish' });
+my $t = Stack::ui_turn($good);
+is_deeply $t->{problems}, [], 'ui_turn: the good turn keeps the contract'
+    or diag explain $t->{problems};
+is $t->{pings}, 1, 'ui_turn: one ping';
+is $t->{answer}, "Added \"Buy milk\" \x{2014} done.",
+    'ui_turn: the last step\'s text, decoded';
+is_deeply [ map { $_->{name} } @{ $t->{steps}[0]{tools} } ], [ 'add_task' ],
+    'ui_turn: the first step\'s call';
+is $t->{steps}[0]{tools}[0]{output}{task_id}, 3, 'ui_turn: ... with its output';
+my @broken = (
+	[ 'no [DONE]', sub { $_[0] =~ s/id: \d+\ndata: \[DONE\]\n\n//r },
+	  qr/does not end with \[DONE\]/ ],
+	[ 'an id that does not grow', sub { $_[0] =~ s/id: 3\n/id: 2\n/r },
+	  qr/does not grow/ ],
+	[ 'an id that is not decimal', sub { $_[0] =~ s/id: 3\n/id: x3\n/r },
+	  qr/neither one event/ ],
+	[ 'two data lines in an event',
+	  sub { $_[0] =~ s/(data: \{"type":"start-step"\})/$1\ndata: {}/r },
+	  qr/neither one event/ ],
+	[ 'a part outside a step',
+	  sub { $_[0] =~ s/id: 6\ndata: \{"type":"start-step"\}\n\n//r },
+	  qr/outside a step/ ],
+	[ 'a delta after its text ended', sub { stream($start,
+	  @words[0, 1, 4, 2], $words[5], { type => 'finish' }) },
+	  qr/a delta of text 't1', not open/ ],
+	[ 'no finish', sub { $_[0] =~ s/id: \d+\ndata: \{"type":"finish"\}\n\n//r },
+	  qr/no finish part/ ],
+	[ 'an output without its input', sub { $_[0] =~
+	  s/id: 3\ndata: \{[^\n]*tool-input-available[^\n]*\}\n\n//r },
+	  qr/never asked for/ ],
+);
+for my $b (@broken) {
+	my ($name, $edit, $re) = @$b;
+	my $text = $edit->($good);
+	isnt $text, $good, "ui_turn: $name: the stream was edited";
+	my @p = @{ Stack::ui_turn($text)->{problems} };
+	ok scalar(grep { /$re/ } @p), "ui_turn: $name: named"
+	    or diag explain \@p;
+}
 
 done_testing;
