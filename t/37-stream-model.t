@@ -167,8 +167,11 @@ script(calls([ 'call_g1', 'add_task', { title => 'Left behind' } ]),
     answer('Added "Left behind" while you were away.', delay_ms => 2000));
 my $st = $s->stream_open('/chat', token => $alice,
     body => { message => 'Add a task and wait' });
+my $opened = time;
 ok $st->read_until(qr/"tool-output-available"/, 20),
     'gone: the first round streamed' or diag $st->body;
+ok time - $opened < 1.5, sprintf 'gone: ... in %.2f s, while the model'
+    . ' still thinks: nothing on the way holds it back', time - $opened;
 my ($conv) = $st->body =~ /"conversation_id":([0-9]+)/;
 $st->close;
 my $t0 = time;
