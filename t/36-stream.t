@@ -17,13 +17,14 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use Encode qw(decode);
 use JSON::PP;
 use Stack;
 
 Stack::node_modules();	# skips the test when there is no node
 
 my $JSON = JSON::PP->new->utf8->canonical;
+# For JSON in text that sql() has decoded already.
+my $TEXT_JSON = JSON::PP->new->canonical;
 my $s = Stack->new(workers => 2);
 my $alice = $s->token('alice');
 my $bob = $s->token('bob');
@@ -108,12 +109,10 @@ sub json_turn {
 	return $r->{json};
 }
 
-sub chars { defined $_[0] ? decode('UTF-8', $_[0]) : undef }
-
 # The last assistant message of a conversation: its answer.
 sub stored_answer {
 	my ($conversation_id) = @_;
-	return chars($s->sql_value(q{SELECT content FROM messages
+	return ($s->sql_value(q{SELECT content FROM messages
 	    WHERE conversation_id = $1 AND role = 'assistant'
 	    AND tool_calls IS NULL ORDER BY id DESC LIMIT 1}, $conversation_id));
 }
@@ -130,13 +129,14 @@ sub stored_calls {
 	for my $row (@$rows) {
 		my ($role, $calls, $call_id, $content) = @$row;
 		if ($role eq 'assistant' && defined $calls) {
-			for my $c (@{ $JSON->decode($calls) }) {
+			for my $c (@{ $TEXT_JSON->decode($calls) }) {
 				push @calls, $by_id{ $c->{id} } = { id => $c->{id},
 				    name => $c->{function}{name},
-				    input => $JSON->decode($c->{function}{arguments}) };
+				    input => $TEXT_JSON->decode(
+				    $c->{function}{arguments}) };
 			}
 		} elsif ($role eq 'tool') {
-			$by_id{$call_id}{output} = $JSON->decode($content);
+			$by_id{$call_id}{output} = $TEXT_JSON->decode($content);
 		}
 	}
 	return \@calls;
