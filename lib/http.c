@@ -113,6 +113,7 @@ http_request_read(struct request *r, FCGX_Request *fcgi,
 	r->authorization = param(fcgi, "HTTP_AUTHORIZATION");
 	r->idempotency_key = param(fcgi, "HTTP_IDEMPOTENCY_KEY");
 	r->wants_stream = accepts_stream(param(fcgi, "HTTP_ACCEPT"));
+	r->last_event_id = param(fcgi, "HTTP_LAST_EVENT_ID");
 
 	/* Route on REQUEST_URI, which every FastCGI front sets:
 	 * no PATH_INFO or SCRIPT_NAME needed from the location. */

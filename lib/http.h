@@ -24,6 +24,7 @@ struct request {
 	const char	*query;		/* after '?', never NULL, maybe "" */
 	const char	*authorization;	/* HTTP_AUTHORIZATION or NULL */
 	const char	*idempotency_key; /* HTTP_IDEMPOTENCY_KEY or NULL */
+	const char	*last_event_id;	/* HTTP_LAST_EVENT_ID or NULL */
 	int		 wants_stream;	/* Accept names text/event-stream */
 	int		 streaming;	/* http_stream_start() was called */
 	int		 client_gone;	/* a stream write failed */

@@ -106,6 +106,7 @@ struct turn_state {
 	const struct turn_observer *observer;	/* NULL: not watched */
 	int			 started;	/* TURN_START was told */
 	size_t			 step_told;	/* bytes of words told this step */
+	int			 stop;		/* the observer asked to stop */
 	long long		 conversation_id;
 	long long		 user_message_id;
 	int			 rounds_done;	/* stored by an earlier attempt */
@@ -113,15 +114,16 @@ struct turn_state {
 	cJSON			*calls_out;	/* the reply's tool_calls */
 };
 
-/* Tells the observer, if any, an event of type with the fields of ev. */
+/* Tells the observer, if any, an event of type with the fields of ev,
+ * and notes a stop it asks for. */
 static void
-tell(const struct turn_state *ts, enum turn_event_type type,
-    struct turn_event ev)
+tell(struct turn_state *ts, enum turn_event_type type, struct turn_event ev)
 {
 	if (ts->observer == NULL)
 		return;
 	ev.type = type;
-	ts->observer->event(ts->observer->arg, &ev);
+	if (ts->observer->event(ts->observer->arg, &ev) == 1)
+		ts->stop = 1;
 }
 
 static void
@@ -134,7 +136,7 @@ tell_start(struct turn_state *ts)
 
 /* A step that the model did not write now: its words told whole. */
 static void
-tell_text_step(const struct turn_state *ts, const char *text)
+tell_text_step(struct turn_state *ts, const char *text)
 {
 	tell(ts, TURN_STEP_START, (struct turn_event){ 0 });
 	if (*text != '\0')
@@ -152,7 +154,7 @@ stream_text(void *arg, const char *delta, size_t len)
 
 	ts->step_told += len;
 	tell(ts, TURN_TEXT, (struct turn_event){ .text = delta, .len = len });
-	return 0;
+	return ts->stop;
 }
 
 /* The words of a step that the backend did not stream (or not all of):
@@ -170,8 +172,10 @@ tell_rest(struct turn_state *ts, const struct model_reply *mr)
 static int
 stream_idle(void *arg)
 {
-	tell(arg, TURN_IDLE, (struct turn_event){ 0 });
-	return 0;
+	struct turn_state	*ts = arg;
+
+	tell(ts, TURN_IDLE, (struct turn_event){ 0 });
+	return ts->stop;
 }
 
 /* The client's {"name", "arguments", "result"} entry for a call and the
@@ -263,7 +267,8 @@ converse(struct turn_state *ts, char **answer, struct chat_err *err)
 		    &stream : NULL, &mr, err) == -1)
 			return -1;
 		tell_rest(ts, &mr);
-		if (mr.ncalls == 0) {
+		/* Stopped: the words so far are the answer, no call runs. */
+		if (mr.ncalls == 0 || mr.stopped || ts->stop) {
 			if ((*answer = reply_take_text(&mr)) == NULL)
 				*answer = strdup("");
 			reply_free(&mr);
@@ -285,6 +290,10 @@ converse(struct turn_state *ts, char **answer, struct chat_err *err)
 		if (rc == -1)
 			return -1;
 		tell(ts, TURN_STEP_FINISH, (struct turn_event){ 0 });
+		if (ts->stop) {		/* asked between two model calls */
+			*answer = strdup("");
+			break;
+		}
 	}
 	if (*answer == NULL)
 		return err_oom(err);

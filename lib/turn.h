@@ -50,9 +50,12 @@ struct turn_event {
 
 /* What watches a turn. event() is called in the order things happen; a
  * failure to pass an event on (a client gone) is the observer's concern:
- * the turn goes on and is stored whatever happens to its watcher. */
+ * the turn goes on and is stored whatever happens to its watcher. It
+ * returns 0, or 1 when someone asked the turn to stop: the model call
+ * under way is abandoned, no more rounds are run, and the words of the
+ * step so far are stored as the answer. */
 struct turn_observer {
-	void	(*event)(void *arg, const struct turn_event *ev);
+	int	(*event)(void *arg, const struct turn_event *ev);
 	void	*arg;
 };
 

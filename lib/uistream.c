@@ -214,10 +214,8 @@ error(struct uistream *u, const struct chat_err *err)
 }
 
 void
-uistream_event(void *arg, const struct turn_event *ev)
+uistream_event(struct uistream *u, const struct turn_event *ev)
 {
-	struct uistream	*u = arg;
-
 	switch (ev->type) {
 	case TURN_START:
 		start(u, ev);

@@ -32,7 +32,7 @@ struct uistream {
 void	 uistream_init(struct uistream *u,
 	    int (*write)(void *arg, const char *p, size_t len), void *arg);
 
-/* The observer function of turn.h: arg is the struct uistream. */
-void	 uistream_event(void *arg, const struct turn_event *ev);
+/* Writes an event of turn.h to the stream. */
+void	 uistream_event(struct uistream *u, const struct turn_event *ev);
 
 #endif
