@@ -27,6 +27,7 @@
 #include "openai.h"
 #include "text.h"
 #include "turn.h"
+#include "live.h"
 #include "url.h"
 
 /* What a handler gets: the request, the caller (when the route needs
@@ -42,6 +43,8 @@ static int	health(struct call *, struct chat_err *);
 static int	conversations(struct call *, struct chat_err *);
 static int	messages(struct call *, struct chat_err *);
 static int	conversation_delete(struct call *, struct chat_err *);
+static int	conversation_stream(struct call *, struct chat_err *);
+static int	conversation_stop(struct call *, struct chat_err *);
 
 /* The routes: a '*' segment matches one non-empty path segment. A path
  * that matches no pattern is a 404; one that matches under other methods
@@ -59,6 +62,9 @@ static const struct route {
 	{ "GET",    "/chat/conversations/*/messages",	messages,	1 },
 	{ "DELETE", "/chat/conversations/*",		conversation_delete,
 								1 },
+	{ "GET",    "/chat/conversations/*/stream",	conversation_stream,
+								1 },
+	{ "POST",   "/chat/conversations/*/stop",	conversation_stop, 1 },
 };
 
 #define NROUTES	(sizeof(routes) / sizeof(routes[0]))
@@ -142,10 +148,25 @@ health(struct call *c, struct chat_err *err)
 	return 0;
 }
 
+/* A streamed turn's bytes: the response starts with the first of them,
+ * which is the turn's start (the message is stored), so that what fails
+ * before it is still an ordinary JSON error. */
+static int
+stream_write(void *arg, const char *p, size_t len)
+{
+	struct request	*r = arg;
+
+	if (!r->streaming)
+		http_stream_start(r, "x-vercel-ai-ui-message-stream: v1");
+	return http_stream_write(r, p, len);
+}
+
 static int
 chat(struct call *c, struct chat_err *err)
 {
 	struct chat_request	 cr;
+	struct live		 live;
+	struct turn_observer	 observer = { live_event, &live };
 	cJSON			*reply;
 	int			 rc;
 
@@ -157,10 +178,15 @@ chat(struct call *c, struct chat_err *err)
 	    c->req->idempotency_key, &cr, err) == -1)
 		return -1;
 	cr.turn.user_id = c->user_id;
-	if ((rc = turn_run(&cr.turn, &reply, err)) == 0) {
+	live_init(&live, c->user_id, stream_write, c->req);
+	rc = turn_run(&cr.turn, c->req->wants_stream ? &observer : NULL,
+	    &reply, err);
+	live_free(&live);
+	if (c->req->streaming)
+		rc = 0;		/* answered: an error went as its part */
+	else if (rc == 0)
 		reply_json(c->req, 200, reply);
-		cJSON_Delete(reply);
-	}
+	cJSON_Delete(reply);
 	chatreq_free(&cr);
 	return rc;
 }
@@ -234,6 +260,41 @@ token_keys_init(const struct config *cfg)
 	token_keys.issuer = cfg->jwt_issuer;
 	token_keys.audience = cfg->jwt_audience;
 	token_keys.public_key = cfg->jwt_jwks != NULL ? keyring_key : NULL;
+}
+
+/* The running streamed turn of a conversation, followed to its end from
+ * its start or from the event after Last-Event-ID; 204 when none runs. */
+static int
+conversation_stream(struct call *c, struct chat_err *err)
+{
+	const char	*last = c->req->last_event_id;
+	long long	 id, last_id = 0;
+	int		 rc;
+
+	if (path_id(c->segment, &id, err) == -1)
+		return -1;
+	/* An id that is not ours (or not a number) names no event: the
+	 * stream is followed from its start. */
+	if (last != NULL && text_id_parse(last, &last_id) == -1)
+		last_id = 0;
+	rc = live_follow(c->user_id, id, (unsigned long)last_id,
+	    stream_write, c->req, err);
+	if (rc == 1)
+		http_reply(c->req, 204, NULL, NULL);
+	return rc == -1 && !c->req->streaming ? -1 : 0;
+}
+
+/* Asks the running turn of a conversation, if any, to stop. */
+static int
+conversation_stop(struct call *c, struct chat_err *err)
+{
+	long long	 id;
+
+	if (path_id(c->segment, &id, err) == -1 ||
+	    db_stream_stop(c->user_id, id, err) == -1)
+		return -1;
+	http_reply(c->req, 204, NULL, NULL);
+	return 0;
 }
 
 /* One request, start to finish: route, method, caller, size, handler. */

@@ -85,6 +85,32 @@ CREATE TABLE IF NOT EXISTS turns (
 CREATE INDEX IF NOT EXISTS turns_conversation_id_idx
 	ON turns (conversation_id);
 
+-- A streamed turn as others may watch it: the events its worker has sent
+-- so far (the stream's own bytes, pings aside), so that a reloaded page
+-- (GET /chat/conversations/{id}/stream) can follow it from any worker,
+-- and whether someone asked it to stop (POST .../stop), which its worker
+-- reads each time it writes. Written in batches, a few times a second
+-- at most, never a token at a time. A stream whose worker died is not
+-- followed past lease_until. Rows of finished streams are cleared by the
+-- user's next stream after a minute: a watcher reads the end of a stream
+-- within a second of it.
+CREATE TABLE IF NOT EXISTS turn_streams (
+	user_message_id	bigint PRIMARY KEY,
+	conversation_id	bigint NOT NULL
+			REFERENCES conversations (id) ON DELETE CASCADE,
+	user_id		text NOT NULL,
+	events		text NOT NULL DEFAULT '',
+	done		boolean NOT NULL DEFAULT false,
+	stop		boolean NOT NULL DEFAULT false,
+	lease_until	timestamptz NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT now()
+);
+-- A conversation's newest stream; a user's streams, for the clearing.
+CREATE INDEX IF NOT EXISTS turn_streams_conversation_idx
+	ON turn_streams (conversation_id, user_message_id DESC);
+CREATE INDEX IF NOT EXISTS turn_streams_user_idx
+	ON turn_streams (user_id, created_at);
+
 -- The statements of a turn, as functions: lib/db.c sends one call per
 -- statement. PostgreSQL keeps the plans of a PL/pgSQL function for the
 -- life of the server connection, so each is parsed and planned once per
@@ -513,5 +539,84 @@ BEGIN
 	    VALUES (p_conversation, p_user, 'assistant', p_answer, p_reply_to)
 	    RETURNING id INTO answer;
 	RETURN answer;
+END
+$$;
+
+-- A streamed turn's worker writes what it sent since its last write
+-- (p_events), and whether the stream is done; the first write makes the
+-- row. Returns whether a stop was asked. Each write renews the lease.
+CREATE OR REPLACE FUNCTION chat_stream_write(p_user text,
+	p_conversation bigint, p_message bigint, p_events text,
+	p_done boolean)
+RETURNS boolean
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+SET lock_timeout = '5s'
+AS $$
+DECLARE
+	stopped	boolean;
+BEGIN
+	UPDATE turn_streams SET events = events || p_events, done = p_done,
+	    lease_until = now() + chat_turn_lease()
+	    WHERE user_message_id = p_message AND user_id = p_user
+	    RETURNING stop INTO stopped;
+	IF FOUND THEN
+		RETURN stopped;
+	END IF;
+	DELETE FROM turn_streams t WHERE t.user_id = p_user AND t.done
+	    AND t.created_at < now() - interval '1 minute';
+	INSERT INTO turn_streams (user_message_id, conversation_id, user_id,
+	    events, done, lease_until)
+	    VALUES (p_message, p_conversation, p_user, p_events, p_done,
+	    now() + chat_turn_lease());
+	RETURN false;
+END
+$$;
+
+-- The running streamed turn of the user's conversation, if any: no row
+-- when the conversation is not the user's; a row with a NULL
+-- user_message_id when none runs (done, or its worker's lease ran out).
+CREATE OR REPLACE FUNCTION chat_stream_running(p_user text,
+	p_conversation bigint)
+RETURNS TABLE (user_message_id bigint)
+LANGUAGE sql STABLE
+AS $$
+	SELECT (SELECT s.user_message_id FROM turn_streams s
+	    WHERE s.conversation_id = c.id AND s.user_id = p_user
+	    AND NOT s.done AND s.lease_until > now()
+	    ORDER BY s.user_message_id DESC LIMIT 1)
+	FROM conversations c WHERE c.id = p_conversation AND c.user_id = p_user
+$$;
+
+-- What a watcher reads of a stream: its events so far (a few KiB: the
+-- watcher skips what it has), whether it is done, and whether its
+-- worker still holds it. No row: not the user's, or cleared.
+CREATE OR REPLACE FUNCTION chat_stream_events(p_user text,
+	p_message bigint)
+RETURNS TABLE (events text, done boolean, alive boolean)
+LANGUAGE sql STABLE
+AS $$
+	SELECT s.events, s.done, s.lease_until > now()
+	FROM turn_streams s
+	WHERE s.user_message_id = p_message AND s.user_id = p_user
+$$;
+
+-- Asks the running streamed turns of the user's conversation to stop.
+-- False when the conversation is not the user's.
+CREATE OR REPLACE FUNCTION chat_stream_stop(p_user text,
+	p_conversation bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	PERFORM FROM conversations c
+	    WHERE c.id = p_conversation AND c.user_id = p_user;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	UPDATE turn_streams SET stop = true
+	    WHERE conversation_id = p_conversation AND user_id = p_user
+	    AND NOT done;
+	RETURN true;
 END
 $$;

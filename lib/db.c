@@ -65,6 +65,15 @@ static const char SQL_TURN_REPLAY[] =
     "SELECT * FROM chat_turn_replay($1, $2, $3)";
 static const char SQL_TURN_RELEASE[] =
     "SELECT chat_turn_release($1, $2)";
+/* A streamed turn's live record (schema.sql: turn_streams). */
+static const char SQL_STREAM_WRITE[] =
+    "SELECT chat_stream_write($1, $2, $3, $4, $5)";
+static const char SQL_STREAM_RUNNING[] =
+    "SELECT user_message_id FROM chat_stream_running($1, $2)";
+static const char SQL_STREAM_EVENTS[] =
+    "SELECT events, done, alive FROM chat_stream_events($1, $2)";
+static const char SQL_STREAM_STOP[] =
+    "SELECT chat_stream_stop($1, $2)";
 
 /* A connection that has something to read between requests is dead: the
  * server only talks unasked to say it is shutting down, or to close. */
@@ -714,6 +723,100 @@ db_conversation_delete(const char *user_id, long long conversation_id,
 	    err) == -1)
 		return -1;
 	if (strcmp(PQcmdTuples(res), "0") == 0)
+		rc = err_set(err, 404, "conversation_not_found",
+		    "No such conversation.");
+	PQclear(res);
+	return rc;
+}
+
+int
+db_stream_write(const char *user_id, long long conversation_id,
+    long long user_message_id, const char *events, int done, int *stop,
+    struct chat_err *err)
+{
+	char		 conv[24], msg[24];
+	const char	*params[5] = { user_id, conv, msg, events,
+	    done ? "true" : "false" };
+	PGresult	*res;
+
+	snprintf(conv, sizeof(conv), "%lld", conversation_id);
+	snprintf(msg, sizeof(msg), "%lld", user_message_id);
+	if (call(SQL_STREAM_WRITE, 5, params, &res, err) == -1)
+		return -1;
+	*stop = *PQgetvalue(res, 0, 0) == 't';
+	PQclear(res);
+	return 0;
+}
+
+int
+db_stream_running(const char *user_id, long long conversation_id,
+    long long *user_message_id, struct chat_err *err)
+{
+	char		 conv[24];
+	const char	*params[2] = { user_id, conv };
+	PGresult	*res;
+
+	*user_message_id = 0;
+	snprintf(conv, sizeof(conv), "%lld", conversation_id);
+	if (run(SQL_STREAM_RUNNING, 2, params, PGRES_TUPLES_OK, &res,
+	    err) == -1)
+		return -1;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return err_set(err, 404, "conversation_not_found",
+		    "No such conversation.");
+	}
+	if (!PQgetisnull(res, 0, 0))
+		*user_message_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return 0;
+}
+
+int
+db_stream_events(const char *user_id, long long user_message_id,
+    struct db_stream *out, struct chat_err *err)
+{
+	char		 msg[24];
+	const char	*params[2] = { user_id, msg };
+	PGresult	*res;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(msg, sizeof(msg), "%lld", user_message_id);
+	if (run(SQL_STREAM_EVENTS, 2, params, PGRES_TUPLES_OK, &res,
+	    err) == -1)
+		return -1;
+	out->res = res;
+	if (PQntuples(res) == 1) {
+		out->found = 1;
+		out->events = PQgetvalue(res, 0, 0);
+		out->len = (size_t)PQgetlength(res, 0, 0);
+		out->done = *PQgetvalue(res, 0, 1) == 't';
+		out->alive = *PQgetvalue(res, 0, 2) == 't';
+	}
+	return 0;
+}
+
+void
+db_stream_free(struct db_stream *s)
+{
+	PQclear(s->res);
+	memset(s, 0, sizeof(*s));
+}
+
+int
+db_stream_stop(const char *user_id, long long conversation_id,
+    struct chat_err *err)
+{
+	char		 conv[24];
+	const char	*params[2] = { user_id, conv };
+	PGresult	*res;
+	int		 rc = 0;
+
+	snprintf(conv, sizeof(conv), "%lld", conversation_id);
+	if (run(SQL_STREAM_STOP, 2, params, PGRES_TUPLES_OK, &res,
+	    err) == -1)
+		return -1;
+	if (*PQgetvalue(res, 0, 0) != 't')
 		rc = err_set(err, 404, "conversation_not_found",
 		    "No such conversation.");
 	PQclear(res);

@@ -130,4 +130,38 @@ int	 db_messages(const char *user_id, long long conversation_id,
 int	 db_conversation_delete(const char *user_id,
 	    long long conversation_id, struct chat_err *err);
 
+/* A streamed turn's live record, which other workers read to follow it
+ * (schema.sql: turn_streams). Writes what was sent since the last write
+ * (events: the stream's bytes) and whether it is done; the first write
+ * makes the record. *stop is set when someone asked the turn to stop.
+ * 0, or -1 with err 503. */
+int	 db_stream_write(const char *user_id, long long conversation_id,
+	    long long user_message_id, const char *events, int done,
+	    int *stop, struct chat_err *err);
+
+/* The user message of the running streamed turn of the user's
+ * conversation, 0 when none runs. 0, or -1 with err 404 (not the user's
+ * conversation) or 503. */
+int	 db_stream_running(const char *user_id, long long conversation_id,
+	    long long *user_message_id, struct chat_err *err);
+
+/* What a watcher reads of a streamed turn. Strings are borrowed from the
+ * result until db_stream_free(). */
+struct db_stream {
+	int		 found;		/* 0: no such record (cleared) */
+	const char	*events;	/* all events so far */
+	size_t		 len;
+	int		 done;		/* the stream has ended */
+	int		 alive;		/* its worker still holds it */
+	void		*res;
+};
+int	 db_stream_events(const char *user_id, long long user_message_id,
+	    struct db_stream *out, struct chat_err *err);
+void	 db_stream_free(struct db_stream *s);
+
+/* Asks the running streamed turns of the user's conversation to stop.
+ * 0, or -1 with err 404 (not the user's conversation) or 503. */
+int	 db_stream_stop(const char *user_id, long long conversation_id,
+	    struct chat_err *err);
+
 #endif

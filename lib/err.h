@@ -18,6 +18,11 @@ struct chat_err {
 int	err_set(struct chat_err *err, int status, const char *code,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* The error as the client reads it: {"error": {"code", "message"}} and,
+ * when set, "conversation_id" beside it. NULL on ENOMEM; the caller
+ * cJSON_free()s it. */
+char	*err_json(const struct chat_err *err);
+
 /* err_set() for the one failure every module shares: memory ran out.
  * 503 "out_of_memory"; returns -1. */
 int	err_oom(struct chat_err *err);

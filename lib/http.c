@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cJSON.h>
 
@@ -76,6 +77,25 @@ read_body(struct request *r, size_t max, struct chat_err *err)
 	return 0;
 }
 
+/* 1 if an Accept value lists text/event-stream: a list of media ranges,
+ * in any case, each maybe with parameters (RFC 9110 section 12.5.1). */
+static int
+accepts_stream(const char *accept)
+{
+	static const char	 type[] = "text/event-stream";
+	const char		*p = accept;
+	size_t			 n;
+
+	while (p != NULL && *p != '\0') {
+		p += strspn(p, " \t,");
+		n = strcspn(p, ",; \t");
+		if (n == sizeof(type) - 1 && strncasecmp(p, type, n) == 0)
+			return 1;
+		p += strcspn(p, ",");
+	}
+	return 0;
+}
+
 int
 http_request_read(struct request *r, FCGX_Request *fcgi,
     size_t max_body_bytes, struct chat_err *err)
@@ -92,6 +112,8 @@ http_request_read(struct request *r, FCGX_Request *fcgi,
 		r->method = "";
 	r->authorization = param(fcgi, "HTTP_AUTHORIZATION");
 	r->idempotency_key = param(fcgi, "HTTP_IDEMPOTENCY_KEY");
+	r->wants_stream = accepts_stream(param(fcgi, "HTTP_ACCEPT"));
+	r->last_event_id = param(fcgi, "HTTP_LAST_EVENT_ID");
 
 	/* Route on REQUEST_URI, which every FastCGI front sets:
 	 * no PATH_INFO or SCRIPT_NAME needed from the location. */
@@ -150,12 +172,45 @@ http_reply(struct request *r, int status, const char *extra_headers,
 }
 
 void
+http_stream_start(struct request *r, const char *protocol_header)
+{
+	char	 head[512];
+	int	 n;
+
+	n = snprintf(head, sizeof(head), "Status: 200 OK\r\n"
+	    "Content-Type: text/event-stream\r\n"
+	    "Cache-Control: no-cache\r\n"
+	    "X-Accel-Buffering: no\r\n"
+	    "%s\r\n\r\n", protocol_header);
+	r->streaming = 1;
+	if (n < 0 || (size_t)n >= sizeof(head)) {
+		r->client_gone = 1;
+		return;
+	}
+	http_stream_write(r, head, (size_t)n);
+}
+
+int
+http_stream_write(struct request *r, const char *p, size_t len)
+{
+	if (r->client_gone)
+		return -1;
+	/* A client gone (nginx closes our connection when its client does)
+	 * makes the write fail with EPIPE; SIGPIPE is ignored. */
+	if (FCGX_PutStr(p, (int)len, r->fcgi->out) != (int)len ||
+	    FCGX_FFlush(r->fcgi->out) == -1) {
+		r->client_gone = 1;
+		return -1;
+	}
+	return 0;
+}
+
+void
 http_reply_error(struct request *r, const struct chat_err *err)
 {
 	static const char fallback[] = "{\"error\":{\"code\":\"internal_error\","
 	    "\"message\":\"The server could not build its reply.\"}}";
-	cJSON	*root, *error;
-	char	*text = NULL, headers[256];
+	char	*text, headers[256];
 
 	headers[0] = '\0';
 	if (err->status == 405 && err->allow != NULL)
@@ -165,14 +220,7 @@ http_reply_error(struct request *r, const struct chat_err *err)
 		snprintf(headers, sizeof(headers),
 		    "WWW-Authenticate: Bearer realm=\"todo-chat\"\r\n");
 
-	if ((root = cJSON_CreateObject()) != NULL &&
-	    (error = cJSON_AddObjectToObject(root, "error")) != NULL &&
-	    cJSON_AddStringToObject(error, "code", err->code) != NULL &&
-	    cJSON_AddStringToObject(error, "message", err->msg) != NULL &&
-	    (err->conversation_id <= 0 || cJSON_AddNumberToObject(root,
-	    "conversation_id", (double)err->conversation_id) != NULL))
-		text = cJSON_PrintUnformatted(root);
-	cJSON_Delete(root);
+	text = err_json(err);
 	http_reply(r, err->status, headers, text != NULL ? text : fallback);
 	cJSON_free(text);
 }

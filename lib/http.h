@@ -24,6 +24,10 @@ struct request {
 	const char	*query;		/* after '?', never NULL, maybe "" */
 	const char	*authorization;	/* HTTP_AUTHORIZATION or NULL */
 	const char	*idempotency_key; /* HTTP_IDEMPOTENCY_KEY or NULL */
+	const char	*last_event_id;	/* HTTP_LAST_EVENT_ID or NULL */
+	int		 wants_stream;	/* Accept names text/event-stream */
+	int		 streaming;	/* http_stream_start() was called */
+	int		 client_gone;	/* a stream write failed */
 	struct buf	 body;		/* NUL-terminated; data NULL if empty */
 	int		 body_too_large; /* 1: more than max_body_bytes sent */
 };
@@ -43,6 +47,15 @@ void	 http_request_free(struct request *r);
  * in "\r\n", or NULL) and body (NULL or "" for none, as for 204). */
 void	 http_reply(struct request *r, int status, const char *extra_headers,
 	    const char *body);
+/* Starts a 200 response of server-sent events, with the headers that
+ * keep it unbuffered and uncompressed on its way (X-Accel-Buffering for
+ * nginx) and name the protocol of its events. */
+void	 http_stream_start(struct request *r, const char *protocol_header);
+/* Writes bytes of the stream and flushes them to the front at once. 0,
+ * or -1 once the client (or the front) is gone: then nothing more is
+ * written, and the caller carries on with its work regardless. */
+int	 http_stream_write(struct request *r, const char *p, size_t len);
+
 /* Writes err as {"error": {"code", "message"}} (plus "conversation_id"
  * when set), with Allow on 405 and WWW-Authenticate on 401. */
 void	 http_reply_error(struct request *r, const struct chat_err *err);

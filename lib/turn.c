@@ -103,12 +103,80 @@ build_transcript(struct transcript *tr, const struct db_turn *t,
 /* What one turn carries between its rounds. */
 struct turn_state {
 	const struct turn_request *req;
+	const struct turn_observer *observer;	/* NULL: not watched */
+	int			 started;	/* TURN_START was told */
+	size_t			 step_told;	/* bytes of words told this step */
+	int			 stop;		/* the observer asked to stop */
 	long long		 conversation_id;
 	long long		 user_message_id;
 	int			 rounds_done;	/* stored by an earlier attempt */
 	struct transcript	 transcript;	/* the model's input so far */
 	cJSON			*calls_out;	/* the reply's tool_calls */
 };
+
+/* Tells the observer, if any, an event of type with the fields of ev,
+ * and notes a stop it asks for. */
+static void
+tell(struct turn_state *ts, enum turn_event_type type, struct turn_event ev)
+{
+	if (ts->observer == NULL)
+		return;
+	ev.type = type;
+	if (ts->observer->event(ts->observer->arg, &ev) == 1)
+		ts->stop = 1;
+}
+
+static void
+tell_start(struct turn_state *ts)
+{
+	tell(ts, TURN_START, (struct turn_event){ .conversation_id =
+	    ts->conversation_id, .user_message_id = ts->user_message_id });
+	ts->started = 1;
+}
+
+/* A step that the model did not write now: its words told whole. */
+static void
+tell_text_step(struct turn_state *ts, const char *text)
+{
+	tell(ts, TURN_STEP_START, (struct turn_event){ 0 });
+	if (*text != '\0')
+		tell(ts, TURN_TEXT, (struct turn_event){ .text = text,
+		    .len = strlen(text) });
+	tell(ts, TURN_STEP_FINISH, (struct turn_event){ 0 });
+}
+
+/* The model's words and idle ticks, passed on to the observer as they
+ * come; a streamed turn never asks the model to stop (yet). */
+static int
+stream_text(void *arg, const char *delta, size_t len)
+{
+	struct turn_state	*ts = arg;
+
+	ts->step_told += len;
+	tell(ts, TURN_TEXT, (struct turn_event){ .text = delta, .len = len });
+	return ts->stop;
+}
+
+/* The words of a step that the backend did not stream (or not all of):
+ * told once the reply is whole, so that a watcher always gets them. */
+static void
+tell_rest(struct turn_state *ts, const struct model_reply *mr)
+{
+	const char	*text = reply_text(mr);
+
+	if (text != NULL && mr->text.len > ts->step_told)
+		tell(ts, TURN_TEXT, (struct turn_event){ .text = text +
+		    ts->step_told, .len = mr->text.len - ts->step_told });
+}
+
+static int
+stream_idle(void *arg)
+{
+	struct turn_state	*ts = arg;
+
+	tell(ts, TURN_IDLE, (struct turn_event){ 0 });
+	return ts->stop;
+}
 
 /* The client's {"name", "arguments", "result"} entry for a call and the
  * result stored for it, appended to calls_out. */
@@ -150,6 +218,9 @@ run_round(struct turn_state *ts, int round, struct model_reply *mr,
 	for (i = 0; i < n; i++)
 		if (tools_prepare(&mr->calls[i], &dbc[i]) == -1)
 			goto oom;
+	for (i = 0; i < n; i++)
+		tell(ts, TURN_TOOL_INPUT, (struct turn_event){ .call =
+		    &mr->calls[i] });
 	if (db_round(ts->req->user_id, ts->req->idempotency_key,
 	    ts->conversation_id, ts->user_message_id, round, reply_text(mr),
 	    calls_text, dbc, n, err) == -1)
@@ -160,11 +231,14 @@ run_round(struct turn_state *ts, int round, struct model_reply *mr,
 	if (transcript_add_calls(&ts->transcript, reply_text(mr), calls,
 	    n) == -1)
 		goto oom;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		if (transcript_add(&ts->transcript, ROLE_TOOL, dbc[i].result,
 		    calls[i].id) == -1 || client_call(ts->calls_out,
 		    &calls[i], dbc[i].result) == -1)
 			goto oom;
+		tell(ts, TURN_TOOL_OUTPUT, (struct turn_event){ .call_id =
+		    calls[i].id, .result = dbc[i].result });
+	}
 	rc = 0;
 	goto out;
 oom:
@@ -182,20 +256,32 @@ out:
 static int
 converse(struct turn_state *ts, char **answer, struct chat_err *err)
 {
+	struct model_stream	 stream = { stream_text, stream_idle, ts };
 	struct model_reply	 mr;
 	int			 round, rc;
 
 	for (round = ts->rounds_done + 1; ; round++) {
-		if (model_complete(&ts->transcript, 1, NULL, &mr, err) == -1)
+		tell(ts, TURN_STEP_START, (struct turn_event){ 0 });
+		ts->step_told = 0;
+		if (model_complete(&ts->transcript, 1, ts->observer != NULL ?
+		    &stream : NULL, &mr, err) == -1)
 			return -1;
-		if (mr.ncalls == 0) {
+		tell_rest(ts, &mr);
+		/* Stopped: the words so far are the answer, no call runs. */
+		if (mr.ncalls == 0 || mr.stopped || ts->stop) {
 			if ((*answer = reply_take_text(&mr)) == NULL)
 				*answer = strdup("");
 			reply_free(&mr);
+			tell(ts, TURN_STEP_FINISH, (struct turn_event){ 0 });
 			break;
 		}
 		if (round > config()->max_tool_rounds) {
 			reply_free(&mr);
+			tell(ts, TURN_STEP_FINISH, (struct turn_event){ 0 });
+			/* The answer is ours, not the model's: a step
+			 * of its own, so that it stands apart from any
+			 * words the model sent with the calls. */
+			tell_text_step(ts, TOO_MANY_STEPS);
 			*answer = strdup(TOO_MANY_STEPS);
 			break;
 		}
@@ -203,6 +289,11 @@ converse(struct turn_state *ts, char **answer, struct chat_err *err)
 		reply_free(&mr);
 		if (rc == -1)
 			return -1;
+		tell(ts, TURN_STEP_FINISH, (struct turn_event){ 0 });
+		if (ts->stop) {		/* asked between two model calls */
+			*answer = strdup("");
+			break;
+		}
 	}
 	if (*answer == NULL)
 		return err_oom(err);
@@ -264,9 +355,21 @@ stored_rounds(struct turn_state *ts, const struct db_turn *t,
 		ts->rounds_done++;
 		if (openai_calls_parse(m->tool_calls, &calls, &n) == -1)
 			return -1;
-		for (k = 0; k < n && rc == 0; k++)
+		tell(ts, TURN_STEP_START, (struct turn_event){ 0 });
+		if (m->content != NULL && *m->content != '\0')
+			tell(ts, TURN_TEXT, (struct turn_event){ .text =
+			    m->content, .len = strlen(m->content) });
+		for (k = 0; k < n; k++)
+			tell(ts, TURN_TOOL_INPUT, (struct turn_event){ .call =
+			    &calls[k] });
+		for (k = 0; k < n && rc == 0; k++) {
 			rc = client_call(ts->calls_out, &calls[k],
 			    stored_result(t, calls[k].id));
+			tell(ts, TURN_TOOL_OUTPUT, (struct turn_event){
+			    .call_id = calls[k].id,
+			    .result = stored_result(t, calls[k].id) });
+		}
+		tell(ts, TURN_STEP_FINISH, (struct turn_event){ 0 });
 		calls_free(calls, n);
 	}
 	return rc;
@@ -318,8 +421,11 @@ turn_prior(struct turn_state *ts, struct db_turn *t, const char *hash,
 		return -1;
 	ts->conversation_id = t->conversation_id;
 	ts->user_message_id = t->user_message_id;
+	tell_start(ts);
 	if (stored_rounds(ts, t, answer) == -1)
 		return err_oom(err);
+	if (*answer != NULL)
+		tell_text_step(ts, *answer);
 	return *answer != NULL;
 }
 
@@ -344,6 +450,8 @@ turn_start(struct turn_state *ts, cJSON **reply, struct chat_err *err)
 		return -1;
 	ts->conversation_id = t.conversation_id;
 	ts->user_message_id = t.user_message_id;
+	if (!t.prior)
+		tell_start(ts);
 	rc = t.prior ? turn_prior(ts, &t, hash, &answer, err) : 0;
 	if (rc == 1 && (*reply = turn_reply(ts, answer)) == NULL)
 		rc = err_oom(err);
@@ -355,16 +463,17 @@ turn_start(struct turn_state *ts, cJSON **reply, struct chat_err *err)
 }
 
 int
-turn_run(const struct turn_request *req, cJSON **reply,
-    struct chat_err *err)
+turn_run(const struct turn_request *req, const struct turn_observer *observer,
+    cJSON **reply, struct chat_err *err)
 {
 	struct turn_state	 ts;
 	char			*answer = NULL;
-	int			 rc = -1, started;
+	int			 rc = -1, started, conversed = 0;
 
 	*reply = NULL;
 	memset(&ts, 0, sizeof(ts));
 	ts.req = req;
+	ts.observer = observer;
 	if ((ts.calls_out = cJSON_CreateArray()) == NULL) {
 		err_oom(err);
 		goto out;
@@ -373,20 +482,26 @@ turn_run(const struct turn_request *req, cJSON **reply,
 		rc = started == 1 ? 0 : -1;
 		goto out;
 	}
+	conversed = 1;
 	if (converse(&ts, &answer, err) == 0) {
 		if ((*reply = turn_reply(&ts, answer)) != NULL)
 			rc = 0;
 		else
 			err_oom(err);
 	}
+out:
 	/* The stored message lets the client retry; with its key the retry
 	 * resumes the turn at once instead of waiting out our lease. */
-	if (rc == -1 && err->status >= 500) {
+	if (rc == -1 && conversed && err->status >= 500) {
 		err->conversation_id = ts.conversation_id;
 		if (req->idempotency_key != NULL && ts.user_message_id != 0)
 			db_turn_release(req->user_id, req->idempotency_key);
 	}
-out:
+	if (ts.started) {
+		if (rc == -1)
+			tell(&ts, TURN_ERROR, (struct turn_event){ .err = err });
+		tell(&ts, TURN_FINISH, (struct turn_event){ 0 });
+	}
 	free(answer);
 	transcript_free(&ts.transcript);
 	cJSON_Delete(ts.calls_out);

@@ -124,6 +124,56 @@ own Node tree:
                              answer, dies unless 2xx
       $n->stop               SIGTERM to its group, then SIGKILL; also on
                              DESTROY
+  my $r = Stack::Node->run('read-ui-stream.mjs', args => [...],
+          stdin => $str, timeout => $s)
+                             node t/js/SCRIPT to its end (its group
+                             killed after timeout, 120 s): { exit,
+                             out, err, json (its first stdout line,
+                             decoded, or undef) }
+
+=head1 STREAMS
+
+For streamed turns (POST /chat with Accept: text/event-stream, the AI
+SDK's UI message stream):
+
+  $s->ui_stream($path, token => $t, body => \%b, headers => {...},
+          timeout => $s)         POST through nginx with Accept:
+                             text/event-stream (a header given as undef
+                             is left out), read by t/js/read-ui-stream.mjs
+                             (the ai package's transport, parser and
+                             state machine): its JSON line ({status,
+                             headers, raw, chunks, values, message,
+                             error_texts, errors}; raw as UTF-8 bytes)
+                             plus exit and stderr
+  my $st = $s->stream_open($path, token => $t, body => \%b,
+          headers => {...})      the same request on a raw socket
+                             (HTTP/1.1, Connection: close), for reading
+                             a stream bit by bit and dropping it:
+      $st->read_until($re, $timeout)  reads until the body (de-chunked)
+                             matches $re or the server closes; true when
+                             it matched
+      $st->read_all($timeout)    reads until the server closes; true if
+                             it did within timeout
+      $st->status, $st->headers (lower-case names), $st->body (so far)
+      $st->arrivals          [ [seconds since the request, body text
+                             that came then], ... ]
+      $st->close             drops the connection
+  Stack::sse_blocks($text)   the stream cut at blank lines: [ { id =>
+                             N, data => STR } or { comment => STR } or
+                             { bad => STR } (a block of another shape:
+                             several fields, an unknown field, text
+                             after the last blank line) ]
+
+  Stack::ui_turn($text)      a streamed turn's text read against our
+                             contract: { blocks, ids, parts (decoded),
+                             pings, done (ended with [DONE]), metadata
+                             (the start's), steps => [ { tools => [ { id,
+                             name, input, output } ], texts => [ joined
+                             deltas of each text part ] } ], answer (the
+                             last step's text), error (an error part's
+                             errorText), problems => [ what breaks the
+                             contract, in words ] }
+
 A stack without a secret, for workers that trust a JWKS only:
 env => { CHAT_JWT_SECRET => undef, CHAT_JWT_JWKS => $url }; token()
 then signs with a secret no worker knows.
@@ -1233,6 +1283,208 @@ sub _which {
 	return undef;
 }
 
+# -------------------------------------------------------------- streams
+
+# POST $path with Accept: text/event-stream, read by the ai package's own
+# code (t/js/read-ui-stream.mjs); its JSON line, with its exit status and
+# stderr.
+sub ui_stream {
+	my ($self, $path, %o) = @_;
+	my %h = (accept => 'text/event-stream');
+	$h{lc $_} = $o{headers}{$_} for keys %{ $o{headers} // {} };
+	delete @h{ grep { !defined $h{$_} } keys %h };
+	$h{authorization} = "Bearer $o{token}" if defined $o{token};
+	my $timeout = $o{timeout} // 60;
+	my $run = Stack::Node->run('read-ui-stream.mjs', timeout => $timeout + 30,
+	    stdin => $JSON->encode({ url => "http://127.0.0.1:$self->{port}$path",
+	    headers => \%h, body => $o{body} // {},
+	    timeout_ms => int($timeout * 1000) }));
+	my $line = $run->{json}
+	    or die "read-ui-stream.mjs printed no JSON (exit $run->{exit}):"
+	    . " $run->{out}\n$run->{err}\n";
+	$line->{exit} = $run->{exit};
+	$line->{stderr} = $run->{err};
+	# The body as bytes, as a socket gives it (for sse_blocks, ui_turn).
+	utf8::encode($line->{raw} //= '');
+	return $line;
+}
+
+# The same request on a socket of its own, read as the test likes.
+sub stream_open {
+	my ($self, $path, %o) = @_;
+	my %h = ('content-type' => 'application/json',
+	    accept => 'text/event-stream');
+	$h{lc $_} = $o{headers}{$_} for keys %{ $o{headers} // {} };
+	delete @h{ grep { !defined $h{$_} } keys %h };
+	$h{authorization} = "Bearer $o{token}" if defined $o{token};
+	my $body = ref $o{body} ? $JSON->encode($o{body})
+	    : _bytes($o{body} // '');
+	my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+	    PeerPort => $self->{port}, Proto => 'tcp', Timeout => 10)
+	    or die "stream_open: connect: $!\n";
+	local $SIG{PIPE} = 'IGNORE';
+	my $req = "POST $path HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+	    . join('', map { "$_: $h{$_}\r\n" } sort keys %h)
+	    . 'Content-Length: ' . length($body) . "\r\nConnection: close\r\n\r\n"
+	    . $body;
+	while (length $req) {
+		my $n = syswrite $sock, $req;
+		die "stream_open: write: $!\n" unless $n;
+		substr($req, 0, $n) = '';
+	}
+	return bless { sock => $sock, in => '', body => '', t0 => time,
+	    arrivals => [] }, 'Stack::Stream';
+}
+
+# The text of an event stream cut into its blocks (events and comments).
+sub sse_blocks {
+	my ($text) = @_;
+	my @blocks;
+	my @parts = split /\n\n/, $text, -1;
+	my $tail = pop @parts;	# after the last blank line: '' if complete
+	for my $b (@parts) {
+		if ($b =~ /\Aid: (\d+)\ndata: ([^\n]*)\z/) {
+			push @blocks, { id => $1, data => $2 };
+		} elsif ($b =~ /\A:([^\n]*)\z/) {
+			(my $c = $1) =~ s/\A //;
+			push @blocks, { comment => $c };
+		} else {
+			push @blocks, { bad => $b };
+		}
+	}
+	push @blocks, { bad => $tail } if defined $tail && length $tail;
+	return \@blocks;
+}
+
+# A streamed turn against our contract: every block an event with a
+# decimal id that grows, or a comment; every data line one JSON object
+# but the last, [DONE]; start first, then steps (start-step ...
+# finish-step) holding tool calls (an input, then its output) and text
+# parts (text-start, its deltas, text-end), an error part possibly, then
+# finish. What it breaks goes to {problems}, in words.
+my %UI_PART = map { $_ => 1 } qw(start start-step finish-step
+    tool-input-available tool-output-available text-start text-delta
+    text-end error finish);
+
+sub ui_turn {
+	my ($text) = @_;
+	my %t = (blocks => sse_blocks($text), ids => [], parts => [],
+	    pings => 0, done => 0, steps => [], problems => []);
+	my $bad = sub { push @{ $t{problems} }, join '', @_ };
+	my $json = JSON::PP->new->utf8;
+	my ($step, %text_open, %text_seen, %input, %output, $finished);
+	for my $b (@{ $t{blocks} }) {
+		if (exists $b->{bad}) {
+			$bad->("a block that is neither one event (id, data) nor "
+			    . "a comment: '$b->{bad}'");
+			next;
+		}
+		if (exists $b->{comment}) {
+			$t{pings}++ if $b->{comment} eq 'ping';
+			next;
+		}
+		$bad->("an event after [DONE]: id $b->{id}") if $t{done};
+		$bad->("id '$b->{id}' is not a plain decimal")
+		    unless $b->{id} =~ /\A(?:0|[1-9][0-9]*)\z/;
+		$bad->("id $b->{id} does not grow (after $t{ids}[-1])")
+		    if @{ $t{ids} } && $b->{id} <= $t{ids}[-1];
+		push @{ $t{ids} }, $b->{id};
+		if ($b->{data} eq '[DONE]') {
+			$t{done} = 1;
+			next;
+		}
+		my $p = eval { $json->decode($b->{data}) };
+		if (ref $p ne 'HASH' || !defined $p->{type} || ref $p->{type}) {
+			$bad->("data of id $b->{id} is not one JSON object with a "
+			    . "type: $b->{data}");
+			next;
+		}
+		push @{ $t{parts} }, $p;
+		my $type = $p->{type};
+		$bad->("an unknown part type '$type'") unless $UI_PART{$type};
+		$bad->("'$type' after finish") if $finished;
+		if (@{ $t{parts} } == 1) {
+			$bad->("the first part is '$type', not start")
+			    unless $type eq 'start';
+		}
+		if ($type eq 'start') {
+			$bad->('start not first') if @{ $t{parts} } > 1;
+			$t{metadata} = $p->{messageMetadata};
+		} elsif ($type eq 'start-step') {
+			$bad->('start-step inside a step') if $step;
+			$step = { tools => [], texts => [] };
+			push @{ $t{steps} }, $step;
+		} elsif ($type eq 'finish-step') {
+			$bad->('finish-step outside a step') unless $step;
+			$bad->("finish-step with text $_ open") for sort keys %text_open;
+			undef $step;
+			%text_open = ();
+		} elsif ($type eq 'tool-input-available') {
+			$bad->('a tool input outside a step') unless $step;
+			my $id = $p->{toolCallId} // '';
+			$bad->("a tool call id that is not a string")
+			    unless length $id && !ref $id;
+			$bad->("tool call $id given twice") if $input{$id}++;
+			$bad->("tool call $id without a toolName")
+			    unless defined $p->{toolName} && !ref $p->{toolName};
+			$bad->("tool call $id: input is not an object")
+			    unless ref $p->{input} eq 'HASH';
+			push @{ $step->{tools} }, { id => $id,
+			    name => $p->{toolName}, input => $p->{input} }
+			    if $step;
+		} elsif ($type eq 'tool-output-available') {
+			$bad->('a tool output outside a step') unless $step;
+			my $id = $p->{toolCallId} // '';
+			$bad->("an output for tool call $id, never asked for in "
+			    . 'this step') unless $step
+			    && grep { $_->{id} eq $id } @{ $step->{tools} };
+			$bad->("tool call $id answered twice") if $output{$id}++;
+			$bad->("tool call $id: no output") unless exists $p->{output};
+			$_->{id} eq $id and $_->{output} = $p->{output}
+			    for @{ $step ? $step->{tools} : [] };
+		} elsif ($type eq 'text-start') {
+			$bad->('text-start outside a step') unless $step;
+			my $id = $p->{id} // '';
+			$bad->("text id '$id' used twice in the turn")
+			    if $text_seen{$id}++;
+			$text_open{$id} = 1;
+			push @{ $step->{texts} }, '' if $step;
+			$step->{text_at}{$id} = $#{ $step->{texts} } if $step;
+		} elsif ($type eq 'text-delta') {
+			my $id = $p->{id} // '';
+			$bad->("a delta of text '$id', not open") unless $text_open{$id};
+			$bad->("a delta of text '$id' that is not a string")
+			    unless defined $p->{delta} && !ref $p->{delta};
+			$step->{texts}[ $step->{text_at}{$id} ] .= $p->{delta}
+			    if $step && defined $step->{text_at}{$id};
+		} elsif ($type eq 'text-end') {
+			my $id = $p->{id} // '';
+			$bad->("text-end of text '$id', not open")
+			    unless delete $text_open{$id};
+		} elsif ($type eq 'error') {
+			$bad->('an error part without an errorText string')
+			    unless defined $p->{errorText} && !ref $p->{errorText};
+			$bad->('a second error part') if defined $t{error};
+			$t{error} = $p->{errorText};
+		} elsif ($type eq 'finish') {
+			$bad->("finish inside a step") if $step;
+			$finished = 1;
+		}
+	}
+	$bad->('no start part') unless @{ $t{parts} }
+	    && $t{parts}[0]{type} eq 'start';
+	$bad->('no finish part before [DONE]') unless $finished;
+	$bad->('the stream does not end with [DONE]') unless $t{done};
+	$bad->("tool call $_ without an output") for grep { !$output{$_} }
+	    sort keys %input;
+	if (!defined $t{error}) {
+		my $last = $t{steps}[-1];
+		$t{answer} = join '', @{ $last ? $last->{texts} : [] };
+	}
+	delete $_->{text_at} for @{ $t{steps} };
+	return \%t;
+}
+
 package Stack::Node;
 # A Node program of t/js, started by a test, on 127.0.0.1: see NODE in
 # Stack's documentation.
@@ -1297,6 +1549,49 @@ sub start {
 	return $self;
 }
 
+# node t/js/SCRIPT to its end, in a session of its own so that a timeout
+# kills all it started: { exit, out, err, json }.
+sub run {
+	my ($class, $script, %o) = @_;
+	my $nm = Stack::node_modules();
+	(my $js = $nm) =~ s{/node_modules\z}{};
+	(my $tmp = $js) =~ s{/js\z}{/tmp};
+	Stack::_mkdir($tmp);
+	my $io = sprintf '%s/node-run-%d-%d', $tmp, $$, ++$NODE_SEQ;
+	Stack::_spew("$io.in", $o{stdin} // '');
+	my $pid = fork // die "fork: $!\n";
+	if (!$pid) {
+		eval {
+			setsid();
+			open STDIN, '<', "$io.in" or die "stdin: $!\n";
+			open STDOUT, '>', "$io.out" or die "stdout: $!\n";
+			open STDERR, '>', "$io.err" or die "stderr: $!\n";
+			chdir $js or die "chdir $js: $!\n";
+			%ENV = (PATH => $ENV{PATH}, HOME => $ENV{HOME} // '/tmp');
+			exec 'node', "$js/$script", @{ $o{args} // [] };
+			die "exec node: $!\n";
+		};
+		print STDERR "Stack::Node: $@";
+		_exit(127);
+	}
+	my $timeout = $o{timeout} // 120;
+	my $deadline = time + $timeout;
+	my $done;
+	sleep 0.01 while !($done = waitpid($pid, WNOHANG)) && time < $deadline;
+	if (!$done) {
+		kill 'KILL', -$pid;
+		waitpid $pid, 0;
+	}
+	my %r = (exit => $done ? $? >> 8 : undef,
+	    out => Stack::_slurp("$io.out"), err => Stack::_slurp("$io.err"));
+	$r{err} .= "\nStack::Node: t/js/$script killed after $timeout s\n"
+	    unless $done;
+	unlink "$io.in", "$io.out", "$io.err";
+	my ($first) = split /\n/, $r{out};
+	$r{json} = eval { JSON::PP->new->utf8->decode($first // '') };
+	return \%r;
+}
+
 sub info { $_[0]{info} }
 sub pid  { $_[0]{pid} }
 
@@ -1341,5 +1636,111 @@ sub stop {
 }
 
 sub DESTROY { $_[0]->stop }
+
+package Stack::Stream;
+# A request on a socket of its own whose answer is read bit by bit: see
+# STREAMS in Stack's documentation.
+
+use IO::Select;
+use Time::HiRes qw(time);
+
+sub status  { $_[0]{status} }
+sub headers { $_[0]{headers} // {} }
+sub body    { $_[0]{body} }
+sub arrivals { $_[0]{arrivals} }
+sub closed  { $_[0]{eof} }
+
+# One read (up to timeout seconds); false at the end or on a timeout.
+sub _read_some {
+	my ($self, $timeout) = @_;
+	return 0 if $self->{eof} || !$self->{sock};
+	my $sel = IO::Select->new($self->{sock});
+	return 0 unless $sel->can_read($timeout > 0 ? $timeout : 0);
+	my $n = sysread $self->{sock}, $self->{in}, 65536, length $self->{in};
+	if (!$n) {
+		$self->{eof} = 1;
+		return 0;
+	}
+	$self->_parse;
+	return 1;
+}
+
+# The head once it is all there, then the body de-chunked as it comes.
+sub _parse {
+	my ($self) = @_;
+	if (!defined $self->{status}) {
+		my $at = index $self->{in}, "\r\n\r\n";
+		return if $at < 0;
+		my $head = substr $self->{in}, 0, $at + 4, '';
+		($self->{status}) = $head =~ m{\AHTTP/1\.[01] (\d{3})};
+		$self->{status} //= 599;
+		my %h;
+		for (split /\r\n/, $head) {
+			my ($k, $v) = /\A([^:\s]+):[ \t]*(.*?)[ \t]*\z/ or next;
+			$h{lc $k} = exists $h{lc $k} ? [ (ref $h{lc $k}
+			    ? @{ $h{lc $k} } : $h{lc $k}), $v ] : $v;
+		}
+		$self->{headers} = \%h;
+		$self->{chunked} = ($h{'transfer-encoding'} // '') =~ /chunked/i;
+	}
+	my $got = '';
+	if (!$self->{chunked}) {
+		$got = $self->{in};
+		$self->{in} = '';
+	} else {
+		while (1) {
+			if ($self->{left}) {
+				my $take = substr $self->{in}, 0, $self->{left}, '';
+				$got .= $take;
+				$self->{left} -= length $take;
+				last if $self->{left};
+				$self->{crlf} = 1;
+			}
+			if ($self->{crlf}) {
+				last if length $self->{in} < 2;
+				substr($self->{in}, 0, 2) = '';
+				$self->{crlf} = 0;
+			}
+			last if $self->{last_chunk};
+			$self->{in} =~ s/\A([0-9a-fA-F]+)[^\r]*\r\n// or last;
+			$self->{left} = hex $1;
+			$self->{last_chunk} = 1 unless $self->{left};
+		}
+	}
+	return unless length $got;
+	$self->{body} .= $got;
+	push @{ $self->{arrivals} }, [ time - $self->{t0}, $got ];
+}
+
+sub read_until {
+	my ($self, $re, $timeout) = @_;
+	my $deadline = time + ($timeout // 30);
+	while (1) {
+		return 1 if defined $self->{status} && $self->{body} =~ $re;
+		my $left = $deadline - time;
+		return 0 if $left <= 0;
+		$self->_read_some($left) or return
+		    defined $self->{status} && $self->{body} =~ $re ? 1 : 0;
+	}
+}
+
+sub read_all {
+	my ($self, $timeout) = @_;
+	my $deadline = time + ($timeout // 30);
+	while (!$self->{eof} && !$self->{last_chunk}) {
+		my $left = $deadline - time;
+		return 0 if $left <= 0;
+		$self->_read_some($left);
+	}
+	return 1;
+}
+
+sub close {
+	my ($self) = @_;
+	my $sock = delete $self->{sock} or return;
+	CORE::close $sock;
+}
+
+sub DESTROY { $_[0]->close }
 
 1;

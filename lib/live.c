@@ -1,0 +1,167 @@
+/* live.c: a streamed turn written to its client and, in batches, to its
+ * record in the database, and followed from that record (live.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "clock.h"
+#include "db.h"
+#include "live.h"
+#include "log.h"
+
+/* The stream's bytes pass through here: to the client, and (pings aside:
+ * a follower makes its own) to the batch for the record. */
+static int
+live_write(void *arg, const char *p, size_t len)
+{
+	struct live	*l = arg;
+
+	if (len == 0 || p[0] != ':')
+		(void)buf_add(&l->pending, p, len);	/* full: see flush */
+	return l->write(l->arg, p, len);
+}
+
+void
+live_init(struct live *l, const char *user_id, live_writer write, void *arg)
+{
+	memset(l, 0, sizeof(*l));
+	l->write = write;
+	l->arg = arg;
+	l->user_id = user_id;
+	/* A turn's stream is a few KiB; its record is capped as a reply
+	 * is, so that a runaway model cannot grow a row without bound. */
+	l->pending = (struct buf)BUF_INIT(4UL * 1024 * 1024);
+	uistream_init(&l->ui, live_write, l);
+}
+
+void
+live_free(struct live *l)
+{
+	buf_free(&l->pending);
+}
+
+/* Writes the batch to the record and reads whether a stop was asked. A
+ * database that fails here fails the turn's next statement too; the
+ * record itself is best effort: logged, and the turn goes on. */
+static void
+flush(struct live *l, int done)
+{
+	struct chat_err	 err;
+	int		 stop = 0;
+
+	l->flushed_ms = clock_ms();
+	if (l->user_message_id == 0)
+		return;
+	if (db_stream_write(l->user_id, l->conversation_id,
+	    l->user_message_id, l->pending.data != NULL ? l->pending.data :
+	    "", done, &stop, &err) == -1)
+		log_err("stream record of message %lld: %s", l->user_message_id,
+		    err.code);
+	else if (stop)
+		l->stop = 1;
+	buf_reset(&l->pending);
+}
+
+int
+live_event(void *arg, const struct turn_event *ev)
+{
+	struct live	*l = arg;
+	long long	 quiet;
+
+	if (ev->type == TURN_START) {
+		l->conversation_id = ev->conversation_id;
+		l->user_message_id = ev->user_message_id;
+	}
+	uistream_event(&l->ui, ev);
+	quiet = clock_ms() - l->flushed_ms;
+	if (ev->type == TURN_START || ev->type == TURN_FINISH ||
+	    (l->pending.len > 0 && quiet >= LIVE_FLUSH_MS) ||
+	    quiet >= LIVE_QUIET_FLUSH_MS)
+		flush(l, ev->type == TURN_FINISH);
+	return l->stop;
+}
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec	 ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		continue;
+}
+
+/* The id of the event that starts at p ("id: N\n..."), 0 if none. */
+static unsigned long
+event_id(const char *p, size_t len)
+{
+	unsigned long	 id = 0;
+	size_t		 i;
+
+	if (len < 5 || strncmp(p, "id: ", 4) != 0)
+		return 0;
+	for (i = 4; i < len && p[i] >= '0' && p[i] <= '9'; i++)
+		id = id * 10 + (unsigned long)(p[i] - '0');
+	return id;
+}
+
+/* Passes on the whole events of events[*sent..len) whose ids are past
+ * last_event_id; *sent moves past them. 1 when the client is gone. */
+static int
+forward(const char *events, size_t len, size_t *sent,
+    unsigned long last_event_id, live_writer write, void *arg,
+    long long *wrote_ms)
+{
+	const char	*p, *end;
+	size_t		 n;
+
+	while (*sent < len) {
+		p = events + *sent;
+		if ((end = strstr(p, "\n\n")) == NULL)
+			break;		/* a batch ends on an event's end */
+		n = (size_t)(end - p) + 2;
+		if (event_id(p, n) > last_event_id) {
+			if (write(arg, p, n) == -1)
+				return 1;
+			*wrote_ms = clock_ms();
+		}
+		*sent += n;
+	}
+	return 0;
+}
+
+int
+live_follow(const char *user_id, long long conversation_id,
+    unsigned long last_event_id, live_writer write, void *arg,
+    struct chat_err *err)
+{
+	struct db_stream	 s;
+	long long		 message, wrote_ms = clock_ms();
+	size_t			 sent = 0;
+	int			 gone = 0, over = 0;
+
+	if (db_stream_running(user_id, conversation_id, &message, err) == -1)
+		return -1;
+	if (message == 0)
+		return 1;
+	while (!gone && !over) {
+		if (db_stream_events(user_id, message, &s, err) == -1)
+			return sent > 0 ? 0 : -1;
+		if (!s.found)
+			over = 1;
+		else {
+			gone = forward(s.events, s.len, &sent, last_event_id,
+			    write, arg, &wrote_ms);
+			over = s.done || !s.alive;
+		}
+		db_stream_free(&s);
+		if (!gone && !over && clock_ms() - wrote_ms >=
+		    UISTREAM_PING_MS) {
+			gone = write(arg, ": ping\n\n", 8) == -1;
+			wrote_ms = clock_ms();
+		}
+		if (!gone && !over)
+			sleep_ms(LIVE_POLL_MS);
+	}
+	return 0;
+}

@@ -1,0 +1,55 @@
+/* live.h: a streamed turn, live: its events written to the client as the
+ * UI message stream (uistream.c) and, in batches, to the database, where
+ * any worker can follow them (a reloaded page, GET .../stream) and where
+ * a stop asked of any worker (POST .../stop) reaches the turn. */
+#ifndef LIVE_H
+#define LIVE_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "turn.h"
+#include "uistream.h"
+
+/* How often the record is written while events flow, and at least how
+ * often while they do not (which is also how soon a stop is seen). */
+#define LIVE_FLUSH_MS		200
+#define LIVE_QUIET_FLUSH_MS	1000
+/* How often a follower reads the record again. */
+#define LIVE_POLL_MS		100
+
+/* The bytes' way to the client: 0, or -1 once it is gone. */
+typedef int	(*live_writer)(void *arg, const char *p, size_t len);
+
+struct live {
+	struct uistream	 ui;
+	live_writer	 write;
+	void		*arg;
+	const char	*user_id;
+	/* Private. */
+	long long	 conversation_id, user_message_id;
+	struct buf	 pending;	/* events not in the record yet */
+	long long	 flushed_ms;
+	int		 stop;
+};
+
+/* Prepares l for a turn of user_id (borrowed) whose bytes go to write. */
+void	 live_init(struct live *l, const char *user_id, live_writer write,
+	    void *arg);
+/* The turn observer function (turn.h): arg is the struct live. */
+int	 live_event(void *arg, const struct turn_event *ev);
+/* Frees what l holds, once the turn is over. */
+void	 live_free(struct live *l);
+
+/* Follows the running streamed turn of the user's conversation from its
+ * start, or from the event after last_event_id (0: from the start), to
+ * its end, writing its bytes to write. 0 when followed, 1 when no turn
+ * runs (the caller answers 204, nothing written), -1 with err (404 not
+ * the user's conversation, 503). A follower stops with the turn's
+ * "[DONE]", when its worker's lease runs out (a worker that died), or
+ * when its own client goes. */
+int	 live_follow(const char *user_id, long long conversation_id,
+	    unsigned long last_event_id, live_writer write, void *arg,
+	    struct chat_err *err);
+
+#endif

@@ -1,0 +1,110 @@
+#!/usr/bin/perl
+# t/39-stream-resume.t: a streamed turn followed from another connection,
+# which any worker may serve (GET /chat/conversations/{id}/stream): the
+# same events from the start, or after a Last-Event-ID, live to [DONE];
+# 204 when no turn runs, 404 for a conversation that is not the
+# caller's; and POST .../stop answering 204 or 404 as the contract says.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use POSIX qw(_exit);
+use Test::More;
+use Time::HiRes qw(sleep time);
+use Stack;
+
+my $s = Stack->new(workers => 3, model => 'mock');
+my $alice = $s->token('alice');
+my $bob = $s->token('bob');
+my $U = 'http://127.0.0.1:' . $s->port;
+my $dir = $s->dir;
+
+# curl in a child of its own, its answer (head and body) into a file: a
+# follower runs beside the turn it follows.
+sub follow {
+	my ($name, $path, $token, @headers) = @_;
+	my $pid = fork // die "fork: $!\n";
+	if (!$pid) {
+		{ no warnings 'exec'; exec 'curl', '-s', '-N', '-i',
+		    '--max-time', '30', '-o', "$dir/$name", "$U$path",
+		    '-H', "Authorization: Bearer $token",
+		    map({ ('-H', $_) } @headers) }
+		_exit(127);
+	}
+	return $pid;
+}
+
+sub slurp {
+	open my $fh, '<:raw', $_[0] or return '';
+	local $/;
+	return scalar <$fh>;
+}
+
+# The events of a stream's text, pings left out (each connection makes
+# its own), as "id: N\ndata: ..." blocks.
+sub events {
+	my ($text) = @_;
+	$text =~ s/\A.*?\r\n\r\n//s;	# the head, when there is one
+	return grep { !/\A:/ && length } split /\n\n/, $text;
+}
+
+sub wait_until {
+	my ($cond, $seconds) = @_;
+	my $end = time + $seconds;
+	sleep 0.05 until $cond->() || time > $end;
+	return $cond->();
+}
+
+# A turn that runs for 3 s: the model answers late.
+$s->mock_script([{ delay_ms => 3000,
+    reply => { content => 'Hello there, friend.' } }]);
+my $orig = $s->stream_open('/chat', token => $alice,
+    body => { message => 'hello' });
+ok wait_until(sub { $s->sql_value(q{SELECT count(*) FROM turn_streams
+    WHERE NOT done}) == 1 }, 10), 'the running turn has its record';
+my $conv = $s->sql_value('SELECT max(conversation_id) FROM turn_streams');
+my @kids = (follow('all', "/chat/conversations/$conv/stream", $alice),
+    follow('after2', "/chat/conversations/$conv/stream", $alice,
+    'Last-Event-ID: 2'),
+    follow('bob', "/chat/conversations/$conv/stream", $bob));
+$orig->read_all(30);
+waitpid $_, 0 for @kids;
+
+my @want = events($orig->body);
+ok @want >= 6 && $want[-1] =~ /\Aid: \d+\ndata: \[DONE\]\z/,
+    'the original stream ran to [DONE]' or diag $orig->body;
+my $all = slurp("$dir/all");
+like $all, qr{\AHTTP/1\.1 200 }, 'a follower of the running turn: 200';
+like $all, qr{^Content-Type: text/event-stream\r$}mi, '... an event stream';
+like $all, qr{^x-vercel-ai-ui-message-stream: v1\r$}mi,
+    '... of the UI message stream protocol';
+is_deeply [ events($all) ], \@want,
+    '... with the same events as the original, from its start to [DONE]';
+is_deeply [ events(slurp("$dir/after2")) ], [ grep { !/\Aid: [12]\n/ }
+    @want ], 'after Last-Event-ID: 2, the events from the third on';
+like slurp("$dir/bob"), qr{\AHTTP/1\.1 404 .*"conversation_not_found"}s,
+    "another user's conversation: 404, as everywhere";
+
+# No turn runs now.
+my $r = $s->request(GET => "/chat/conversations/$conv/stream",
+    token => $alice);
+is $r->{status}, 204, 'a conversation with no running turn: 204';
+is $s->request(GET => '/chat/conversations/x1/stream',
+    token => $alice)->{status}, 404, 'a path id that is no id: 404';
+is $s->request(GET => "/chat/conversations/$conv/stream")->{status}, 401,
+    'without a token: 401';
+
+# Stop: 204 running or not, 404 for what is not the caller's.
+is $s->request(POST => "/chat/conversations/$conv/stop",
+    token => $alice)->{status}, 204, 'stop with no running turn: 204';
+$r = $s->request(POST => "/chat/conversations/$conv/stop", token => $bob);
+is $r->{status}, 404, "stop of another user's conversation: 404";
+is $r->{json}{error}{code}, 'conversation_not_found', '... not_found';
+is $s->request(GET => "/chat/conversations/$conv/stop",
+    token => $alice)->{status}, 405, 'stop is a POST: 405 otherwise';
+
+my $answer = $s->sql_value(q{SELECT content FROM messages
+    WHERE conversation_id = $1 AND role = 'assistant'}, $conv);
+is $answer, 'Hello there, friend.', 'the turn was stored';
+
+done_testing;
