@@ -107,4 +107,43 @@ my $answer = $s->sql_value(q{SELECT content FROM messages
     WHERE conversation_id = $1 AND role = 'assistant'}, $conv);
 is $answer, 'Hello there, friend.', 'the turn was stored';
 
+# Stopping a running turn: the model streams a long answer slowly; a
+# stop asked on another connection ends it within a second, the words
+# so far stored as its answer, its stream and a follower's ended.
+my $long = join ' ', map { "word$_" } 1 .. 200;
+$s->mock_script([{ reply => { content => $long }, piece_chars => 6,
+    chunk_delay_ms => 100 }]);
+my $st = $s->stream_open('/chat', token => $alice,
+    body => { message => 'tell me a long story',
+    conversation_id => 0 + $conv });
+$st->read_until(qr/"text-delta"/, 10);
+my $follower = follow('stopped', "/chat/conversations/$conv/stream",
+    $alice);
+sleep 0.5;
+my $t0 = time;
+is $s->request(POST => "/chat/conversations/$conv/stop",
+    token => $alice)->{status}, 204, 'stop of a running turn: 204';
+$st->read_all(10);
+my $took = time - $t0;
+ok $took < 1.5, sprintf 'the stopped stream ended within a second or so '
+    . '(%.2f s)', $took;
+waitpid $follower, 0;
+my @got = events($st->body);
+diag $st->body unless @got && $got[-1] =~ /DONE/;
+like $got[-1], qr/\Aid: \d+
+data: \[DONE\]\z/, '... with [DONE]';
+like $got[-2], qr/"type":"finish"/, '... after finish';
+my $deltas = join '', map { /"delta":"((?:[^"\\]|\\.)*)"/ ? $1 : () } @got;
+my $stored = $s->sql_value(q{SELECT content FROM messages
+    WHERE conversation_id = $1 AND role = 'assistant'
+    ORDER BY id DESC LIMIT 1}, $conv);
+ok length $stored > 0 && length $stored < length $long,
+    sprintf 'the words so far are the answer (%d of %d bytes)',
+    length $stored, length $long;
+is $deltas, $stored, '... exactly what the stream gave';
+like slurp("$dir/stopped"), qr/data: \[DONE\]\n\n\z/,
+    "the follower's stream ended too";
+is $s->sql_value(q{SELECT count(*) FROM turn_streams WHERE NOT done}), 0,
+    'no stream is left running';
+
 done_testing;
