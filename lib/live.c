@@ -17,8 +17,11 @@ live_write(void *arg, const char *p, size_t len)
 {
 	struct live	*l = arg;
 
+	/* A batch holds 200 ms of events, far below its cap; past it (a
+	 * runaway peer), events are left out of the record, and a follower
+	 * sees a gap in the ids rather than the worker growing a buffer. */
 	if (len == 0 || p[0] != ':')
-		(void)buf_add(&l->pending, p, len);	/* full: see flush */
+		(void)buf_add(&l->pending, p, len);
 	return l->write(l->arg, p, len);
 }
 
