@@ -22,12 +22,12 @@
 #include "db.h"
 #include "http.h"
 #include "keyring.h"
+#include "live.h"
 #include "log.h"
 #include "model.h"
 #include "openai.h"
 #include "text.h"
 #include "turn.h"
-#include "live.h"
 #include "url.h"
 
 /* What a handler gets: the request, the caller (when the route needs
