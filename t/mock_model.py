@@ -401,6 +401,9 @@ class Handler(BaseHTTPRequestHandler):
                 '"model":%s,"system_fingerprint":"fp_mock","choices":'
                 '[{"index":0,"delta":' % (whole["id"], whole["created"],
                                           json.dumps(whole["model"])))
+        usage = (body.get("stream_options") or {}).get("include_usage")
+        if usage:
+            base = base.replace('"choices":', '"usage":null,"choices":')
         head = "data: " + base + '{"content":"'
         tail = '"},"logprobs":null,"finish_reason":null}]}\n\n'
         n, step = args.stream_pieces, args.chunk_delay_ms / 1000.0
@@ -420,8 +423,12 @@ class Handler(BaseHTTPRequestHandler):
                         if args.stamp_pieces else "w%05d " % k)
                 self.stream_write(head + text + tail)
             self.stream_write("data: " + base + '{},"logprobs":null,'
-                              '"finish_reason":"stop"}]}\n\n'
-                              "data: [DONE]\n\n")
+                              '"finish_reason":"stop"}]}\n\n')
+            if usage:
+                self.stream_write("data: " + base.split('"usage"')[0] +
+                                  '"choices":[],"usage":' +
+                                  json.dumps(whole["usage"]) + "}\n\n")
+            self.stream_write("data: [DONE]\n\n")
             self.wfile.write(b"0\r\n\r\n")
             return True
         except (BrokenPipeError, ConnectionResetError):
