@@ -88,6 +88,21 @@ sub counts {
 	return ($w, $t);
 }
 
+# CPU time (utime + stime, clock ticks) of the processes alive now, by
+# command: where the cores go (the mock is a Python process; wrk, gone
+# by the second count, is left out).
+sub cpu {
+	my %t;
+	for my $f (glob '/proc/[0-9]*/stat') {
+		open my $fh, '<', $f or next;
+		my $l = <$fh> // next;
+		my ($comm, $rest) = $l =~ /\((.*)\) (.*)/s or next;
+		my @f = split ' ', $rest;
+		$t{$comm} += $f[11] + $f[12];
+	}
+	return \%t;
+}
+
 my $max_backends = 0;
 my $sampler = fork // die;
 if ($sampler == 0) {
@@ -116,9 +131,18 @@ my $wrk = "wrk -t 2 -c $clients --timeout 20s -s $FindBin::Bin/stream.lua "
 `$wrk -d 5s 2>&1`;
 sleep 2 + $turn_ms / 1000;
 my ($w0, $t0turns) = counts();
+my $cpu0 = cpu();
 my $out = `$wrk -d ${seconds}s 2>&1`;
+my $cpu1 = cpu();
 sleep 2 + $turn_ms / 1000;
 my ($w1, $t1turns) = counts();
+my $ncpu = () = do {
+	open my $fh, '<', '/proc/cpuinfo' or die;
+	grep /^processor\s*:/, <$fh>;
+};
+my $tick = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
+my %cpu = map { $_ => (($cpu1->{$_} // 0) - ($cpu0->{$_} // 0)) / $tick }
+    qw(python3 chat.fcgi nginx postgres pgbouncer);
 waitpid $sampler, 0;
 $max_backends = do { open my $fh, '<', $s->dir . '/max_backends'; <$fh> }
     // 0;
@@ -247,6 +271,10 @@ printf "workers' memory: %.0f MiB private, %.0f MiB PSS, %.0f MiB RSS in "
     . "all (%.2f MiB RSS, %.2f MiB PSS a worker)\n", $anon / 1024,
     $pss / 1024, $rss / 1024, $nworkers ? $rss / 1024 / $nworkers : 0,
     $nworkers ? $pss / 1024 / $nworkers : 0;
+printf "CPU s over the %d s run (%d cores: %d s at most): %s\n", $seconds,
+    $ncpu, $ncpu * $seconds, join ', ', map { sprintf '%s %.1f',
+    $_ eq 'python3' ? 'mock' : $_, $cpu{$_} }
+    sort { $cpu{$b} <=> $cpu{$a} } keys %cpu;
 printf "turn_streams writes: %d inserts+updates for %d turns stored = %.1f "
     . "a streamed turn\n", $w1 - $w0, $turns, $writes;
 printf "latency, %d streams for %d s: %d turns (%d bad), %d pieces (%.1f a "
