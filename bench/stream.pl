@@ -103,22 +103,36 @@ sub cpu {
 	return \%t;
 }
 
+# Turns whose client went away run on (wrk's last ones, as many as there
+# are clients): waits until none runs, so that the counts hold all of
+# their writes and the latency run has the stack to itself.
+sub settle {
+	my $end = time + 120;
+	sleep 0.5 while time < $end && ($s->sql_value(q{SELECT count(*)
+	    FROM turn_streams WHERE NOT done}) // 0) > 0;
+	sleep 2;	# the statistics' lag
+}
+
 my $max_backends = 0;
 my $sampler = fork // die;
 if ($sampler == 0) {
+	# Until the measured run is over (the parent stops it): the most
+	# seen so far, in a file.
 	my $max = 0;
-	my $end = time + 5 + 4 + $seconds + 10;
-	while (time < $end) {
+	while (1) {
 		my $n = $s->sql_value(q{SELECT count(*) FROM pg_stat_activity
 		    WHERE backend_type = 'client backend'
 		    AND application_name <> 'psql'});
-		$max = $n if ($n // 0) > $max;
+		if (($n // 0) > $max) {
+			$max = $n;
+			open my $fh, '>', $s->dir . '/max_backends.tmp' or die;
+			print $fh "$max\n";
+			close $fh;
+			rename $s->dir . '/max_backends.tmp',
+			    $s->dir . '/max_backends';
+		}
 		sleep 0.5;
 	}
-	open my $fh, '>', $s->dir . '/max_backends' or die;
-	print $fh "$max\n";
-	close $fh;
-	POSIX::_exit(0);
 }
 
 local $ENV{TOKEN} = $token;
@@ -129,12 +143,14 @@ my $wrk = "wrk -t 2 -c $clients --timeout 20s -s $FindBin::Bin/stream.lua "
 # finish (a client that goes away does not end its turn) before the
 # counts are taken.
 `$wrk -d 5s 2>&1`;
-sleep 2 + $turn_ms / 1000;
+settle();
 my ($w0, $t0turns) = counts();
 my $cpu0 = cpu();
 my $out = `$wrk -d ${seconds}s 2>&1`;
 my $cpu1 = cpu();
-sleep 2 + $turn_ms / 1000;
+kill 'KILL', $sampler;
+waitpid $sampler, 0;
+settle();
 my ($w1, $t1turns) = counts();
 my $ncpu = () = do {
 	open my $fh, '<', '/proc/cpuinfo' or die;
@@ -143,7 +159,6 @@ my $ncpu = () = do {
 my $tick = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
 my %cpu = map { $_ => (($cpu1->{$_} // 0) - ($cpu0->{$_} // 0)) / $tick }
     qw(python3 chat.fcgi nginx postgres pgbouncer);
-waitpid $sampler, 0;
 $max_backends = do { open my $fh, '<', $s->dir . '/max_backends'; <$fh> }
     // 0;
 chomp $max_backends;
@@ -227,6 +242,8 @@ sub consume {
 	}
 }
 
+my $lcpu0 = cpu();
+my $lt0 = time;
 if ($lat_streams) {
 	# Each stream on a conversation of its own (none of them running).
 	open_stream($ids[$_]) for 0 .. $lat_streams - 1;
@@ -252,6 +269,9 @@ if ($lat_streams) {
 		}
 	}
 }
+my ($lcpu1, $lt1) = (cpu(), time);
+my %lcpu = map { $_ => (($lcpu1->{$_} // 0) - ($lcpu0->{$_} // 0)) / $tick }
+    qw(python3 chat.fcgi nginx postgres pgbouncer perl);
 @delays = sort { $a <=> $b } @delays;
 my $pct = sub { @delays ? $delays[int($_[0] * $#delays)] / 1000 : 0 };
 my ($l50, $l99, $lmax) = ($pct->(0.5), $pct->(0.99), $pct->(1));
@@ -282,6 +302,10 @@ printf "latency, %d streams for %d s: %d turns (%d bad), %d pieces (%.1f a "
     . "%.2f ms (target p99 < 5 ms)\n", $lat_streams, $lat_seconds,
     $lat_turns, $lat_bad, $stamps, $lat_turns ? $stamps / $lat_turns : 0,
     $l50, $l99, $lmax;
+printf "CPU s over the latency run's %.1f s: %s\n", $lt1 - $lt0, join ', ',
+    map { sprintf '%s %.1f', $_ eq 'python3' ? 'mock' : $_ eq 'perl'
+    ? 'perl (this client)' : $_, $lcpu{$_} }
+    sort { $lcpu{$b} <=> $lcpu{$a} } keys %lcpu;
 
 mkdir "$FindBin::Bin/results";
 open my $fh, '>>', "$FindBin::Bin/results/stream.tsv" or die;
