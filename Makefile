@@ -93,6 +93,7 @@ bench: deps
 	perl bench/history-length.pl 300
 	perl bench/rss.pl 20000
 	perl bench/slow-model.pl 1000 30
+	perl bench/stream.pl 1000 30
 
 # The libFuzzer harnesses in fuzz/ (clang, libclang-rt-dev), FUZZ_SECONDS
 # each; t/95-fuzz.t runs them for a few seconds in every make test.

@@ -48,6 +48,19 @@ With the queue empty it answers "mock: <last user message>" (after
 --delay-ms, 0 by default, which also delays steps without a delay_ms). Chat
 requests go to POST .../chat/completions under any base path, so both
 CHAT_MODEL_URL=http://127.0.0.1:PORT/v1 and .../PORT work.
+
+For streaming load runs (bench/stream.pl), options shape the DEFAULT reply
+when it is streamed (no step queued; scripted steps and replies that are
+not streamed are unchanged):
+  --stream-pieces N   the content is N pieces of a fixed width (instead
+                      of "mock: <last user message>"): "w00001 ", ...
+  --chunk-delay-ms N  the chunks are paced N ms apart, on a schedule
+                      from the first one (a late chunk does not push the
+                      next ones back): N pieces take about N x this long
+  --stamp-pieces      each piece is its send time instead, "t" and 16
+                      digits of microseconds since the epoch and a space
+                      ("t1733200000123456 "), taken as the chunk is
+                      written: a client's delay = its read time - stamp
 """
 import argparse
 import json
@@ -351,6 +364,8 @@ class Handler(BaseHTTPRequestHandler):
     def stream(self, step, body, entry):
         """A streamed reply; False when the client went away."""
         entry["status"] = 200
+        if not step and args.stream_pieces:
+            return self.stream_paced(body)
         try:
             self.stream_start()
             if "sse" in step:
@@ -374,6 +389,50 @@ class Handler(BaseHTTPRequestHandler):
             return True
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True   # the client stopped or gave up
+            return False
+
+    def stream_paced(self, body):
+        """The default reply as --stream-pieces, --chunk-delay-ms and
+        --stamp-pieces shape it. A thousand of these run at once in a
+        load run: each chunk is a template formatted with its piece,
+        not a json.dumps of its own."""
+        whole = completion(body, {"content": ""})
+        base = ('{"id":"%s","object":"chat.completion.chunk","created":%d,'
+                '"model":%s,"system_fingerprint":"fp_mock","choices":'
+                '[{"index":0,"delta":' % (whole["id"], whole["created"],
+                                          json.dumps(whole["model"])))
+        usage = (body.get("stream_options") or {}).get("include_usage")
+        if usage:
+            base = base.replace('"choices":', '"usage":null,"choices":')
+        head = "data: " + base + '{"content":"'
+        tail = '"},"logprobs":null,"finish_reason":null}]}\n\n'
+        n, step = args.stream_pieces, args.chunk_delay_ms / 1000.0
+        try:
+            self.stream_start()
+            start = time.time()
+            self.stream_write("data: " + base + '{"role":"assistant",'
+                              '"refusal":null,"content":""},"logprobs":'
+                              'null,"finish_reason":null}]}\n\n')
+            for k in range(1, n + 2):
+                wait = start + k * step - time.time()
+                if wait > 0:
+                    time.sleep(wait)
+                if k > n:
+                    break
+                text = ("t%016d " % int(time.time() * 1e6)
+                        if args.stamp_pieces else "w%05d " % k)
+                self.stream_write(head + text + tail)
+            self.stream_write("data: " + base + '{},"logprobs":null,'
+                              '"finish_reason":"stop"}]}\n\n')
+            if usage:
+                self.stream_write("data: " + base.split('"usage"')[0] +
+                                  '"choices":[],"usage":' +
+                                  json.dumps(whole["usage"]) + "}\n\n")
+            self.stream_write("data: [DONE]\n\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return True
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
             return False
 
     def read_body(self):
@@ -492,5 +551,9 @@ if __name__ == "__main__":
     # A slow model for load runs: every step without a delay of its own,
     # the default reply included, waits this long first.
     p.add_argument("--delay-ms", type=int, default=0)
+    # A streaming model for load runs (the docstring's last paragraph).
+    p.add_argument("--stream-pieces", type=int, default=0)
+    p.add_argument("--chunk-delay-ms", type=float, default=0)
+    p.add_argument("--stamp-pieces", action="store_true")
     args = p.parse_args()
     main()
