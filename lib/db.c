@@ -47,6 +47,15 @@ static const char SQL_TRANSACTION_SETTINGS[] =
 
 static const char SQL_PING[] = "SELECT 1";
 
+/* The one answer for a conversation that is not there or not the
+ * caller's: the two must look the same. */
+static int
+no_conversation(struct chat_err *err)
+{
+	return err_set(err, 404, "conversation_not_found",
+	    "No such conversation.");
+}
+
 /* The statements of a turn are functions in schema.sql, whose plans
  * PostgreSQL keeps per connection (see there); each carries its own
  * settings. The three that start or take up a turn return rows of one
@@ -388,8 +397,7 @@ db_turn_begin(const char *user_id, long long conversation_id,
 		return -1;
 	if (PQntuples(res) == 0) {
 		PQclear(res);
-		return err_set(err, 404, "conversation_not_found",
-		    "No such conversation.");
+		return no_conversation(err);
 	}
 	return turn_rows(res, out, err);
 }
@@ -701,8 +709,7 @@ db_messages(const char *user_id, long long conversation_id, int limit,
 		return -1;
 	if (out->n == 0) {
 		db_rows_free(out);
-		return err_set(err, 404, "conversation_not_found",
-		    "No such conversation.");
+		return no_conversation(err);
 	}
 	if (out->n == 1 && PQgetisnull(out->res, 0, 0))
 		out->n = 0;
@@ -723,8 +730,7 @@ db_conversation_delete(const char *user_id, long long conversation_id,
 	    err) == -1)
 		return -1;
 	if (strcmp(PQcmdTuples(res), "0") == 0)
-		rc = err_set(err, 404, "conversation_not_found",
-		    "No such conversation.");
+		rc = no_conversation(err);
 	PQclear(res);
 	return rc;
 }
@@ -763,8 +769,7 @@ db_stream_running(const char *user_id, long long conversation_id,
 		return -1;
 	if (PQntuples(res) == 0) {
 		PQclear(res);
-		return err_set(err, 404, "conversation_not_found",
-		    "No such conversation.");
+		return no_conversation(err);
 	}
 	if (!PQgetisnull(res, 0, 0))
 		*user_message_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -817,8 +822,7 @@ db_stream_stop(const char *user_id, long long conversation_id,
 	    err) == -1)
 		return -1;
 	if (*PQgetvalue(res, 0, 0) != 't')
-		rc = err_set(err, 404, "conversation_not_found",
-		    "No such conversation.");
+		rc = no_conversation(err);
 	PQclear(res);
 	return rc;
 }

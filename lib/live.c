@@ -1,9 +1,7 @@
 /* live.c: a streamed turn written to its client and, in batches, to its
  * record in the database, and followed from that record (live.h). */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "clock.h"
 #include "db.h"
@@ -85,15 +83,6 @@ live_event(void *arg, const struct turn_event *ev)
 	return l->stop;
 }
 
-static void
-sleep_ms(long ms)
-{
-	struct timespec	 ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		continue;
-}
-
 /* The id of the event that starts at p ("id: N\n..."), 0 if none. */
 static unsigned long
 event_id(const char *p, size_t len)
@@ -164,7 +153,7 @@ live_follow(const char *user_id, long long conversation_id,
 			wrote_ms = clock_ms();
 		}
 		if (!gone && !over)
-			sleep_ms(LIVE_POLL_MS);
+			clock_sleep_ms(LIVE_POLL_MS);
 	}
 	return 0;
 }

@@ -119,17 +119,6 @@ static const struct {
 	{ "retry-after:", 1000 },
 };
 
-static void
-sleep_ms(long ms)
-{
-	struct timespec	 ts;
-
-	ts.tv_sec = ms / 1000;
-	ts.tv_nsec = (ms % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		continue;
-}
-
 static size_t
 on_body(char *p, size_t size, size_t n, void *arg)
 {
@@ -587,11 +576,11 @@ attempt_wait(struct attempt *a, long wait_ms)
 	long long	 until = clock_ms() + wait_ms, left;
 
 	if (a->stream == NULL) {
-		sleep_ms(wait_ms);
+		clock_sleep_ms(wait_ms);
 		return 0;
 	}
 	while ((left = until - clock_ms()) > 0) {
-		sleep_ms(left < IDLE_EVERY_MS ? (long)left : IDLE_EVERY_MS);
+		clock_sleep_ms(left < IDLE_EVERY_MS ? (long)left : IDLE_EVERY_MS);
 		if (a->stream->idle != NULL &&
 		    a->stream->idle(a->stream->arg) != 0)
 			return 1;
