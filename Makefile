@@ -29,7 +29,7 @@ TSAN_FLAGS = -O1 -g -fsanitize=thread
 # Run again with four threads a worker against the ThreadSanitizer build.
 TSAN_TESTS = t/10-chat.t t/50-model.t t/70-idempotency.t t/75-concurrent.t \
 	     t/88-load-faults.t t/89-fastcgi-connection.t t/90-graceful-stop.t \
-	     t/33-jwks.t t/39-stream-resume.t
+	     t/39-stream-resume.t
 LIB_SRCS = $(LIB_OBJS:.o=.c)
 # Every integration test but those that bring their own instrumentation.
 SAN_TESTS = $(filter-out t/91-valgrind.t t/92-unit-valgrind.t t/95-fuzz.t, \
