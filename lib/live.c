@@ -97,27 +97,28 @@ event_id(const char *p, size_t len)
 	return id;
 }
 
-/* Passes on the whole events of events[*sent..len) whose ids are past
- * last_event_id; *sent moves past them. 1 when the client is gone. */
+/* Passes on the whole events of events[0..len) whose ids are past
+ * last_event_id. A batch ends on an event's end; an event cut short (a
+ * record past its cap, live_write()) is left out. 1 when the client is
+ * gone. */
 static int
-forward(const char *events, size_t len, size_t *sent,
-    unsigned long last_event_id, live_writer write, void *arg,
-    long long *wrote_ms)
+forward(const char *events, size_t len, unsigned long last_event_id,
+    live_writer write, void *arg, long long *wrote_ms)
 {
 	const char	*p, *end;
-	size_t		 n;
+	size_t		 n, at = 0;
 
-	while (*sent < len) {
-		p = events + *sent;
+	while (at < len) {
+		p = events + at;
 		if ((end = strstr(p, "\n\n")) == NULL)
-			break;		/* a batch ends on an event's end */
+			break;
 		n = (size_t)(end - p) + 2;
 		if (event_id(p, n) > last_event_id) {
 			if (write(arg, p, n) == -1)
 				return 1;
 			*wrote_ms = clock_ms();
 		}
-		*sent += n;
+		at += n;
 	}
 	return 0;
 }
@@ -129,21 +130,22 @@ live_follow(const char *user_id, long long conversation_id,
 {
 	struct db_stream	 s;
 	long long		 message, wrote_ms = clock_ms();
-	size_t			 sent = 0;
-	int			 gone = 0, over = 0;
+	int			 batches = 0, gone = 0, over = 0;
 
 	if (db_stream_running(user_id, conversation_id, &message, err) == -1)
 		return -1;
 	if (message == 0)
 		return 1;
 	while (!gone && !over) {
-		if (db_stream_events(user_id, message, &s, err) == -1)
-			return sent > 0 ? 0 : -1;
+		if (db_stream_events(user_id, message, batches, &s,
+		    err) == -1)
+			return -1;	/* the caller ends what it started */
 		if (!s.found)
 			over = 1;
 		else {
-			gone = forward(s.events, s.len, &sent, last_event_id,
-			    write, arg, &wrote_ms);
+			gone = forward(s.events, s.len, last_event_id, write,
+			    arg, &wrote_ms);
+			batches = s.batches;
 			over = s.done || !s.alive;
 		}
 		db_stream_free(&s);
