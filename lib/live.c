@@ -24,10 +24,12 @@ live_write(void *arg, const char *p, size_t len)
 }
 
 void
-live_init(struct live *l, const char *user_id, live_writer write, void *arg)
+live_init(struct live *l, const char *user_id, live_writer write,
+    live_flusher flush, void *arg)
 {
 	memset(l, 0, sizeof(*l));
 	l->write = write;
+	l->flush = flush;
 	l->arg = arg;
 	l->user_id = user_id;
 	/* A turn's stream is a few KiB; its record is capped as a reply
@@ -46,7 +48,7 @@ live_free(struct live *l)
  * database that fails here fails the turn's next statement too; the
  * record itself is best effort: logged, and the turn goes on. */
 static void
-flush(struct live *l, int done)
+record(struct live *l, int done)
 {
 	struct chat_err	 err;
 	int		 stop = 0;
@@ -75,11 +77,13 @@ live_event(void *arg, const struct turn_event *ev)
 		l->user_message_id = ev->user_message_id;
 	}
 	uistream_event(&l->ui, ev);
+	if (ev->type != TURN_TEXT)
+		(void)l->flush(l->arg);
 	quiet = clock_ms() - l->flushed_ms;
 	if (ev->type == TURN_START || ev->type == TURN_FINISH ||
 	    (l->pending.len > 0 && quiet >= LIVE_FLUSH_MS) ||
 	    quiet >= LIVE_QUIET_FLUSH_MS)
-		flush(l, ev->type == TURN_FINISH);
+		record(l, ev->type == TURN_FINISH);
 	return l->stop;
 }
 
@@ -125,8 +129,8 @@ forward(const char *events, size_t len, unsigned long last_event_id,
 
 int
 live_follow(const char *user_id, long long conversation_id,
-    unsigned long last_event_id, live_writer write, void *arg,
-    struct chat_err *err)
+    unsigned long last_event_id, live_writer write, live_flusher flush,
+    void *arg, struct chat_err *err)
 {
 	struct db_stream	 s;
 	long long		 message, wrote_ms = clock_ms();
@@ -154,6 +158,8 @@ live_follow(const char *user_id, long long conversation_id,
 			gone = write(arg, ": ping\n\n", 8) == -1;
 			wrote_ms = clock_ms();
 		}
+		if (!gone)
+			gone = flush(arg) == -1;
 		if (!gone && !over)
 			clock_sleep_ms(LIVE_POLL_MS);
 	}
