@@ -42,6 +42,7 @@ void
 live_free(struct live *l)
 {
 	buf_free(&l->pending);
+	uistream_free(&l->ui);
 }
 
 /* Writes the batch to the record and reads whether a stop was asked. A
