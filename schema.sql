@@ -87,20 +87,22 @@ CREATE INDEX IF NOT EXISTS turns_conversation_id_idx
 
 -- A streamed turn as others may watch it, so that a reloaded page
 -- (GET /chat/conversations/{id}/stream) can follow it from any worker:
--- its head here (whether it is done, whether someone asked it to stop
--- (POST .../stop), which its worker reads each time it writes, and how
--- long its worker holds it), and the events it has sent so far (the
--- stream's own bytes, pings aside) in turn_stream_batches. Written in
--- batches, a few times a second at most, never a token at a time. A
--- stream whose worker died is not followed past lease_until. Rows of
--- finished streams are cleared by the user's next stream after a minute:
--- a watcher reads the end of a stream within a second of it.
+-- its head here (whether it is done, whether someone follows it or
+-- asked it to stop (POST .../stop), which its worker reads at least
+-- every half second, and how long its worker holds it), and, once it is
+-- followed, the events it has sent (the stream's own bytes, pings
+-- aside) in turn_stream_batches, written in batches a few times a
+-- second at most, never a token at a time. A stream whose worker died
+-- is not followed past lease_until. Rows of finished streams are
+-- cleared by the user's next stream after a minute: a watcher reads the
+-- end of a stream within a second of it.
 CREATE TABLE IF NOT EXISTS turn_streams (
 	user_message_id	bigint PRIMARY KEY,
 	conversation_id	bigint NOT NULL
 			REFERENCES conversations (id) ON DELETE CASCADE,
 	user_id		text NOT NULL,
 	batches		integer NOT NULL DEFAULT 0,
+	followed	boolean NOT NULL DEFAULT false,
 	done		boolean NOT NULL DEFAULT false,
 	stop		boolean NOT NULL DEFAULT false,
 	lease_until	timestamptz NOT NULL,
@@ -111,6 +113,8 @@ CREATE TABLE IF NOT EXISTS turn_streams (
 ALTER TABLE turn_streams ADD COLUMN IF NOT EXISTS batches integer NOT NULL
 	DEFAULT 0;
 ALTER TABLE turn_streams DROP COLUMN IF EXISTS events;
+ALTER TABLE turn_streams ADD COLUMN IF NOT EXISTS followed boolean NOT NULL
+	DEFAULT false;
 -- A stream's events, one row a write, numbered from 1: a write adds only
 -- what is new, and a watcher reads only the batches it has not seen.
 CREATE TABLE IF NOT EXISTS turn_stream_batches (
@@ -557,30 +561,40 @@ BEGIN
 END
 $$;
 
--- A streamed turn's worker writes what it sent since its last write
--- (p_events), and whether the stream is done; the first write makes the
--- row. Returns whether a stop was asked. Each write renews the lease.
+-- A streamed turn's worker writes its record: at its start (which makes
+-- the row), while someone follows it, at least every 10 s (the lease),
+-- and at its end (p_done). p_events are the events not yet stored; they
+-- are stored only once the stream is followed (a follower sets
+-- followed, and the worker, which learns it from this or from
+-- chat_stream_check(), then writes all it sent since the start, and
+-- from then on every 200 ms): most streams are never followed, and for
+-- them the record is two writes and a read every half second, whatever
+-- the answer's length. Returns whether a stop was asked, and whether
+-- the events were stored (followed). Each write renews the lease.
 -- The record only serves watchers while the turn runs (the turn itself
 -- is stored by the statements above, durably): its commit does not wait
 -- for the disk, which would hold up the stream behind it. A crash may
 -- lose its last writes; the lease then tells watchers it is over.
-CREATE OR REPLACE FUNCTION chat_stream_write(p_user text,
+DROP FUNCTION IF EXISTS chat_stream_write(text, bigint, bigint, text,
+	boolean);
+CREATE OR REPLACE FUNCTION chat_stream_put(p_user text,
 	p_conversation bigint, p_message bigint, p_events text,
 	p_done boolean)
-RETURNS boolean
+RETURNS TABLE (stop boolean, followed boolean)
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
 SET lock_timeout = '5s'
 AS $$
 DECLARE
 	stopped	boolean;
+	seen	boolean;
 	n	integer;
 BEGIN
 	PERFORM set_config('synchronous_commit', 'off', true);
-	UPDATE turn_streams SET batches = batches + 1, done = p_done,
+	UPDATE turn_streams s SET batches = s.batches + 1, done = p_done,
 	    lease_until = now() + chat_turn_lease()
-	    WHERE user_message_id = p_message AND user_id = p_user
-	    RETURNING stop, batches INTO stopped, n;
+	    WHERE s.user_message_id = p_message AND s.user_id = p_user
+	    RETURNING s.stop, s.followed, s.batches INTO stopped, seen, n;
 	IF NOT FOUND THEN
 		DELETE FROM turn_streams t WHERE t.user_id = p_user
 		    AND t.done AND t.created_at < now() - interval '1 minute';
@@ -589,29 +603,58 @@ BEGIN
 		    VALUES (p_message, p_conversation, p_user, 1, p_done,
 		    now() + chat_turn_lease());
 		stopped := false;
+		seen := false;
 		n := 1;
 	END IF;
-	IF p_events <> '' THEN
+	IF seen AND p_events <> '' THEN
 		INSERT INTO turn_stream_batches (user_message_id, batch, events)
 		    VALUES (p_message, n, p_events);
 	END IF;
-	RETURN stopped;
+	RETURN QUERY SELECT stopped, seen;
 END
 $$;
 
--- The running streamed turn of the user's conversation, if any: no row
--- when the conversation is not the user's; a row with a NULL
--- user_message_id when none runs (done, or its worker's lease ran out).
-CREATE OR REPLACE FUNCTION chat_stream_running(p_user text,
-	p_conversation bigint)
-RETURNS TABLE (user_message_id bigint)
+-- What a streamed turn's worker reads between its writes: whether a
+-- stop was asked, and whether someone follows it. No row: not the
+-- user's, or cleared.
+CREATE OR REPLACE FUNCTION chat_stream_check(p_user text, p_message bigint)
+RETURNS TABLE (stop boolean, followed boolean)
 LANGUAGE sql STABLE
 AS $$
-	SELECT (SELECT s.user_message_id FROM turn_streams s
-	    WHERE s.conversation_id = c.id AND s.user_id = p_user
-	    AND NOT s.done AND s.lease_until > now()
-	    ORDER BY s.user_message_id DESC LIMIT 1)
-	FROM conversations c WHERE c.id = p_conversation AND c.user_id = p_user
+	SELECT s.stop, s.followed FROM turn_streams s
+	WHERE s.user_message_id = p_message AND s.user_id = p_user
+$$;
+
+-- The running streamed turn of the user's conversation, if any, now
+-- followed: its worker stores its events from then on. No row when the
+-- conversation is not the user's; a row with a NULL user_message_id
+-- when none runs (done, or its worker's lease ran out).
+DROP FUNCTION IF EXISTS chat_stream_running(text, bigint);
+CREATE OR REPLACE FUNCTION chat_stream_follow(p_user text,
+	p_conversation bigint)
+RETURNS TABLE (user_message_id bigint)
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+SET lock_timeout = '5s'
+AS $$
+DECLARE
+	running	bigint;
+BEGIN
+	PERFORM FROM conversations c
+	    WHERE c.id = p_conversation AND c.user_id = p_user;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	UPDATE turn_streams s SET followed = true
+	    WHERE s.user_message_id = (SELECT t.user_message_id
+		FROM turn_streams t
+		WHERE t.conversation_id = p_conversation
+		AND t.user_id = p_user AND NOT t.done
+		AND t.lease_until > now()
+		ORDER BY t.user_message_id DESC LIMIT 1)
+	    RETURNING s.user_message_id INTO running;
+	RETURN QUERY SELECT running;
+END
 $$;
 
 -- What a watcher reads of a stream: the events of the batches after

@@ -75,10 +75,12 @@ static const char SQL_TURN_REPLAY[] =
 static const char SQL_TURN_RELEASE[] =
     "SELECT chat_turn_release($1, $2)";
 /* A streamed turn's live record (schema.sql: turn_streams). */
-static const char SQL_STREAM_WRITE[] =
-    "SELECT chat_stream_write($1, $2, $3, $4, $5)";
-static const char SQL_STREAM_RUNNING[] =
-    "SELECT user_message_id FROM chat_stream_running($1, $2)";
+static const char SQL_STREAM_PUT[] =
+    "SELECT stop, followed FROM chat_stream_put($1, $2, $3, $4, $5)";
+static const char SQL_STREAM_CHECK[] =
+    "SELECT stop, followed FROM chat_stream_check($1, $2)";
+static const char SQL_STREAM_FOLLOW[] =
+    "SELECT user_message_id FROM chat_stream_follow($1, $2)";
 static const char SQL_STREAM_EVENTS[] =
     "SELECT events, batches, done, alive FROM chat_stream_events($1, $2, $3)";
 static const char SQL_STREAM_STOP[] =
@@ -735,10 +737,22 @@ db_conversation_delete(const char *user_id, long long conversation_id,
 	return rc;
 }
 
+/* The row of chat_stream_put() or chat_stream_check(): stop, followed. */
+static void
+stream_flags(PGresult *res, int *stop, int *followed)
+{
+	*stop = *followed = 0;
+	if (PQntuples(res) == 1) {
+		*stop = *PQgetvalue(res, 0, 0) == 't';
+		*followed = *PQgetvalue(res, 0, 1) == 't';
+	}
+	PQclear(res);
+}
+
 int
-db_stream_write(const char *user_id, long long conversation_id,
+db_stream_put(const char *user_id, long long conversation_id,
     long long user_message_id, const char *events, int done, int *stop,
-    struct chat_err *err)
+    int *followed, struct chat_err *err)
 {
 	char		 conv[24], msg[24];
 	const char	*params[5] = { user_id, conv, msg, events,
@@ -747,15 +761,29 @@ db_stream_write(const char *user_id, long long conversation_id,
 
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
 	snprintf(msg, sizeof(msg), "%lld", user_message_id);
-	if (call(SQL_STREAM_WRITE, 5, params, &res, err) == -1)
+	if (call(SQL_STREAM_PUT, 5, params, &res, err) == -1)
 		return -1;
-	*stop = *PQgetvalue(res, 0, 0) == 't';
-	PQclear(res);
+	stream_flags(res, stop, followed);
 	return 0;
 }
 
 int
-db_stream_running(const char *user_id, long long conversation_id,
+db_stream_check(const char *user_id, long long user_message_id, int *stop,
+    int *followed, struct chat_err *err)
+{
+	char		 msg[24];
+	const char	*params[2] = { user_id, msg };
+	PGresult	*res;
+
+	snprintf(msg, sizeof(msg), "%lld", user_message_id);
+	if (call(SQL_STREAM_CHECK, 2, params, &res, err) == -1)
+		return -1;
+	stream_flags(res, stop, followed);
+	return 0;
+}
+
+int
+db_stream_follow(const char *user_id, long long conversation_id,
     long long *user_message_id, struct chat_err *err)
 {
 	char		 conv[24];
@@ -764,8 +792,7 @@ db_stream_running(const char *user_id, long long conversation_id,
 
 	*user_message_id = 0;
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
-	if (run(SQL_STREAM_RUNNING, 2, params, PGRES_TUPLES_OK, &res,
-	    err) == -1)
+	if (call(SQL_STREAM_FOLLOW, 2, params, &res, err) == -1)
 		return -1;
 	if (PQntuples(res) == 0) {
 		PQclear(res);

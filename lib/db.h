@@ -131,18 +131,23 @@ int	 db_conversation_delete(const char *user_id,
 	    long long conversation_id, struct chat_err *err);
 
 /* A streamed turn's live record, which other workers read to follow it
- * (schema.sql: turn_streams). Writes what was sent since the last write
- * (events: the stream's bytes) and whether it is done; the first write
- * makes the record. *stop is set when someone asked the turn to stop.
- * 0, or -1 with err 503. */
-int	 db_stream_write(const char *user_id, long long conversation_id,
+ * (schema.sql: turn_streams). db_stream_put() writes it: the first call
+ * makes it; events (the stream's bytes not yet stored) are stored only
+ * when *followed comes back 1 (someone follows the stream; until then
+ * the caller keeps them, to write them all once it is); done ends it.
+ * db_stream_check() only reads the flags. *stop is set when someone
+ * asked the turn to stop. 0, or -1 with err 503. */
+int	 db_stream_put(const char *user_id, long long conversation_id,
 	    long long user_message_id, const char *events, int done,
-	    int *stop, struct chat_err *err);
+	    int *stop, int *followed, struct chat_err *err);
+int	 db_stream_check(const char *user_id, long long user_message_id,
+	    int *stop, int *followed, struct chat_err *err);
 
 /* The user message of the running streamed turn of the user's
- * conversation, 0 when none runs. 0, or -1 with err 404 (not the user's
+ * conversation, 0 when none runs; the stream is marked followed, so that
+ * its worker stores its events. 0, or -1 with err 404 (not the user's
  * conversation) or 503. */
-int	 db_stream_running(const char *user_id, long long conversation_id,
+int	 db_stream_follow(const char *user_id, long long conversation_id,
 	    long long *user_message_id, struct chat_err *err);
 
 /* What a watcher reads of a streamed turn: the events written after

@@ -15,9 +15,10 @@ live_write(void *arg, const char *p, size_t len)
 {
 	struct live	*l = arg;
 
-	/* A batch holds 200 ms of events, far below its cap; past it (a
-	 * runaway peer), events are left out of the record, and a follower
-	 * sees a gap in the ids rather than the worker growing a buffer. */
+	/* A batch holds 200 ms of events, or all of a stream not followed
+	 * yet (a few KiB), far below its cap; past it (a runaway peer),
+	 * events are left out of the record, and a follower sees a gap in
+	 * the ids rather than the worker growing a buffer. */
 	if (len == 0 || p[0] != ':')
 		(void)buf_add(&l->pending, p, len);
 	return l->write(l->arg, p, len);
@@ -45,33 +46,61 @@ live_free(struct live *l)
 	uistream_free(&l->ui);
 }
 
-/* Writes the batch to the record and reads whether a stop was asked. A
+/* Writes the record: the events not stored yet (stored only once the
+ * stream is followed; until then they stay pending, all of them since
+ * the start), and whether it is done; reads whether a stop was asked. A
  * database that fails here fails the turn's next statement too; the
  * record itself is best effort: logged, and the turn goes on. */
 static void
 record(struct live *l, int done)
 {
 	struct chat_err	 err;
-	int		 stop = 0;
+	int		 stop, followed;
 
-	l->flushed_ms = clock_ms();
+	l->written_ms = l->checked_ms = clock_ms();
 	if (l->user_message_id == 0)
 		return;
-	if (db_stream_write(l->user_id, l->conversation_id,
-	    l->user_message_id, l->pending.data != NULL ? l->pending.data :
-	    "", done, &stop, &err) == -1)
+	if (db_stream_put(l->user_id, l->conversation_id, l->user_message_id,
+	    l->pending.data != NULL ? l->pending.data : "", done, &stop,
+	    &followed, &err) == -1) {
 		log_err("stream record of message %lld: %s", l->user_message_id,
 		    err.code);
-	else if (stop)
+		return;
+	}
+	if (stop)
 		l->stop = 1;
-	buf_reset(&l->pending);
+	if (followed) {
+		l->followed = 1;
+		buf_reset(&l->pending);
+	}
+}
+
+/* Reads the record's flags: a stop asked, or a follower come, whose
+ * events are then written at once. */
+static void
+check(struct live *l)
+{
+	struct chat_err	 err;
+	int		 stop, followed;
+
+	l->checked_ms = clock_ms();
+	if (db_stream_check(l->user_id, l->user_message_id, &stop, &followed,
+	    &err) == -1) {
+		log_err("stream record of message %lld: %s", l->user_message_id,
+		    err.code);
+		return;
+	}
+	if (stop)
+		l->stop = 1;
+	if (followed)
+		record(l, 0);
 }
 
 int
 live_event(void *arg, const struct turn_event *ev)
 {
 	struct live	*l = arg;
-	long long	 quiet;
+	long long	 now;
 
 	if (ev->type == TURN_START) {
 		l->conversation_id = ev->conversation_id;
@@ -80,11 +109,15 @@ live_event(void *arg, const struct turn_event *ev)
 	uistream_event(&l->ui, ev);
 	if (ev->type != TURN_TEXT)
 		(void)l->flush(l->arg);
-	quiet = clock_ms() - l->flushed_ms;
+	now = clock_ms();
 	if (ev->type == TURN_START || ev->type == TURN_FINISH ||
-	    (l->pending.len > 0 && quiet >= LIVE_FLUSH_MS) ||
-	    quiet >= LIVE_QUIET_FLUSH_MS)
+	    (l->followed && l->pending.len > 0 &&
+	    now - l->written_ms >= LIVE_FLUSH_MS) ||
+	    now - l->written_ms >= LIVE_LEASE_MS)
 		record(l, ev->type == TURN_FINISH);
+	else if (l->user_message_id != 0 &&
+	    now - l->checked_ms >= LIVE_CHECK_MS)
+		check(l);
 	return l->stop;
 }
 
@@ -104,14 +137,15 @@ event_id(const char *p, size_t len)
 
 /* Passes on the whole events of events[0..len) whose ids are past
  * last_event_id. A batch ends on an event's end; an event cut short (a
- * record past its cap, live_write()) is left out. 1 when the client is
- * gone. */
+ * record past its cap, live_write()) is left out. The number of events
+ * passed on, or -1 when the client is gone. */
 static int
 forward(const char *events, size_t len, unsigned long last_event_id,
     live_writer write, void *arg, long long *wrote_ms)
 {
 	const char	*p, *end;
 	size_t		 n, at = 0;
+	int		 passed = 0;
 
 	while (at < len) {
 		p = events + at;
@@ -120,12 +154,13 @@ forward(const char *events, size_t len, unsigned long last_event_id,
 		n = (size_t)(end - p) + 2;
 		if (event_id(p, n) > last_event_id) {
 			if (write(arg, p, n) == -1)
-				return 1;
+				return -1;
 			*wrote_ms = clock_ms();
+			passed++;
 		}
 		at += n;
 	}
-	return 0;
+	return passed;
 }
 
 int
@@ -134,13 +169,15 @@ live_follow(const char *user_id, long long conversation_id,
     void *arg, struct chat_err *err)
 {
 	struct db_stream	 s;
-	long long		 message, wrote_ms = clock_ms();
-	int			 batches = 0, gone = 0, over = 0;
+	long long		 message, wrote_ms;
+	int			 batches = 0, gone = 0, over = 0, n;
+	int			 passed = 0;
 
-	if (db_stream_running(user_id, conversation_id, &message, err) == -1)
+	if (db_stream_follow(user_id, conversation_id, &message, err) == -1)
 		return -1;
 	if (message == 0)
 		return 1;
+	wrote_ms = clock_ms();
 	while (!gone && !over) {
 		if (db_stream_events(user_id, message, batches, &s,
 		    err) == -1)
@@ -148,8 +185,10 @@ live_follow(const char *user_id, long long conversation_id,
 		if (!s.found)
 			over = 1;
 		else {
-			gone = forward(s.events, s.len, last_event_id, write,
+			n = forward(s.events, s.len, last_event_id, write,
 			    arg, &wrote_ms);
+			gone = n == -1;
+			passed += n > 0 ? n : 0;
 			batches = s.batches;
 			over = s.done || !s.alive;
 		}
@@ -158,11 +197,14 @@ live_follow(const char *user_id, long long conversation_id,
 		    UISTREAM_PING_MS) {
 			gone = write(arg, ": ping\n\n", 8) == -1;
 			wrote_ms = clock_ms();
+			passed++;	/* the stream has begun */
 		}
 		if (!gone)
 			gone = flush(arg) == -1;
 		if (!gone && !over)
 			clock_sleep_ms(LIVE_POLL_MS);
 	}
-	return 0;
+	/* Over before anything went to our client (its worker died, or it
+	 * ended as we came): as if no turn ran. */
+	return passed == 0 && !gone ? 1 : 0;
 }

@@ -11,10 +11,14 @@
 #include "turn.h"
 #include "uistream.h"
 
-/* How often the record is written while events flow, and at least how
- * often while they do not (which is also how soon a stop is seen). */
+/* How often the record is written while events flow and someone
+ * follows the stream; how often its flags are read otherwise (which is
+ * how soon a stop, or a follower, is seen); and how often it is written
+ * whatever happens, to keep the lease (schema.sql: chat_turn_lease(),
+ * 30 s). */
 #define LIVE_FLUSH_MS		200
-#define LIVE_QUIET_FLUSH_MS	1000
+#define LIVE_CHECK_MS		500
+#define LIVE_LEASE_MS		10000
 /* How often a follower reads the record again. */
 #define LIVE_POLL_MS		100
 
@@ -32,7 +36,9 @@ struct live {
 	/* Private. */
 	long long	 conversation_id, user_message_id;
 	struct buf	 pending;	/* events not in the record yet */
-	long long	 flushed_ms;
+	long long	 written_ms;	/* the record was last written */
+	long long	 checked_ms;	/* ... or its flags last read */
+	int		 followed;	/* events are stored as they go */
 	int		 stop;
 };
 

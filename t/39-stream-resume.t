@@ -146,4 +146,31 @@ like slurp("$dir/stopped"), qr/data: \[DONE\]\n\n\z/,
 is $s->sql_value(q{SELECT count(*) FROM turn_streams WHERE NOT done}), 0,
     'no stream is left running';
 
+# A turn no one follows keeps its events to itself (the database holds
+# its head only: a write at its start and one at its end, reads between)
+# and still sees a stop within a second: its worker reads the flags
+# every half second.
+my $before = $s->sql_value(q{SELECT count(*) FROM turn_stream_batches});
+$s->mock_script([{ reply => { content => $long }, piece_chars => 6,
+    chunk_delay_ms => 100 }]);
+$st = $s->stream_open('/chat', token => $alice,
+    body => { message => 'another long story',
+    conversation_id => 0 + $conv });
+$st->read_until(qr/"text-delta"/, 10);
+sleep 1.5;
+$t0 = time;
+is $s->request(POST => "/chat/conversations/$conv/stop",
+    token => $alice)->{status}, 204, 'unfollowed: stop: 204';
+$st->read_all(10);
+$took = time - $t0;
+ok $took < 1.5, sprintf 'unfollowed: the stream ended within a second or '
+    . 'so (%.2f s)', $took;
+like $st->body, qr/"type":"finish".*data: \[DONE\]\n\n\z/s,
+    'unfollowed: ... with finish and [DONE]';
+is $s->sql_value(q{SELECT count(*) FROM turn_stream_batches}), $before,
+    'unfollowed: no events were written to the database';
+ok $s->sql_value(q{SELECT batches FROM turn_streams
+    ORDER BY user_message_id DESC LIMIT 1}) <= 3,
+    'unfollowed: its record was written at its start and end only';
+
 done_testing;
