@@ -45,6 +45,7 @@ static int	messages(struct call *, struct chat_err *);
 static int	conversation_delete(struct call *, struct chat_err *);
 static int	conversation_stream(struct call *, struct chat_err *);
 static int	conversation_stop(struct call *, struct chat_err *);
+static int	tasks(struct call *, struct chat_err *);
 
 /* The routes: a '*' segment matches one non-empty path segment. A path
  * that matches no pattern is a 404; one that matches under other methods
@@ -65,6 +66,7 @@ static const struct route {
 	{ "GET",    "/chat/conversations/*/stream",	conversation_stream,
 								1 },
 	{ "POST",   "/chat/conversations/*/stop",	conversation_stop, 1 },
+	{ "GET",    "/chat/tasks",			tasks,		1 },
 };
 
 #define NROUTES	(sizeof(routes) / sizeof(routes[0]))
@@ -233,6 +235,16 @@ messages(struct call *c, struct chat_err *err)
 	if (path_id(c->segment, &id, err) == -1)
 		return -1;
 	rc = browse_messages(c->user_id, id, c->req->query, &reply, err);
+	return send_page(c, rc, reply);
+}
+
+static int
+tasks(struct call *c, struct chat_err *err)
+{
+	cJSON	*reply = NULL;
+	int	 rc;
+
+	rc = browse_tasks(c->user_id, c->req->query, &reply, err);
 	return send_page(c, rc, reply);
 }
 
