@@ -919,6 +919,14 @@ sub _start_nginx {
 	_mkdir("$n/tmp");
 	copy('/etc/nginx/fastcgi_params', "$n/fastcgi_params")
 	    or die "/etc/nginx/fastcgi_params: $!\n";
+	# The chat page, copied where nginx's workers (nobody, under root)
+	# can read it even when the checkout is out of their reach.
+	_mkdir("$n/www");
+	for my $f (glob "$ROOT/www/*") {
+		next unless -f $f;
+		copy($f, "$n/www/" . basename($f)) or die "$f: $!\n";
+		chmod 0644, "$n/www/" . basename($f);
+	}
 	my $server = _slurp("$ROOT/nginx.conf");
 	for my $try (1 .. 3) {
 		$self->{port} = _free_port();
@@ -929,6 +937,8 @@ sub _start_nginx {
 		$conf =~ s{\Qlisten 127.0.0.1:8080;\E}
 		    {listen 127.0.0.1:$self->{port};}g == 1
 		    or die "nginx.conf: no single 'listen 127.0.0.1:8080;'\n";
+		$conf =~ s{\Qroot /srv/todo-chat/www;\E}{root $n/www;}g == 1
+		    or die "nginx.conf: no single 'root /srv/todo-chat/www;'\n";
 		_spew("$n/server.conf", $conf);
 		my $user = _is_root() ? "user nobody nogroup;\n" : '';
 		_spew("$n/nginx.conf", <<"END");
