@@ -312,8 +312,10 @@ export function createChat({ conversations, tasks, announce }) {
 		const box = el("li", { class: "msg error", attrs: { role: "alert" } },
 		    el("span", { class: "who", text: "Error" }),
 		    el("p", { class: "text", text: describe(err) }));
-		const again = err.retryable || err.code === "turn_in_progress" ||
-		    err.code === "worker_failed";
+		const again = err.retryable || err.code === "turn_in_progress";
+		// Refused as it was (too long, say): back in the box to edit.
+		if (!again && t.message !== null && input.value === "")
+			input.value = t.message;
 		if (again && t.message !== null) {
 			const retry = el("button", { class: "retry",
 			    attrs: { type: "button" }, text: "Retry" });

@@ -202,8 +202,9 @@ await scenario("chat", async () => {
 
 await scenario("reload", async () => {
 	const story = Array.from({ length: 40 }, (_, i) => `word${i + 1}`).join(" ");
+	// About 5 s of answer: a reload takes well under that.
 	await script([{ reply: { content: story }, piece_chars: 5,
-	    chunk_delay_ms: 80 }]);
+	    chunk_delay_ms: 100 }]);
 	await say("Tell me a story");
 	await until("the story to begin", () => {
 		const els = document.querySelectorAll(".msg.assistant .text");
@@ -211,6 +212,13 @@ await scenario("reload", async () => {
 	});
 	const seen = await lastAnswer();
 	await page.reload({ waitUntil: "load" });
+	await until("the reloaded page to follow the running turn", (s) => {
+		const els = document.querySelectorAll(".msg.assistant .text");
+		const t = els.length ? els[els.length - 1].textContent : "";
+		return !document.getElementById("stop").hidden &&
+		    t.startsWith("word1 ") && t.length < s.length;
+	}, story);
+	check(true, "the reloaded page follows the running turn, part-way");
 	await until("the story to finish after the reload", (s) => [...document
 	    .querySelectorAll(".msg.assistant .text")].some((e) => e.textContent === s),
 	    story, 20000);
