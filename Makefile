@@ -32,10 +32,10 @@ TSAN_TESTS = t/10-chat.t t/50-model.t t/70-idempotency.t t/75-concurrent.t \
 	     t/39-stream-resume.t
 LIB_SRCS = $(LIB_OBJS:.o=.c)
 # Every integration test but those that bring their own instrumentation,
-# and the browser's, which tests the page, not the workers (and would add
-# its half minute again).
+# and the chat page's, which test the page, not the workers (the
+# browser's would add its half minute again).
 SAN_TESTS = $(filter-out t/91-valgrind.t t/92-unit-valgrind.t t/95-fuzz.t \
-	    t/65-browser.t, $(wildcard t/*.t))
+	    t/65-browser.t t/66-page-units.t, $(wildcard t/*.t))
 
 all: chat.fcgi
 
