@@ -335,10 +335,29 @@ await scenario("delete", async () => {
 	check(await page.evaluate((n) => [...document.querySelectorAll(
 	    ".conversation-title")].some((e) => e.textContent === n), name),
 	    "Cancel keeps the conversation");
-	await (await button("Delete conversation")).click();
+	// Then with the keyboard alone: Escape cancels, Tab and Enter delete.
+	await page.focus("#delete-conversation");
+	await page.keyboard.press("Enter");
 	await until("the confirmation", () => document.getElementById(
 	    "confirm-delete").open);
-	await (await button("Delete")).click();
+	check(await page.evaluate(() => document.activeElement.textContent === "Cancel"),
+	    "the confirmation opens on Cancel, the safe choice");
+	await page.keyboard.press("Escape");
+	await until("the confirmation to close", () => !document.getElementById(
+	    "confirm-delete").open);
+	check(await page.evaluate(() => document.activeElement.id ===
+	    "delete-conversation"), "Escape closes it, the focus back where it was");
+	await page.keyboard.press("Enter");
+	await until("the confirmation", () => document.getElementById(
+	    "confirm-delete").open);
+	await page.keyboard.press("Tab");
+	check(await page.evaluate(() => {
+		const a = document.activeElement;
+		const o = getComputedStyle(a);
+		return a.textContent === "Delete" && o.outlineStyle !== "none" &&
+		    parseFloat(o.outlineWidth) >= 2;
+	}), "Tab reaches Delete, with a visible focus ring");
+	await page.keyboard.press("Enter");
 	await until("the conversation to leave the list", (n) => ![...document
 	    .querySelectorAll(".conversation-title")].some((e) => e.textContent === n),
 	    name);
