@@ -31,6 +31,7 @@ struct live {
 	struct buf	 pending;	/* events not in the record yet */
 	long long	 flushed_ms;
 	int		 stop;
+	int		 client_gone;	/* its writes failed: write no more */
 };
 
 /* Prepares l for a turn of user_id (borrowed) whose bytes go to write. */
