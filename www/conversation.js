@@ -333,23 +333,60 @@ export function createChat({ conversations, tasks, announce }) {
 			retryButton.focus({ preventScroll: true });
 	}
 
+	// A stream read to its end or to where the network cut it: the
+	// turn goes on in the service either way.
+	async function readSome(t, parts, res) {
+		let lastId = null;
+		try {
+			return await readTurn(res, (p, id) => {
+				lastId = id ?? lastId;
+				parts.part(p);
+			});
+		} catch (err) {
+			if (err && err.name === "AbortError")
+				throw err;
+			return { done: false, lastId };
+		}
+	}
+
+	// The running turn of t's conversation, from after its event lastId
+	// (null: from its start). A 204 when it no longer runs.
+	function followAgain(t, lastId, signal) {
+		const headers = lastId !== null ? { "Last-Event-ID": lastId } : {};
+		return request("GET", "/chat/conversations/" + t.conversation +
+		    "/stream", { headers, signal });
+	}
+
 	// Reads a turn's stream to its end, following it again (from the
 	// last event) if the connection is cut before [DONE].
 	async function consume(t, parts, res, signal) {
-		let got = await readTurn(res, (p) => parts.part(p));
+		let got = await readSome(t, parts, res);
 		for (let n = 0; !got.done && !t.error && n < FOLLOW_TRIES; n++) {
 			if (t.conversation === undefined)
 				break;
-			const headers = got.lastId !== null ?
-			    { "Last-Event-ID": got.lastId } : {};
-			const again = await request("GET", "/chat/conversations/" +
-			    t.conversation + "/stream", { headers, signal });
+			const again = await followAgain(t, got.lastId, signal);
 			if (again.status === 204)
 				return "ended";	// it finished meanwhile
-			const more = await readTurn(again, (p) => parts.part(p));
+			const more = await readSome(t, parts, again);
 			got = { done: more.done, lastId: more.lastId ?? got.lastId };
 		}
 		return got.done ? "done" : "cut";
+	}
+
+	// POST /chat for the turn. A retry whose first attempt still runs
+	// (409 turn_in_progress) follows that attempt instead.
+	async function post(t, parts, signal) {
+		try {
+			return await request("POST", "/chat", { signal,
+			    headers: { Accept: "text/event-stream",
+			    "Idempotency-Key": t.key }, body: t.sent });
+		} catch (err) {
+			if (err.code !== "turn_in_progress" ||
+			    t.conversation === undefined)
+				throw err;
+			parts.clear();
+			return followAgain(t, null, signal);
+		}
 	}
 
 	// One attempt of a turn: the request (POST /chat, or GET .../stream
@@ -365,15 +402,12 @@ export function createChat({ conversations, tasks, announce }) {
 		let outcome;
 		try {
 			const res = t.message === null ? t.response :
-			    await request("POST", "/chat", {
-				signal: controller.signal,
-				headers: { Accept: "text/event-stream",
-				    "Idempotency-Key": t.key },
-				body: t.sent,
-			    });
+			    await post(t, parts, controller.signal);
 			t.response = null;
 			const type = res.headers.get("Content-Type") || "";
-			if (type.startsWith("application/json")) {
+			if (res.status === 204) {
+				outcome = "ended";
+			} else if (type.startsWith("application/json")) {
 				// A finished turn's answer, as JSON.
 				const reply = await res.json();
 				t.conversation = reply.conversation_id;

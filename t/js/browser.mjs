@@ -12,6 +12,7 @@
 // a screenshot, t/tmp/browser-NAME.png.
 import { readFileSync, mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
+import net from "node:net";
 import puppeteer from "puppeteer-core";
 
 const require = createRequire(import.meta.url);
@@ -24,6 +25,34 @@ function check(ok, name, diag) {
 	if (!ok)
 		failures++;
 	console.log(JSON.stringify({ ok: !!ok, name, diag: diag ?? "" }));
+}
+
+// The browser reaches the stack through a TCP proxy of ours, so that a
+// scenario can cut its connections (a network that drops) or refuse new
+// ones (a network that is down) while the service runs on.
+const net_ = { blocked: false, sockets: new Set() };
+const proxy = net.createServer((client) => {
+	if (net_.blocked) {
+		client.destroy();
+		return;
+	}
+	const upstream = net.connect(Number(new URL(cfg.url).port), "127.0.0.1");
+	const end = () => {
+		client.destroy();
+		upstream.destroy();
+		net_.sockets.delete(client);
+	};
+	net_.sockets.add(client);
+	client.on("error", end).on("close", end);
+	upstream.on("error", end).on("close", end);
+	client.pipe(upstream);
+	upstream.pipe(client);
+});
+await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+const origin = `http://127.0.0.1:${proxy.address().port}`;
+function cutConnections() {
+	for (const c of net_.sockets)
+		c.destroy();
 }
 
 const userDataDir = mkdtempSync(cfg.tmp + "/chromium-");
@@ -53,8 +82,10 @@ function watch(p) {
 		await d.dismiss().catch(() => {});
 	});
 	p.on("pageerror", (e) => pageErrors.push(String(e.message || e)));
+	// Chrome logs every failed request as an error; the scenarios make
+	// some fail on purpose (401, 404, 409, cut connections).
 	p.on("console", (m) => {
-		if (m.type() === "error" && !/status of 40[14]/.test(m.text()))
+		if (m.type() === "error" && !/^Failed to load resource/.test(m.text()))
 			pageErrors.push("console: " + m.text());
 	});
 }
@@ -132,7 +163,7 @@ async function axe(label) {
 // ------------------------------------------------------------ scenarios
 
 await scenario("link", async () => {
-	await page.goto(`${cfg.url}/#token=${cfg.token}`, { waitUntil: "load" });
+	await page.goto(`${origin}/#token=${cfg.token}`, { waitUntil: "load" });
 	await until("the chat to show", () => !document.getElementById("app").hidden);
 	check(await page.evaluate(() => location.hash === "" &&
 	    !location.href.includes("token")), "the token leaves the address bar");
@@ -219,6 +250,13 @@ await scenario("reload", async () => {
 		    t.startsWith("word1 ") && t.length < s.length;
 	}, story);
 	check(true, "the reloaded page follows the running turn, part-way");
+	const resumed = await lastAnswer();
+	await until("the answer to grow on live", (a) => {
+		const els = document.querySelectorAll(".msg.assistant .text");
+		const t = els.length ? els[els.length - 1].textContent : "";
+		return t.length > a.prev && t.length < a.story.length;
+	}, { prev: resumed.length, story });
+	check(true, "... and it grows on as the model writes");
 	await until("the story to finish after the reload", (s) => [...document
 	    .querySelectorAll(".msg.assistant .text")].some((e) => e.textContent === s),
 	    story, 20000);
@@ -284,6 +322,55 @@ await scenario("retry", async () => {
 	check(users.length === 1 && users[0] === "Please retry me",
 	    "the retry reused the turn's key: the message is stored once",
 	    JSON.stringify(users));
+});
+
+await scenario("network", async () => {
+	const story = Array.from({ length: 30 }, (_, i) => `step${i + 1}`).join(" ");
+	const begun = () => until("the answer to begin", () => {
+		const els = document.querySelectorAll(".msg.assistant .text");
+		return els.length && els[els.length - 1].textContent.startsWith("step1 ");
+	});
+	const whole = () => until("the whole answer", (s) => [...document
+	    .querySelectorAll(".msg.assistant .text")].some((e) => e.textContent === s),
+	    story, 20000);
+
+	// A connection cut mid-answer: the page follows the turn again from
+	// its last event, and the text goes on without a gap or a repeat.
+	await script([{ reply: { content: story }, piece_chars: 5,
+	    chunk_delay_ms: 100 }]);
+	await say("Count the steps");
+	await begun();
+	cutConnections();
+	await whole();
+	await idle();
+	check(!(await page.$(".msg.error")), "a connection cut mid-answer: the "
+	    + "page follows the turn again, the answer whole and unbroken");
+
+	// The network down: the page says so; Retry, with the turn's key,
+	// takes up the attempt that ran on meanwhile.
+	await script([{ reply: { content: story }, piece_chars: 5,
+	    chunk_delay_ms: 100 }]);
+	await say("Count them again");
+	await begun();
+	net_.blocked = true;
+	cutConnections();
+	await until("the error in words", () => /could not be reached|cut off/
+	    .test(document.querySelector(".msg.error")?.textContent ?? ""));
+	check(true, "with the network down, an error in words");
+	net_.blocked = false;
+	await (await button("Retry")).click();
+	await whole();
+	await idle();
+	check(!(await page.$(".msg.error")), "... Retry brings the answer");
+	await page.reload({ waitUntil: "load" });
+	await until("the conversation again", () => document.querySelectorAll(
+	    ".msg.assistant").length >= 2);
+	const users = await texts(".msg.user .text");
+	const answers = await texts(".msg.assistant .text");
+	check(users.filter((t) => /^Count (the steps|them again)$/.test(t)).length
+	    === 2 && answers.filter((t) => t === story).length === 2,
+	    "each turn stored once, with its whole answer",
+	    JSON.stringify({ users, answers }));
 });
 
 await scenario("paging", async () => {
@@ -421,7 +508,7 @@ await scenario("phone", async () => {
 
 await scenario("sign-in", async () => {
 	// A token the service refuses: the field, and why.
-	await page.goto(`${cfg.url}/#token=${cfg.bad_token}`, { waitUntil: "load" });
+	await page.goto(`${origin}/#token=${cfg.bad_token}`, { waitUntil: "load" });
 	await until("the sign-in field", () => !document.getElementById("sign-in")
 	    .hidden && document.getElementById("token").offsetParent !== null);
 	check(/refused/.test(await page.$eval("#sign-in-reason", (e) =>
@@ -455,6 +542,8 @@ finish();
 async function finish() {
 	clearTimeout(overall);
 	await browser.close().catch(() => {});
+	proxy.close();
+	cutConnections();
 	rmSync(userDataDir, { recursive: true, force: true });
 	console.log(JSON.stringify({ done: true, failures }));
 	process.exit(0);
