@@ -1,7 +1,8 @@
 package Stack;
 # t/lib/Stack.pm: one throwaway todo-chat deployment for an integration
 # test: PostgreSQL (optionally behind pgbouncer), the mock model, workers
-# under spawn-fcgi + multiwatch, and nginx configured from ../nginx.conf.
+# under spawn-fcgi + multiwatch, and nginx configured from ../nginx.conf
+# (serving a copy of ../www, the chat page, at /).
 
 =head1 SYNOPSIS
 
