@@ -63,12 +63,15 @@ async function start() {
 	try {
 		// The first page of conversations doubles as the token's check.
 		await conversations.reload();
+		$("conversations-error").hidden = true;
 	} catch (err) {
 		if (err.status === 401)
 			return;		// onUnauthorized shows the field
-		signInView("The service could not be asked about this token: " +
-		    describe(err));
-		return;
+		// Not the token's fault (the service is down, say): the page,
+		// with the reason where the list would be.
+		$("conversations-error").textContent = "The conversations could " +
+		    "not be read: " + describe(err);
+		$("conversations-error").hidden = false;
 	}
 	appView();
 	tasks.refresh();

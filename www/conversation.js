@@ -535,18 +535,27 @@ export function createChat({ conversations, tasks, announce }) {
 		} catch (err) {
 			if (err && err.name === "AbortError")
 				return;
-			if (err.status === 404 && v === view) {
+			if (v !== view)
+				return;
+			if (err.status === 404) {
 				newConversation();
 				announce("That conversation no longer exists.");
 				return;
 			}
-			throw err;
+			unreadable(id, name, err);
+			return;
 		}
 		if (v !== view)
 			return;
 		if (res.status === 204) {
 			follow = null;
-			await loadOlder(id, null);
+			try {
+				await loadOlder(id, null);
+			} catch (err) {
+				if (v === view && err.status !== 401)
+					unreadable(id, name, err);
+				return;
+			}
 			paging.poke();
 			return;
 		}
@@ -560,6 +569,18 @@ export function createChat({ conversations, tasks, announce }) {
 			await loadOlder(id, t.userMessageId + 1);
 			paging.poke();
 		}
+	}
+
+	// A conversation that could not be read: why, and a way to try again.
+	function unreadable(id, name, err) {
+		const again = el("button", { class: "retry",
+		    attrs: { type: "button" }, text: "Try again" });
+		again.addEventListener("click", () => open(id, name));
+		list.append(el("li", { class: "msg error", attrs: { role: "alert" } },
+		    el("span", { class: "who", text: "Error" }),
+		    el("p", { class: "text", text: "The conversation could not be " +
+		    "read: " + describe(err) }), again));
+		grew();
 	}
 
 	async function reopen() {
