@@ -34,6 +34,8 @@ answers through nginx, or dies with the tails of every log. Options:
   backlog        spawn-fcgi's listen backlog (its default, 1024), for load
                  runs with more clients than that
   access_log     0: nginx writes no access log (benchmarks)
+  read_timeout   nginx's fastcgi_read_timeout in seconds instead of
+                 nginx.conf's (a proxy that gives up on a silent stream)
   pg_conf        extra postgresql settings, { log_statement => 'all' }
   durable        1: PostgreSQL's stock settings for benchmarks; else the
                  tests' fast ones (fsync, synchronous_commit and
@@ -228,6 +230,7 @@ sub new {
 		nginx_connections => $opt{nginx_connections} // 256,
 		backlog		=> $opt{backlog} // 1024,
 		access_log	=> $opt{access_log} // 1,
+		read_timeout	=> $opt{read_timeout},
 		durable		=> $opt{durable} // 0,
 		mock_delay_ms	=> $opt{mock_delay_ms} // 0,
 		pg_conf		=> $opt{pg_conf} // {},
@@ -940,6 +943,10 @@ sub _start_nginx {
 		    or die "nginx.conf: no single 'listen 127.0.0.1:8080;'\n";
 		$conf =~ s{\Qroot /srv/todo-chat/www;\E}{root $n/www;}g == 1
 		    or die "nginx.conf: no single 'root /srv/todo-chat/www;'\n";
+		$conf =~ s{fastcgi_read_timeout \d+s;}
+		    {fastcgi_read_timeout $self->{read_timeout}s;}g == 1
+		    or die "nginx.conf: no single fastcgi_read_timeout\n"
+		    if $self->{read_timeout};
 		_spew("$n/server.conf", $conf);
 		my $user = _is_root() ? "user nobody nogroup;\n" : '';
 		_spew("$n/nginx.conf", <<"END");
