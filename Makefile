@@ -32,11 +32,14 @@ TSAN_TESTS = t/10-chat.t t/50-model.t t/70-idempotency.t t/75-concurrent.t \
 	     t/39-stream-resume.t
 LIB_SRCS = $(LIB_OBJS:.o=.c)
 # Every integration test but those that bring their own instrumentation,
-# and t/41-stream-pings.t: a minute of waiting for a silent model, whose
+# t/41-stream-pings.t: a minute of waiting for a silent model, whose
 # code path the other stream tests take too (t/37's model silent for 2 s
-# idles the same loop) but for the ping's fixed write.
+# idles the same loop) but for the ping's fixed write; and the chat
+# page's, which test the page, not the workers (the browser's would add
+# its half minute again).
 SAN_TESTS = $(filter-out t/91-valgrind.t t/92-unit-valgrind.t t/95-fuzz.t \
-	    t/41-stream-pings.t, $(wildcard t/*.t))
+	    t/41-stream-pings.t t/65-browser.t t/66-page-units.t, \
+	    $(wildcard t/*.t))
 
 all: chat.fcgi
 

@@ -45,6 +45,7 @@ static int	messages(struct call *, struct chat_err *);
 static int	conversation_delete(struct call *, struct chat_err *);
 static int	conversation_stream(struct call *, struct chat_err *);
 static int	conversation_stop(struct call *, struct chat_err *);
+static int	tasks(struct call *, struct chat_err *);
 
 /* The routes: a '*' segment matches one non-empty path segment. A path
  * that matches no pattern is a 404; one that matches under other methods
@@ -65,6 +66,7 @@ static const struct route {
 	{ "GET",    "/chat/conversations/*/stream",	conversation_stream,
 								1 },
 	{ "POST",   "/chat/conversations/*/stop",	conversation_stop, 1 },
+	{ "GET",    "/chat/tasks",			tasks,		1 },
 };
 
 #define NROUTES	(sizeof(routes) / sizeof(routes[0]))
@@ -243,6 +245,16 @@ messages(struct call *c, struct chat_err *err)
 }
 
 static int
+tasks(struct call *c, struct chat_err *err)
+{
+	cJSON	*reply = NULL;
+	int	 rc;
+
+	rc = browse_tasks(c->user_id, c->req->query, &reply, err);
+	return send_page(c, rc, reply);
+}
+
+static int
 conversation_delete(struct call *c, struct chat_err *err)
 {
 	long long	 id;
@@ -285,7 +297,9 @@ conversation_stream(struct call *c, struct chat_err *err)
 		last_id = 0;
 	rc = live_follow(c->user_id, id, (unsigned long)last_id,
 	    stream_write, stream_flush, c->req, err);
-	if (rc == 1)
+	/* Nothing after Last-Event-ID before the turn ended is no stream
+	 * either: 204, not a response with no head at all (a 502). */
+	if (rc == 1 || (rc == 0 && !c->req->streaming))
 		http_reply(c->req, 204, NULL, NULL);
 	return rc == -1 && !c->req->streaming ? -1 : 0;
 }

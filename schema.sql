@@ -15,6 +15,10 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 -- list_tasks: a user's tasks in id order, optionally by status.
 CREATE INDEX IF NOT EXISTS tasks_user_id_idx ON tasks (user_id, id);
+-- GET /chat/tasks?status=pending|completed: one status's tasks, newest
+-- first, without reading past the other status's.
+CREATE INDEX IF NOT EXISTS tasks_user_status_idx
+	ON tasks (user_id, completed, id);
 
 CREATE TABLE IF NOT EXISTS conversations (
 	id		bigserial PRIMARY KEY,

@@ -1,5 +1,5 @@
-/* browse.c: paging through a user's conversations and messages, and
- * deleting a conversation: query checks and reply JSON; SQL in db.c. */
+/* browse.c: paging through a user's conversations, messages and tasks,
+ * and deleting a conversation: query checks and reply JSON; SQL in db.c. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +149,63 @@ browse_messages(const char *user_id, long long conversation_id,
 	    err) == -1)
 		return -1;
 	*reply = page("messages", &rows, limit, message_item);
+	db_rows_free(&rows);
+	return *reply != NULL ? 0 : err_oom(err);
+}
+
+static int
+task_item(cJSON *o, const struct db_rows *rows, int i)
+{
+	const char	*completed = db_rows_value(rows, i, 3);
+
+	if (add_id(o, "id", db_rows_value(rows, i, 0)) == -1 ||
+	    add_text(o, "title", db_rows_value(rows, i, 1)) == -1 ||
+	    add_text(o, "description", db_rows_value(rows, i, 2)) == -1 ||
+	    cJSON_AddBoolToObject(o, "completed", completed != NULL &&
+	    strcmp(completed, "t") == 0) == NULL)
+		return -1;
+	return 0;
+}
+
+/* The status filter's words, as list_tasks takes them. */
+static const char *const task_statuses[] = { "all", "pending", "completed" };
+
+static int
+task_status(const char *query, const char **status, struct chat_err *err)
+{
+	char	 value[16];
+	size_t	 i;
+	int	 found;
+
+	*status = task_statuses[0];
+	if ((found = url_query_get(query, "status", value,
+	    sizeof(value))) == 0)
+		return 0;
+	for (i = 0; found == 1 && i < sizeof(task_statuses) /
+	    sizeof(task_statuses[0]); i++)
+		if (strcmp(value, task_statuses[i]) == 0) {
+			*status = task_statuses[i];
+			return 0;
+		}
+	return err_set(err, 400, "invalid_status", "status must be all, "
+	    "pending or completed.");
+}
+
+int
+browse_tasks(const char *user_id, const char *query, cJSON **reply,
+    struct chat_err *err)
+{
+	struct db_rows	 rows;
+	const char	*status;
+	long long	 before;
+	int		 limit;
+
+	if (task_status(query, &status, err) == -1 ||
+	    browse_paging(query, BROWSE_TASKS_DEFAULT, &limit, &before,
+	    err) == -1 ||
+	    db_tasks(user_id, status, limit + 1, before, &rows, err) == -1)
+		return -1;
+	*reply = page("tasks", &rows, limit, task_item);
 	db_rows_free(&rows);
 	return *reply != NULL ? 0 : err_oom(err);
 }

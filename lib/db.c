@@ -653,6 +653,18 @@ static const char SQL_MESSAGES[] =
     " WHERE c.id = $2 AND c.user_id = $1"
     " ORDER BY m.id DESC";
 
+/* By id, the order tasks were made in; the cursor is the last id seen,
+ * so a task added while a client pages lands above it, never twice. A
+ * status of "all" folds away when the statement is planned with its
+ * values (an unnamed statement is), leaving a walk of tasks_user_id_idx
+ * or tasks_user_status_idx. */
+static const char SQL_TASKS[] =
+    "SELECT id, title, description, completed FROM tasks"
+    " WHERE user_id = $1"
+    " AND ($2::text = 'all' OR completed = ($2::text = 'completed'))"
+    " AND ($3::bigint = 0 OR id < $3::bigint)"
+    " ORDER BY id DESC LIMIT $4";
+
 static const char SQL_CONVERSATION_DELETE[] =
     "DELETE FROM conversations WHERE id = $2 AND user_id = $1";
 
@@ -716,6 +728,18 @@ db_messages(const char *user_id, long long conversation_id, int limit,
 	if (out->n == 1 && PQgetisnull(out->res, 0, 0))
 		out->n = 0;
 	return 0;
+}
+
+int
+db_tasks(const char *user_id, const char *status, int limit,
+    long long before, struct db_rows *out, struct chat_err *err)
+{
+	char		 cursor[24], nlimit[24];
+	const char	*params[4] = { user_id, status, cursor, nlimit };
+
+	snprintf(cursor, sizeof(cursor), "%lld", before);
+	snprintf(nlimit, sizeof(nlimit), "%d", limit);
+	return read_rows(SQL_TASKS, 4, params, out, err);
 }
 
 int

@@ -125,6 +125,13 @@ int	 db_messages(const char *user_id, long long conversation_id,
 	    int limit, long long before, struct db_rows *out,
 	    struct chat_err *err);
 
+/* The user's tasks, newest first: at most limit, with ids below before
+ * (0: from the newest); status is "all", "pending" or "completed".
+ * Columns: id, title, description, completed ("t" or "f"). 0, or -1 with
+ * err 503. */
+int	 db_tasks(const char *user_id, const char *status, int limit,
+	    long long before, struct db_rows *out, struct chat_err *err);
+
 /* Deletes the user's conversation and, by cascade, its messages. 0, or
  * -1 with err 404 (none such of the user's) or 503. */
 int	 db_conversation_delete(const char *user_id,

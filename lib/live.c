@@ -9,7 +9,11 @@
 #include "log.h"
 
 /* The stream's bytes pass through here: to the client, and (pings aside:
- * a follower makes its own) to the batch for the record. */
+ * a follower makes its own) to the batch for the record. The client
+ * going away ends only its own copy: the record must go on to [DONE],
+ * since the followers it is for are mostly that client come back (a
+ * reloaded page, a connection cut and opened again after its last
+ * event id). So uistream is never told the client is gone. */
 static int
 live_write(void *arg, const char *p, size_t len)
 {
@@ -21,7 +25,9 @@ live_write(void *arg, const char *p, size_t len)
 	 * the ids rather than the worker growing a buffer. */
 	if (len == 0 || p[0] != ':')
 		(void)buf_add(&l->pending, p, len);
-	return l->write(l->arg, p, len);
+	if (!l->client_gone && l->write(l->arg, p, len) == -1)
+		l->client_gone = 1;
+	return 0;
 }
 
 void

@@ -40,6 +40,7 @@ struct live {
 	long long	 checked_ms;	/* ... or its flags last read */
 	int		 followed;	/* events are stored as they go */
 	int		 stop;
+	int		 client_gone;	/* its writes failed: write no more */
 };
 
 /* Prepares l for a turn of user_id (borrowed) whose bytes go to write.

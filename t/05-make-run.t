@@ -3,7 +3,8 @@
 # directory of its own (VAR) on a free port: every variable of the
 # README's configuration table reaches its workers, and nothing else of
 # the caller's environment; CHAT_WORKER_THREADS makes threads and
-# CHAT_MAX_BODY_BYTES a 413; SIGTERM stops everything it started.
+# CHAT_MAX_BODY_BYTES a 413; the link to the chat page signs in as the
+# demo user; SIGTERM stops everything it started.
 use strict;
 use warnings;
 use Cwd qw(abs_path);
@@ -251,6 +252,24 @@ SKIP: {
 	    . 'CHAT_MAX_BODY_BYTES=40000';
 	$r = $http->get("http://127.0.0.1:$port/chat/health");
 	is $r->{status}, 200, 'GET /chat/health: 200';
+
+	# The link to the chat page: this port, the demo token in the
+	# fragment; the page behind it is served, with its protections.
+	my ($link, $link_token) = slurp("$dir/stdout")
+	    =~ m{^ *(http://127\.0\.0\.1:(?:\d+)/)#token=([\w.-]+)$}m;
+	is $link, "http://127.0.0.1:$port/", 'a link to the chat page';
+	is $link_token, $token, '... carrying the demo token in its fragment';
+	$r = $http->get($link // "http://127.0.0.1:$port/");
+	is $r->{status}, 200, 'the page: 200';
+	like $r->{headers}{'content-type'} // '', qr{\Atext/html},
+	    '... as HTML';
+	like $r->{content}, qr{<textarea[^>]*id="message"}, '... with its '
+	    . 'message box';
+	like $r->{headers}{'content-security-policy'} // '',
+	    qr/script-src 'self'/, '... under a Content-Security-Policy';
+	$r = $http->get("http://127.0.0.1:$port/chat/tasks",
+	    { headers => { authorization => "Bearer $link_token" } });
+	is $r->{status}, 200, 'the token of the link works: GET /chat/tasks';
 	like slurp("$dir/stdout"), qr/\($WORKERS processes of $THREADS workers,/,
 	    'the startup line counts the threads';
 

@@ -173,4 +173,43 @@ ok $s->sql_value(q{SELECT batches FROM turn_streams
     ORDER BY user_message_id DESC LIMIT 1}) <= 3,
     'unfollowed: its record was written at its start and end only';
 
+# The client that started a turn goes away mid-answer (a page reloaded, a
+# connection cut) and comes back after its last event: the record went
+# on without it, so the rest of the turn follows, to [DONE], with not a
+# word lost or repeated.
+my $words = join ' ', map { "step$_" } 1 .. 30;
+$s->mock_script([{ reply => { content => $words }, piece_chars => 5,
+    chunk_delay_ms => 100 }]);
+my $gone = $s->stream_open('/chat', token => $alice,
+    body => { message => 'count the steps', conversation_id => 0 + $conv });
+ok $gone->read_until(qr/^id: 10\n.*?\n\n/ms, 10), 'a turn streams';
+my @first = events($gone->body);
+pop @first unless $gone->body =~ /\n\n\z/;	# an event cut in two
+my ($seen) = $first[-1] =~ /\Aid: (\d+)/;
+$gone->close;
+my $back = follow('back', "/chat/conversations/$conv/stream", $alice,
+    "Last-Event-ID: $seen");
+waitpid $back, 0;
+my $rest = slurp("$dir/back");
+like $rest, qr{\AHTTP/1\.1 200 }, 'followed after its last event: 200';
+my @after = events($rest);
+like $after[0], qr/\Aid: @{[ $seen + 1 ]}\n/, '... from the next event on';
+like $after[-1], qr/data: \[DONE\]\z/, '... to [DONE], though its client '
+    . 'left';
+my $joined = join '', map { /"delta":"((?:[^"\\]|\\.)*)"/ ? $1 : () }
+    @first, @after;
+is $joined, $words, '... the deltas, joined, are the whole answer';
+
+# Following after an id past what the turn will send: nothing to send
+# is no stream, a 204 once the turn ends (not a 502 without a head).
+$s->mock_script([{ reply => { content => 'short and slow' },
+    piece_chars => 5, chunk_delay_ms => 200 }]);
+my $next = $s->stream_open('/chat', token => $alice,
+    body => { message => 'again', conversation_id => 0 + $conv });
+ok $next->read_until(qr/text-delta/, 10), 'another turn streams';
+$r = $s->request(GET => "/chat/conversations/$conv/stream",
+    token => $alice, headers => { 'Last-Event-ID' => 999999 });
+is $r->{status}, 204, 'after an id past its last event: 204 at its end';
+$next->read_all(10);
+
 done_testing;

@@ -1,7 +1,8 @@
 package Stack;
 # t/lib/Stack.pm: one throwaway todo-chat deployment for an integration
 # test: PostgreSQL (optionally behind pgbouncer), the mock model, workers
-# under spawn-fcgi + multiwatch, and nginx configured from ../nginx.conf.
+# under spawn-fcgi + multiwatch, and nginx configured from ../nginx.conf
+# (serving a copy of ../www, the chat page, at /).
 
 =head1 SYNOPSIS
 
@@ -922,6 +923,14 @@ sub _start_nginx {
 	_mkdir("$n/tmp");
 	copy('/etc/nginx/fastcgi_params', "$n/fastcgi_params")
 	    or die "/etc/nginx/fastcgi_params: $!\n";
+	# The chat page, copied where nginx's workers (nobody, under root)
+	# can read it even when the checkout is out of their reach.
+	_mkdir("$n/www");
+	for my $f (glob "$ROOT/www/*") {
+		next unless -f $f;
+		copy($f, "$n/www/" . basename($f)) or die "$f: $!\n";
+		chmod 0644, "$n/www/" . basename($f);
+	}
 	my $server = _slurp("$ROOT/nginx.conf");
 	for my $try (1 .. 3) {
 		$self->{port} = _free_port();
@@ -932,6 +941,8 @@ sub _start_nginx {
 		$conf =~ s{\Qlisten 127.0.0.1:8080;\E}
 		    {listen 127.0.0.1:$self->{port};}g == 1
 		    or die "nginx.conf: no single 'listen 127.0.0.1:8080;'\n";
+		$conf =~ s{\Qroot /srv/todo-chat/www;\E}{root $n/www;}g == 1
+		    or die "nginx.conf: no single 'root /srv/todo-chat/www;'\n";
 		$conf =~ s{fastcgi_read_timeout \d+s;}
 		    {fastcgi_read_timeout $self->{read_timeout}s;}g == 1
 		    or die "nginx.conf: no single fastcgi_read_timeout\n"

@@ -1,0 +1,27 @@
+#!/usr/bin/perl
+# t/66-page-units.t: the chat page's pure parts in Node, no browser and
+# no stack (t/js/page-units.mjs): the event-stream parser of www/stream.js
+# on bytes cut every way a network may cut them, and the words that say
+# what a tool did.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use JSON::PP;
+use Test::More;
+use Stack;
+
+my $run = Stack::Node->run('page-units.mjs', timeout => 60);
+my $done;
+for my $line (split /\n/, $run->{out}) {
+	my $res = eval { decode_json($line) } or next;
+	if ($res->{done}) {
+		$done = 1;
+		next;
+	}
+	ok $res->{ok}, $res->{name} or diag $res->{diag};
+}
+ok $done, 't/js/page-units.mjs ran to its end'
+    or diag "exit $run->{exit}\n$run->{err}";
+
+done_testing;
