@@ -1,0 +1,61 @@
+/* mcp.h: the task tools over MCP, the Model Context Protocol, for agents
+ * other than our own turns: the JSON-RPC 2.0 messages of POST /mcp as a
+ * stateless Streamable HTTP server answers them (every answer whole, as
+ * application/json; no Mcp-Session-Id, nothing kept between requests),
+ * and the protected resource metadata (RFC 9728) that tells a client
+ * where its tokens come from.
+ *
+ * The HTTP front (chat.fcgi.c) has checked the Origin, the token and the
+ * body's size before mcp_post(); this module checks the MCP headers,
+ * reads the body, and runs what it asks for the token's user only: the
+ * tools are tools.c's rows, run by db.c's db_tool() through the same SQL
+ * function as a turn's tool calls. Nothing here touches FastCGI. */
+#ifndef MCP_H
+#define MCP_H
+
+#include <stddef.h>
+
+struct cJSON;
+
+/* The protocol revision we answer with when the client asks for one we
+ * do not speak, and the one a request without MCP-Protocol-Version is
+ * taken to use (the transport's rule for clients older than the
+ * header). */
+#define MCP_VERSION_LATEST	"2025-11-25"
+#define MCP_VERSION_DEFAULT	"2025-03-26"
+
+/* What mcp_post() reads of the request; all borrowed. */
+struct mcp_request {
+	const char	*user_id;	/* the token's, already checked */
+	const char	*accept;	/* the Accept header, or NULL */
+	const char	*content_type;	/* Content-Type, or NULL */
+	const char	*protocol_version; /* MCP-Protocol-Version, or NULL */
+	const char	*body;		/* the body, at most the configured */
+	size_t		 body_len;	/* maximum; NULL when empty */
+};
+
+/* What to answer: a status and, but for 202, a JSON body (a JSON-RPC
+ * response, a batch of them, or a JSON-RPC error for a request that
+ * could not be read), which the caller cJSON_free()s. */
+struct mcp_reply {
+	int		 status;	/* 200, 202, 400, 406, 415, 503 */
+	char		*body;		/* NULL for 202, and on ENOMEM */
+};
+
+/* Answers one POST /mcp. Never fails as such: a request we cannot serve
+ * gets its error in out; body NULL with a status other than 202 means
+ * memory ran out (the caller answers 503 as for any request). */
+void	 mcp_post(const struct mcp_request *req, struct mcp_reply *out);
+
+/* The RFC 9728 document of the resource at origin ("https://host"):
+ * "resource" origin + "/mcp", "authorization_servers" [issuer] when an
+ * issuer is configured (NULL: none), "bearer_methods_supported"
+ * ["header"], "scopes_supported" [] (no scopes: a token is for the
+ * whole of its user's list). NULL on ENOMEM; the caller cJSON_Delete()s
+ * it. */
+struct cJSON	*mcp_resource_metadata(const char *origin, const char *issuer);
+
+/* The path of that document under an origin, for WWW-Authenticate. */
+#define MCP_METADATA_PATH	"/.well-known/oauth-protected-resource"
+
+#endif
