@@ -117,7 +117,7 @@ media_type_is(const char *value, const char *type)
 	size_t	 n;
 
 	value += strspn(value, " \t");
-	n = strcspn(value, "; \t");
+	n = strcspn(value, ",; \t");
 	return n == strlen(type) && strncasecmp(value, type, n) == 0;
 }
 
