@@ -89,6 +89,8 @@ is $out->{discovery}{resource_metadata_url}, $meta_url,
     'the SDK read the resource metadata URL from WWW-Authenticate';
 is $out->{discovery}{resource_metadata}{resource}, $url,
     'and fetched the document: its resource is the URL it asked';
+ok !exists $out->{discovery}{resource_metadata}{authorization_servers},
+    'no CHAT_JWT_ISSUER: no authorization_servers';
 like $out->{discovery}{error}{message} // '', qr/discovery done/,
     'the test stopped the OAuth flow there';
 
