@@ -7,7 +7,6 @@
 
 #include <cJSON.h>
 
-#include "db.h"
 #include "mcp.h"
 #include "text.h"
 #include "tools.h"
@@ -209,22 +208,24 @@ parse_body(const struct mcp_request *req, struct rpc_err *e)
 
 /* ------------------------------------------------------------ methods */
 
-static int	m_initialize(const char *, const cJSON *, cJSON *,
+static int	m_initialize(const struct mcp_request *, const cJSON *,
+		    cJSON *, struct rpc_err *);
+static int	m_ping(const struct mcp_request *, const cJSON *, cJSON *,
 		    struct rpc_err *);
-static int	m_ping(const char *, const cJSON *, cJSON *, struct rpc_err *);
-static int	m_tools_list(const char *, const cJSON *, cJSON *,
-		    struct rpc_err *);
-static int	m_tools_call(const char *, const cJSON *, cJSON *,
-		    struct rpc_err *);
+static int	m_tools_list(const struct mcp_request *, const cJSON *,
+		    cJSON *, struct rpc_err *);
+static int	m_tools_call(const struct mcp_request *, const cJSON *,
+		    cJSON *, struct rpc_err *);
 
 /* The requests we answer. Each fills result (an empty object) for the
- * user, or returns -1 with e. Anything else is "method not found":
+ * request's user, or returns -1 with e. Anything else is "method not found":
  * resources, prompts, logging, completion, sampling and elicitation are
  * not offered, and capabilities say so. */
 static const struct method {
 	const char	*name;
-	int		(*run)(const char *user_id, const cJSON *params,
-			    cJSON *result, struct rpc_err *e);
+	int		(*run)(const struct mcp_request *req,
+			    const cJSON *params, cJSON *result,
+			    struct rpc_err *e);
 } methods[] = {
 	{ "initialize",	m_initialize },
 	{ "ping",	m_ping },
@@ -233,15 +234,15 @@ static const struct method {
 };
 
 static int
-m_initialize(const char *user_id, const cJSON *params, cJSON *result,
-    struct rpc_err *e)
+m_initialize(const struct mcp_request *req, const cJSON *params,
+    cJSON *result, struct rpc_err *e)
 {
 	const cJSON	*asked;
 	const char	*version = MCP_VERSION_LATEST;
 	cJSON		*caps, *tool_caps, *info;
 	size_t		 i;
 
-	(void)user_id;
+	(void)req;
 	asked = cJSON_GetObjectItemCaseSensitive(params, "protocolVersion");
 	if (!cJSON_IsString(asked))
 		return rpc_fail(e, RPC_INVALID_PARAMS, 200, "initialize needs "
@@ -266,10 +267,10 @@ m_initialize(const char *user_id, const cJSON *params, cJSON *result,
 }
 
 static int
-m_ping(const char *user_id, const cJSON *params, cJSON *result,
-    struct rpc_err *e)
+m_ping(const struct mcp_request *req, const cJSON *params,
+    cJSON *result, struct rpc_err *e)
 {
-	(void)user_id;
+	(void)req;
 	(void)params;
 	(void)result;
 	(void)e;
@@ -334,13 +335,13 @@ tool_entry(const struct tool *t)
 /* Every tool, in the table's order, in one page: five tools need no
  * cursor, and one given is ignored as the end of nothing. */
 static int
-m_tools_list(const char *user_id, const cJSON *params, cJSON *result,
-    struct rpc_err *e)
+m_tools_list(const struct mcp_request *req, const cJSON *params,
+    cJSON *result, struct rpc_err *e)
 {
 	cJSON	*list, *entry;
 	size_t	 i;
 
-	(void)user_id;
+	(void)req;
 	(void)params;
 	if ((list = cJSON_AddArrayToObject(result, "tools")) == NULL)
 		return rpc_oom(e);
@@ -418,8 +419,8 @@ tool_success(const struct tool *t, const char *text, cJSON *result,
  * (no such tool, no name, arguments that are no object) is a JSON-RPC
  * error. */
 static int
-m_tools_call(const char *user_id, const cJSON *params, cJSON *result,
-    struct rpc_err *e)
+m_tools_call(const struct mcp_request *req, const cJSON *params,
+    cJSON *result, struct rpc_err *e)
 {
 	const cJSON		*name, *args;
 	const struct tool	*t;
@@ -446,7 +447,8 @@ m_tools_call(const char *user_id, const cJSON *params, cJSON *result,
 		return rpc_oom(e);
 	if (rc == 1)
 		return tool_result(result, why, NULL, 1, e);
-	rc = db_tool(user_id, t->sql_function, args_text, &out, &err);
+	rc = req->run_tool(req->user_id, t->sql_function, args_text, &out,
+	    &err);
 	free(args_text);
 	if (rc == -1)
 		return rpc_fail(e, RPC_INTERNAL_ERROR, err.status, err.msg);
@@ -469,9 +471,11 @@ id_valid(const cJSON *v)
 {
 	if (cJSON_IsString(v))
 		return 1;
-	return cJSON_IsNumber(v) && v->valuedouble == (double)(long long)
-	    v->valuedouble && v->valuedouble <= (double)TEXT_ID_MAX &&
-	    v->valuedouble >= -(double)TEXT_ID_MAX;
+	/* The range first: converting a double beyond long long's range
+	 * (1e300, or the infinity cJSON makes of 1e999) is undefined. */
+	return cJSON_IsNumber(v) && v->valuedouble <= (double)TEXT_ID_MAX &&
+	    v->valuedouble >= -(double)TEXT_ID_MAX &&
+	    v->valuedouble == (double)(long long)v->valuedouble;
 }
 
 static const struct method *
@@ -488,7 +492,7 @@ method_find(const char *name)
 /* A request's answer: its result, or its error. *response NULL only on
  * ENOMEM. The HTTP status a lone request's reply takes is returned. */
 static int
-run_request(const char *user_id, const cJSON *msg, const cJSON *id,
+run_request(const struct mcp_request *req, const cJSON *msg, const cJSON *id,
     int batched, cJSON **response)
 {
 	const cJSON		*method, *params;
@@ -511,7 +515,7 @@ run_request(const char *user_id, const cJSON *msg, const cJSON *id,
 		    "be part of a batch.");
 	else if ((result = cJSON_CreateObject()) == NULL)
 		rpc_oom(&e);
-	else if (m->run(user_id, params, result, &e) == 0) {
+	else if (m->run(req, params, result, &e) == 0) {
 		if ((*response = envelope(id)) != NULL &&
 		    cJSON_AddItemToObject(*response, "result", result))
 			return 200;
@@ -531,7 +535,7 @@ run_request(const char *user_id, const cJSON *msg, const cJSON *id,
  * a lone message's reply takes; *response NULL with a status other than
  * 202 is ENOMEM. */
 static int
-answer(const char *user_id, const cJSON *msg, int batched,
+answer(const struct mcp_request *req, const cJSON *msg, int batched,
     cJSON **response)
 {
 	const cJSON	*version, *method, *id;
@@ -559,7 +563,7 @@ answer(const char *user_id, const cJSON *msg, int batched,
 		rpc_fail(&e, RPC_INVALID_REQUEST, 400, "A request's id must "
 		    "be a string or an integer.");
 	else
-		return run_request(user_id, msg, id, batched, response);
+		return run_request(req, msg, id, batched, response);
 	*response = error_response(id, &e);
 	return e.status;
 }
@@ -567,7 +571,8 @@ answer(const char *user_id, const cJSON *msg, int batched,
 /* A batch, for a revision that has them: the responses in the order of
  * the requests, none for notifications; 202 when there is none. */
 static void
-answer_batch(const char *user_id, const cJSON *batch, struct mcp_reply *out)
+answer_batch(const struct mcp_request *req, const cJSON *batch,
+    struct mcp_reply *out)
 {
 	const cJSON	*msg;
 	cJSON		*responses, *response;
@@ -575,7 +580,7 @@ answer_batch(const char *user_id, const cJSON *batch, struct mcp_reply *out)
 	if ((responses = cJSON_CreateArray()) == NULL)
 		return;
 	cJSON_ArrayForEach(msg, batch) {
-		if (answer(user_id, msg, 1, &response) == 202)
+		if (answer(req, msg, 1, &response) == 202)
 			continue;
 		if (response == NULL ||
 		    !cJSON_AddItemToArray(responses, response)) {
@@ -614,13 +619,13 @@ mcp_post(const struct mcp_request *req, struct mcp_reply *out)
 			rpc_fail(&e, RPC_INVALID_REQUEST, 400, "A batch holds "
 			    "1 to 32 messages.");
 		else
-			answer_batch(req->user_id, body, out);
+			answer_batch(req, body, out);
 		if (e.code != 0)
 			reply_error(out, &e);
 		cJSON_Delete(body);
 		return;
 	}
-	out->status = answer(req->user_id, body, 0, &response);
+	out->status = answer(req, body, 0, &response);
 	if (response != NULL)
 		out->body = cJSON_PrintUnformatted(response);
 	else if (out->status != 202)

@@ -8,12 +8,16 @@
  * The HTTP front (chat.fcgi.c) has checked the Origin, the token and the
  * body's size before mcp_post(); this module checks the MCP headers,
  * reads the body, and runs what it asks for the token's user only: the
- * tools are tools.c's rows, run by db.c's db_tool() through the same SQL
- * function as a turn's tool calls. Nothing here touches FastCGI. */
+ * tools are tools.c's rows, run by the function the caller gives
+ * (db_tool() in the worker: the same SQL function as a turn's tool
+ * calls), so that this module does no I/O of its own and its tests and
+ * fuzzer can run it without a database. Nothing here touches FastCGI. */
 #ifndef MCP_H
 #define MCP_H
 
 #include <stddef.h>
+
+#include "err.h"
 
 struct cJSON;
 
@@ -32,6 +36,11 @@ struct mcp_request {
 	const char	*protocol_version; /* MCP-Protocol-Version, or NULL */
 	const char	*body;		/* the body, at most the configured */
 	size_t		 body_len;	/* maximum; NULL when empty */
+	/* Runs a tool's SQL function as db_tool() does (db.h: its
+	 * contract, which the worker passes). */
+	int		(*run_tool)(const char *user_id, const char *function,
+			    const char *args, char **result,
+			    struct chat_err *err);
 };
 
 /* What to answer: a status and, but for 202, a JSON body (a JSON-RPC

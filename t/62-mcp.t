@@ -65,6 +65,10 @@ my @errors = (
 	  -32600, undef ],
 	[ 'a fractional id', '{"jsonrpc":"2.0","id":1.5,"method":"ping"}', 400,
 	  -32600, undef ],
+	[ 'an id past 2^53', '{"jsonrpc":"2.0","id":9007199254740993,'
+	  . '"method":"ping"}', 400, -32600, undef ],
+	[ 'an id of 1e999', '{"jsonrpc":"2.0","id":1e999,"method":"ping"}',
+	  400, -32600, undef ],
 	[ 'an object id', '{"jsonrpc":"2.0","id":{},"method":"ping"}', 400,
 	  -32600, undef ],
 	[ 'params a string', { jsonrpc => '2.0', id => 7, method => 'ping',
