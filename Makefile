@@ -91,6 +91,7 @@ run: deps
 bench: deps
 	$(MAKE) all
 	perl bench/perf.pl
+	perl bench/mcp.pl
 	perl bench/history-length.pl 300
 	perl bench/rss.pl 20000
 	perl bench/slow-model.pl 1000 30
