@@ -4,11 +4,11 @@
 # and Streamable HTTP transport) connects with a token, lists the tools,
 # calls all five, and the tasks table shows what it did, under the
 # token's user; without a token it gets 401 and finds the resource
-# metadata. Then the official conformance suite, in server mode, runs
-# every scenario of the revisions we speak against the same workers;
-# t/mcp/conformance-expected.yml lists the scenarios of features this
-# server does not offer, and the suite fails the run on any other
-# failure (and on a listed scenario that passes).
+# metadata; all of it through pgbouncer. Then the official conformance
+# suite, in server mode, runs every scenario of the revisions we speak
+# against the same workers; t/mcp/conformance-expected.yml lists the
+# scenarios of features this server does not offer, and the suite fails
+# the run on any other failure (and on a listed scenario that passes).
 use strict;
 use warnings;
 use FindBin;
@@ -24,7 +24,10 @@ Stack::node_modules();	# skips the test when there is no node
 # same workers and the same token check as any client.
 my $secret = join '', map { chr(97 + int rand 26) } 1 .. 40;
 my $minter = bless { env => { CHAT_JWT_SECRET => $secret } }, 'Stack';
-my $s = Stack->new(workers => 2, env => { CHAT_JWT_SECRET => $secret },
+# Through pgbouncer in transaction mode, as deployments run: each call is
+# one transaction of its own, with no session state to lose.
+my $s = Stack->new(workers => 2, pgbouncer => 1,
+    env => { CHAT_JWT_SECRET => $secret },
     fixed_params => { HTTP_AUTHORIZATION => 'Bearer '
     . $minter->token('conformance', exp => time + 3600) });
 my $url = 'http://127.0.0.1:' . $s->port . '/mcp';
