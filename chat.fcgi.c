@@ -33,13 +33,11 @@
 #include "url.h"
 
 /* What a handler gets: the request, the caller (when the route needs
- * one), the path segment the route's '*' matched and the origin the
- * request was addressed to. */
+ * one) and the path segment the route's '*' matched. */
 struct call {
 	struct request	*req;
 	const char	*user_id;
 	const char	*segment;
-	const char	*origin;
 };
 
 static int	chat(struct call *, struct chat_err *);
@@ -293,9 +291,10 @@ static int
 protected_resource(struct call *c, struct chat_err *err)
 {
 	cJSON	*doc;
-	char	*text;
+	char	*text, origin[HTTP_ORIGIN_MAX];
 
-	if ((doc = mcp_resource_metadata(c->origin, config()->jwt_issuer)) ==
+	http_origin(c->req, origin);
+	if ((doc = mcp_resource_metadata(origin, config()->jwt_issuer)) ==
 	    NULL || (text = cJSON_PrintUnformatted(doc)) == NULL) {
 		cJSON_Delete(doc);
 		return err_oom(err);
@@ -307,18 +306,20 @@ protected_resource(struct call *c, struct chat_err *err)
 }
 
 /* An MCP route's checks before the token's: a browser's request must
- * come from a page of this origin (a page elsewhere, or one reached
- * through DNS rebinding, gets 403), and a 401 that follows names where
- * the resource metadata is (metadata_url, borrowed by err). */
+ * come from a page of this origin (a page elsewhere gets 403), and a
+ * 401 that follows names where the resource metadata is (metadata_url,
+ * HTTP_ORIGIN_MAX + sizeof(MCP_METADATA_PATH) bytes, borrowed by err). */
 static int
-mcp_guard(struct call *c, char *metadata_url, size_t size,
-    struct chat_err *err)
+mcp_guard(struct call *c, char *metadata_url, struct chat_err *err)
 {
 	const char	*origin = http_param(c->req, "HTTP_ORIGIN");
+	char		 ours[HTTP_ORIGIN_MAX];
 
-	snprintf(metadata_url, size, "%s%s", c->origin, MCP_METADATA_PATH);
+	http_origin(c->req, ours);
+	snprintf(metadata_url, HTTP_ORIGIN_MAX + sizeof(MCP_METADATA_PATH),
+	    "%s%s", ours, MCP_METADATA_PATH);
 	err->resource_metadata = metadata_url;
-	if (origin != NULL && strcasecmp(origin, c->origin) != 0)
+	if (origin != NULL && strcasecmp(origin, ours) != 0)
 		return err_set(err, 403, "forbidden_origin", "Requests from "
 		    "another origin's pages are refused.");
 	return 0;
@@ -381,11 +382,11 @@ serve(FCGX_Request *fcgi, unsigned long seq)
 	const struct route	*route;
 	struct request		 r;
 	struct chat_err		 err = { 0 };
-	struct call		 c = { &r, NULL, "", "" };
+	struct call		 c = { &r, NULL, "" };
 	char			 user_id[AUTH_USER_ID_MAX + 1];
 	char			 segment[HTTP_PATH_MAX], allow[64];
-	char			 origin[HTTP_ORIGIN_MAX];
-	char			 metadata_url[HTTP_ORIGIN_MAX + 64];
+	char			 metadata_url[HTTP_ORIGIN_MAX +
+				    sizeof(MCP_METADATA_PATH)];
 
 	memset(&r, 0, sizeof(r));
 	r.seq = seq;
@@ -395,10 +396,7 @@ serve(FCGX_Request *fcgi, unsigned long seq)
 	    sizeof(allow), &err)) == NULL)
 		goto fail;
 	c.segment = segment;
-	http_origin(&r, origin);
-	c.origin = origin;
-	if (route->mcp && mcp_guard(&c, metadata_url, sizeof(metadata_url),
-	    &err) == -1)
+	if (route->mcp && mcp_guard(&c, metadata_url, &err) == -1)
 		goto fail;
 	if (route->needs_auth) {
 		if (auth_check(r.authorization, &token_keys, time(NULL),
