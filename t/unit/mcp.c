@@ -1,0 +1,173 @@
+/* t/unit/mcp.c: mcp_post() without a database, as a table: a request (the
+ * MCP-Protocol-Version header and the body) and what the tool runner
+ * answers, in; the HTTP status and a piece of the reply that must be
+ * there, out. The runner stands in for db_tool() and says what it was
+ * asked, so the table also shows that only checked arguments reach the
+ * database, for the caller's user. Prints TAP. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "mcp.h"
+
+/* What the stand-in for db_tool() does. */
+enum db {
+	DB_ROWS,	/* a list of one task */
+	DB_CHANGE,	/* a changed task */
+	DB_NONE,	/* no task of the user's matched */
+	DB_DOWN,	/* the database is unavailable */
+};
+
+static enum db	 db_mode;
+static char	 db_asked[512];	/* "user function args" of the last call */
+
+static int
+run_tool(const char *user_id, const char *function, const char *args,
+    char **result, struct chat_err *err)
+{
+	snprintf(db_asked, sizeof(db_asked), "%s %s %s", user_id, function,
+	    args);
+	*result = NULL;
+	switch (db_mode) {
+	case DB_DOWN:
+		return err_set(err, 503, "database_unavailable", "The database "
+		    "is unavailable; try again shortly.");
+	case DB_NONE:
+		return 0;
+	case DB_ROWS:
+		*result = strdup("[{\"id\":4,\"title\":\"Buy milk\","
+		    "\"description\":\"\",\"completed\":false}]");
+		break;
+	case DB_CHANGE:
+		*result = strdup("{\"task_id\":4,\"status\":\"completed\","
+		    "\"title\":\"Buy milk\"}");
+		break;
+	}
+	return *result != NULL ? 0 : err_oom(err);
+}
+
+#define CALL(name, args) "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":" \
+	"\"tools/call\",\"params\":{\"name\":\"" name "\",\"arguments\":" \
+	args "}}"
+
+static const struct {
+	const char	*name;
+	const char	*version;	/* the header, or NULL */
+	const char	*body;
+	enum db		 db;
+	int		 status;
+	const char	*has;		/* in the reply's body ("" for 202) */
+	const char	*asked;		/* what reached the runner, or NULL:
+					 * it must not have been called */
+} cases[] = {
+	{ "list_tasks wraps its list", "2025-11-25",
+	  CALL("list_tasks", "{}"), DB_ROWS, 200,
+	  "\"structuredContent\":{\"tasks\":[{\"id\":4,",
+	  "alice tool_list_tasks {\"status\":\"all\"}" },
+	{ "the text item holds the same JSON", "2025-11-25",
+	  CALL("list_tasks", "{\"status\":\"pending\"}"), DB_ROWS, 200,
+	  "\"text\":\"{\\\"tasks\\\":[{\\\"id\\\":4,",
+	  "alice tool_list_tasks {\"status\":\"pending\"}" },
+	{ "user_id is never passed on", "2025-11-25",
+	  CALL("complete_task", "{\"task_id\":4,\"user_id\":\"bob\"}"),
+	  DB_CHANGE, 200, "\"structuredContent\":{\"task_id\":4,",
+	  "alice tool_complete_task {\"task_id\":4}" },
+	{ "no task: isError with the message", "2025-11-25",
+	  CALL("delete_task", "{\"task_id\":7}"), DB_NONE, 200,
+	  "\"text\":\"task 7 not found\"}],\"isError\":true",
+	  "alice tool_delete_task {\"task_id\":7}" },
+	{ "refused arguments never reach the database", "2025-11-25",
+	  CALL("add_task", "{\"title\":\" \"}"), DB_CHANGE, 200,
+	  "title must not be empty\"}],\"isError\":true", NULL },
+	{ "arguments may be left out", "2025-11-25",
+	  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\","
+	  "\"params\":{\"name\":\"list_tasks\"}}", DB_ROWS, 200,
+	  "\"tasks\":[", "alice tool_list_tasks {\"status\":\"all\"}" },
+	{ "arguments null are none", "2025-11-25",
+	  CALL("list_tasks", "null"), DB_ROWS, 200, "\"tasks\":[",
+	  "alice tool_list_tasks {\"status\":\"all\"}" },
+	{ "the database down: 503, internal error", "2025-11-25",
+	  CALL("list_tasks", "{}"), DB_DOWN, 503,
+	  "\"id\":1,\"error\":{\"code\":-32603,",
+	  "alice tool_list_tasks {\"status\":\"all\"}" },
+	{ "an unknown tool is invalid params", "2025-11-25",
+	  CALL("drop_table", "{}"), DB_ROWS, 200, "\"code\":-32602", NULL },
+	{ "tools/list: list_tasks' outputSchema is an object", "2025-11-25",
+	  "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}", DB_ROWS,
+	  200, "\"outputSchema\":{\"type\":\"object\",\"properties\":"
+	  "{\"tasks\":{\"type\":\"array\"", NULL },
+	{ "initialize: a revision we speak", NULL,
+	  "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":"
+	  "{\"protocolVersion\":\"2025-06-18\"}}", DB_ROWS, 200,
+	  "\"protocolVersion\":\"2025-06-18\"", NULL },
+	{ "initialize: else our latest", NULL,
+	  "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":"
+	  "{\"protocolVersion\":\"2030-01-01\"}}", DB_ROWS, 200,
+	  "\"protocolVersion\":\"2025-11-25\"", NULL },
+	{ "ping", "2025-06-18", "{\"jsonrpc\":\"2.0\",\"id\":\"x\","
+	  "\"method\":\"ping\"}", DB_ROWS, 200,
+	  "{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"result\":{}}", NULL },
+	{ "a notification: 202", "2025-11-25",
+	  "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}",
+	  DB_ROWS, 202, "", NULL },
+	{ "a batch in 2025-03-26", NULL,
+	  "[" CALL("list_tasks", "{}") ",{\"jsonrpc\":\"2.0\",\"id\":2,"
+	  "\"method\":\"ping\"}]", DB_ROWS, 200,
+	  "},{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}]",
+	  "alice tool_list_tasks {\"status\":\"all\"}" },
+	{ "a batch in 2025-06-18", "2025-06-18",
+	  "[{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}]", DB_ROWS, 400,
+	  "\"id\":null,\"error\":{\"code\":-32600,", NULL },
+	{ "a protocol version we do not speak", "2026-07-28",
+	  "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}", DB_ROWS, 400,
+	  "\"code\":-32600", NULL },
+	{ "not JSON", "2025-11-25", "{\"jsonrpc\"", DB_ROWS, 400,
+	  "\"code\":-32700", NULL },
+};
+
+int
+main(void)
+{
+	struct mcp_request	 req = { "alice", NULL, NULL, NULL, NULL, 0,
+	    run_tool };
+	struct mcp_reply	 out;
+	size_t			 i, n = sizeof(cases) / sizeof(cases[0]);
+	int			 ok;
+
+	printf("1..%zu\n", n + 1);
+	for (i = 0; i < n; i++) {
+		db_mode = cases[i].db;
+		db_asked[0] = '\0';
+		req.protocol_version = cases[i].version;
+		req.body = cases[i].body;
+		req.body_len = strlen(cases[i].body);
+		mcp_post(&req, &out);
+		ok = out.status == cases[i].status &&
+		    (out.body != NULL ? strstr(out.body, cases[i].has) != NULL :
+		    cases[i].has[0] == '\0') &&
+		    strcmp(db_asked, cases[i].asked != NULL ? cases[i].asked :
+		    "") == 0;
+		printf("%sok %zu - %s\n", ok ? "" : "not ", i + 1,
+		    cases[i].name);
+		if (!ok)
+			printf("# status %d, body %s, asked '%s'\n", out.status,
+			    out.body != NULL ? out.body : "(none)", db_asked);
+		cJSON_free(out.body);
+	}
+	{
+		cJSON	*doc = mcp_resource_metadata("https://todo.example",
+		    NULL);
+		char	*text = cJSON_PrintUnformatted(doc);
+
+		printf("%sok %zu - the metadata without an issuer\n",
+		    text != NULL && strcmp(text, "{\"resource\":"
+		    "\"https://todo.example/mcp\",\"resource_name\":"
+		    "\"todo-chat\",\"bearer_methods_supported\":[\"header\"],"
+		    "\"scopes_supported\":[]}") == 0 ? "" : "not ", n + 1);
+		cJSON_free(text);
+		cJSON_Delete(doc);
+	}
+	return 0;
+}
