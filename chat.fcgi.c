@@ -78,7 +78,7 @@ static const struct route {
 	/* RFC 9728: at the root, where WWW-Authenticate points, and with
 	 * the resource's path appended, where a client that knows only
 	 * the resource's URL looks. */
-	{ "GET",    MCP_METADATA_PATH,			protected_resource,
+	{ "GET",    MCP_METADATA_PATH,		protected_resource,
 								0, 0 },
 	{ "GET",    MCP_METADATA_PATH "/mcp",		protected_resource,
 								0, 0 },

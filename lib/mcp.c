@@ -40,7 +40,7 @@ static const char *const versions[] = {
 /* A JSON-RPC error on its way to the client. */
 struct rpc_err {
 	int	 code;
-	int	 status;	/* the HTTP status of a lone message's reply */
+	int	 status;	/* HTTP status of a lone message's reply */
 	char	 msg[200];
 };
 
@@ -173,8 +173,9 @@ check_headers(const struct mcp_request *req, const char **version,
 		    "JSON-RPC message as Content-Type: application/json.");
 	if ((*version = request_version(req->protocol_version)) == NULL)
 		return rpc_fail(e, RPC_INVALID_REQUEST, 400, "Unsupported "
-		    "MCP-Protocol-Version: this server speaks " MCP_VERSION_LATEST
-		    ", 2025-06-18 and " MCP_VERSION_DEFAULT ".");
+		    "MCP-Protocol-Version: this server speaks "
+		    MCP_VERSION_LATEST ", 2025-06-18 and "
+		    MCP_VERSION_DEFAULT ".");
 	return 0;
 }
 
@@ -611,9 +612,9 @@ mcp_post(const struct mcp_request *req, struct mcp_reply *out)
 	}
 	if (cJSON_IsArray(body)) {
 		if (strcmp(version, MCP_VERSION_DEFAULT) != 0)
-			rpc_fail(&e, RPC_INVALID_REQUEST, 400, "Batches are not "
-			    "part of this protocol revision: send one message "
-			    "a request.");
+			rpc_fail(&e, RPC_INVALID_REQUEST, 400, "Batches are "
+			    "not part of this protocol revision: send one "
+			    "message a request.");
 		else if (cJSON_GetArraySize(body) == 0 ||
 		    cJSON_GetArraySize(body) > BATCH_MAX)
 			rpc_fail(&e, RPC_INVALID_REQUEST, 400, "A batch holds "

@@ -34,13 +34,13 @@ struct mcp_request {
 	const char	*accept;	/* the Accept header, or NULL */
 	const char	*content_type;	/* Content-Type, or NULL */
 	const char	*protocol_version; /* MCP-Protocol-Version, or NULL */
-	const char	*body;		/* the body, at most the configured */
-	size_t		 body_len;	/* maximum; NULL when empty */
+	const char	*body;		/* at most the configured maximum; */
+	size_t		 body_len;	/* NULL when empty */
 	/* Runs a tool's SQL function as db_tool() does (db.h: its
 	 * contract, which the worker passes). */
-	int		(*run_tool)(const char *user_id, const char *function,
-			    const char *args, char **result,
-			    struct chat_err *err);
+	int		(*run_tool)(const char *user_id,
+			    const char *function, const char *args,
+			    char **result, struct chat_err *err);
 };
 
 /* What to answer: a status and, but for 202, a JSON body (a JSON-RPC
@@ -48,7 +48,7 @@ struct mcp_request {
  * could not be read), which the caller cJSON_free()s. */
 struct mcp_reply {
 	int		 status;	/* 200, 202, 400, 406, 415, 503 */
-	char		*body;		/* NULL for 202, and on ENOMEM */
+	char		*body;		/* NULL for 202 and on ENOMEM */
 };
 
 /* Answers one POST /mcp. Never fails as such: a request we cannot serve
@@ -62,7 +62,8 @@ void	 mcp_post(const struct mcp_request *req, struct mcp_reply *out);
  * ["header"], "scopes_supported" [] (no scopes: a token is for the
  * whole of its user's list). NULL on ENOMEM; the caller cJSON_Delete()s
  * it. */
-struct cJSON	*mcp_resource_metadata(const char *origin, const char *issuer);
+struct cJSON	*mcp_resource_metadata(const char *origin,
+		    const char *issuer);
 
 /* The path of that document under an origin, for WWW-Authenticate. */
 #define MCP_METADATA_PATH	"/.well-known/oauth-protected-resource"

@@ -105,7 +105,8 @@ for my $version (qw(2025-11-25 2025-06-18 2025-03-26)) {
 	my $r = Stack::Node->run($suite, node => Stack::node22(),
 	    timeout => 120, args => [ 'server', '--url', $conf_url,
 	    '--suite', 'all', '--spec-version', $version,
-	    '--expected-failures', "$FindBin::Bin/mcp/conformance-expected.yml" ]);
+	    '--expected-failures',
+	    "$FindBin::Bin/mcp/conformance-expected.yml" ]);
 	(my $text = $r->{out}) =~ s/\e\[[0-9;]*m//g;
 	my @passed = $text =~ /^✓ (\S+):/mg;
 	my @failed = $text =~ /^✗ (\S+):/mg;

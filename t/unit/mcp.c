@@ -21,7 +21,7 @@ enum db {
 };
 
 static enum db	 db_mode;
-static char	 db_asked[512];	/* "user function args" of the last call */
+static char	 db_asked[512];	/* "user function args", last call */
 
 static int
 run_tool(const char *user_id, const char *function, const char *args,
@@ -58,8 +58,8 @@ static const struct {
 	const char	*body;
 	enum db		 db;
 	int		 status;
-	const char	*has;		/* in the reply's body ("" for 202) */
-	const char	*asked;		/* what reached the runner, or NULL:
+	const char	*has;		/* in the reply ("" for 202) */
+	const char	*asked;		/* what reached the runner; NULL:
 					 * it must not have been called */
 } cases[] = {
 	{ "list_tasks wraps its list", "2025-11-25",
@@ -157,9 +157,11 @@ main(void)
 		cJSON_free(out.body);
 	}
 	{
-		cJSON	*doc = mcp_resource_metadata("https://todo.example",
-		    NULL);
-		char	*text = cJSON_PrintUnformatted(doc);
+		cJSON	*doc;
+		char	*text;
+
+		doc = mcp_resource_metadata("https://todo.example", NULL);
+		text = cJSON_PrintUnformatted(doc);
 
 		printf("%sok %zu - the metadata without an issuer\n",
 		    text != NULL && strcmp(text, "{\"resource\":"
