@@ -179,6 +179,12 @@ stream_write(void *arg, const char *p, size_t len)
 }
 
 static int
+stream_flush(void *arg)
+{
+	return http_stream_flush(arg);
+}
+
+static int
 chat(struct call *c, struct chat_err *err)
 {
 	struct chat_request	 cr;
@@ -195,7 +201,7 @@ chat(struct call *c, struct chat_err *err)
 	    c->req->idempotency_key, &cr, err) == -1)
 		return -1;
 	cr.turn.user_id = c->user_id;
-	live_init(&live, c->user_id, stream_write, c->req);
+	live_init(&live, c->user_id, stream_write, stream_flush, c->req);
 	rc = turn_run(&cr.turn, c->req->wants_stream ? &observer : NULL,
 	    &reply, err);
 	live_free(&live);
@@ -355,7 +361,7 @@ conversation_stream(struct call *c, struct chat_err *err)
 	if (last != NULL && text_id_parse(last, &last_id) == -1)
 		last_id = 0;
 	rc = live_follow(c->user_id, id, (unsigned long)last_id,
-	    stream_write, c->req, err);
+	    stream_write, stream_flush, c->req, err);
 	if (rc == 1)
 		http_reply(c->req, 204, NULL, NULL);
 	return rc == -1 && !c->req->streaming ? -1 : 0;

@@ -85,25 +85,40 @@ CREATE TABLE IF NOT EXISTS turns (
 CREATE INDEX IF NOT EXISTS turns_conversation_id_idx
 	ON turns (conversation_id);
 
--- A streamed turn as others may watch it: the events its worker has sent
--- so far (the stream's own bytes, pings aside), so that a reloaded page
--- (GET /chat/conversations/{id}/stream) can follow it from any worker,
--- and whether someone asked it to stop (POST .../stop), which its worker
--- reads each time it writes. Written in batches, a few times a second
--- at most, never a token at a time. A stream whose worker died is not
--- followed past lease_until. Rows of finished streams are cleared by the
--- user's next stream after a minute: a watcher reads the end of a stream
--- within a second of it.
+-- A streamed turn as others may watch it, so that a reloaded page
+-- (GET /chat/conversations/{id}/stream) can follow it from any worker:
+-- its head here (whether it is done, whether someone asked it to stop
+-- (POST .../stop), which its worker reads each time it writes, and how
+-- long its worker holds it), and the events it has sent so far (the
+-- stream's own bytes, pings aside) in turn_stream_batches. Written in
+-- batches, a few times a second at most, never a token at a time. A
+-- stream whose worker died is not followed past lease_until. Rows of
+-- finished streams are cleared by the user's next stream after a minute:
+-- a watcher reads the end of a stream within a second of it.
 CREATE TABLE IF NOT EXISTS turn_streams (
 	user_message_id	bigint PRIMARY KEY,
 	conversation_id	bigint NOT NULL
 			REFERENCES conversations (id) ON DELETE CASCADE,
 	user_id		text NOT NULL,
-	events		text NOT NULL DEFAULT '',
+	batches		integer NOT NULL DEFAULT 0,
 	done		boolean NOT NULL DEFAULT false,
 	stop		boolean NOT NULL DEFAULT false,
 	lease_until	timestamptz NOT NULL,
 	created_at	timestamptz NOT NULL DEFAULT now()
+);
+-- The events were one text the worker appended to: every write rewrote
+-- the whole stream so far (and its WAL), a cost that grew with the turn.
+ALTER TABLE turn_streams ADD COLUMN IF NOT EXISTS batches integer NOT NULL
+	DEFAULT 0;
+ALTER TABLE turn_streams DROP COLUMN IF EXISTS events;
+-- A stream's events, one row a write, numbered from 1: a write adds only
+-- what is new, and a watcher reads only the batches it has not seen.
+CREATE TABLE IF NOT EXISTS turn_stream_batches (
+	user_message_id	bigint NOT NULL
+			REFERENCES turn_streams ON DELETE CASCADE,
+	batch		integer NOT NULL,
+	events		text NOT NULL,
+	PRIMARY KEY (user_message_id, batch)
 );
 -- A conversation's newest stream; a user's streams, for the clearing.
 CREATE INDEX IF NOT EXISTS turn_streams_conversation_idx
@@ -576,6 +591,10 @@ $$;
 -- A streamed turn's worker writes what it sent since its last write
 -- (p_events), and whether the stream is done; the first write makes the
 -- row. Returns whether a stop was asked. Each write renews the lease.
+-- The record only serves watchers while the turn runs (the turn itself
+-- is stored by the statements above, durably): its commit does not wait
+-- for the disk, which would hold up the stream behind it. A crash may
+-- lose its last writes; the lease then tells watchers it is over.
 CREATE OR REPLACE FUNCTION chat_stream_write(p_user text,
 	p_conversation bigint, p_message bigint, p_events text,
 	p_done boolean)
@@ -586,21 +605,28 @@ SET lock_timeout = '5s'
 AS $$
 DECLARE
 	stopped	boolean;
+	n	integer;
 BEGIN
-	UPDATE turn_streams SET events = events || p_events, done = p_done,
+	PERFORM set_config('synchronous_commit', 'off', true);
+	UPDATE turn_streams SET batches = batches + 1, done = p_done,
 	    lease_until = now() + chat_turn_lease()
 	    WHERE user_message_id = p_message AND user_id = p_user
-	    RETURNING stop INTO stopped;
-	IF FOUND THEN
-		RETURN stopped;
+	    RETURNING stop, batches INTO stopped, n;
+	IF NOT FOUND THEN
+		DELETE FROM turn_streams t WHERE t.user_id = p_user
+		    AND t.done AND t.created_at < now() - interval '1 minute';
+		INSERT INTO turn_streams (user_message_id, conversation_id,
+		    user_id, batches, done, lease_until)
+		    VALUES (p_message, p_conversation, p_user, 1, p_done,
+		    now() + chat_turn_lease());
+		stopped := false;
+		n := 1;
 	END IF;
-	DELETE FROM turn_streams t WHERE t.user_id = p_user AND t.done
-	    AND t.created_at < now() - interval '1 minute';
-	INSERT INTO turn_streams (user_message_id, conversation_id, user_id,
-	    events, done, lease_until)
-	    VALUES (p_message, p_conversation, p_user, p_events, p_done,
-	    now() + chat_turn_lease());
-	RETURN false;
+	IF p_events <> '' THEN
+		INSERT INTO turn_stream_batches (user_message_id, batch, events)
+		    VALUES (p_message, n, p_events);
+	END IF;
+	RETURN stopped;
 END
 $$;
 
@@ -619,15 +645,24 @@ AS $$
 	FROM conversations c WHERE c.id = p_conversation AND c.user_id = p_user
 $$;
 
--- What a watcher reads of a stream: its events so far (a few KiB: the
--- watcher skips what it has), whether it is done, and whether its
--- worker still holds it. No row: not the user's, or cleared.
+-- What a watcher reads of a stream: the events of the batches after
+-- p_after (NULL when there are none), the last batch written, whether
+-- the stream is done, and whether its worker still holds it. No row:
+-- not the user's, or cleared. The head is read first, in the same
+-- snapshot as the batches, so a "done" is never seen before the last
+-- batch.
+DROP FUNCTION IF EXISTS chat_stream_events(text, bigint);
 CREATE OR REPLACE FUNCTION chat_stream_events(p_user text,
-	p_message bigint)
-RETURNS TABLE (events text, done boolean, alive boolean)
+	p_message bigint, p_after integer)
+RETURNS TABLE (events text, batches integer, done boolean,
+	alive boolean)
 LANGUAGE sql STABLE
+SET enable_seqscan = off SET enable_bitmapscan = off
 AS $$
-	SELECT s.events, s.done, s.lease_until > now()
+	SELECT (SELECT string_agg(b.events, '' ORDER BY b.batch)
+	    FROM turn_stream_batches b
+	    WHERE b.user_message_id = s.user_message_id
+	    AND b.batch > p_after), s.batches, s.done, s.lease_until > now()
 	FROM turn_streams s
 	WHERE s.user_message_id = p_message AND s.user_id = p_user
 $$;

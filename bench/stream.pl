@@ -9,11 +9,13 @@
 #    Prints turns/s against the ideal (clients / 2 s), errors, the most
 #    server connections PostgreSQL saw, the workers' memory, and the
 #    database writes a streamed turn costs: pg_stat_user_tables' n_tup_ins
-#    + n_tup_upd of turn_streams across the run over the turns answered
+#    + n_tup_upd of turn_streams (one a write: each inserts or updates the
+#    stream's head, and adds a row of events) across the run over the
+#    turns answered
 #    in that time (assistant messages stored, so that the turns still
 #    running when wrk stops count with their writes).
 # 2. Latency: LAT_STREAMS (100) streams at once for LAT_SECONDS (10), read
-#    by this script over raw sockets; each piece carries the mock's send
+#    by bench/stream-read; each piece carries the mock's send
 #    time (--stamp-pieces), so for every text-delta the delay from the
 #    model sending a piece to the client reading it is read time - stamp.
 #    Prints p50/p99/max.
@@ -24,10 +26,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../t/lib";
-use Errno qw(EAGAIN EINTR);
 use File::Temp qw(tempdir);
-use IO::Select;
-use IO::Socket::INET;
 use POSIX qw(strftime);
 use Time::HiRes qw(sleep time);
 use Stack;
@@ -45,18 +44,28 @@ my ($pieces, $chunk_ms) = (200, 10);
 my $turn_ms = $pieces * $chunk_ms;
 -x '/usr/bin/wrk' or die "wrk is not installed (scripts/deps)\n";
 
-# Stack starts the mock with the options it knows; this wrapper adds the
-# streaming ones (t/mock_model.py's docstring).
-my $mock = $ENV{MOCK_MODEL} // "$FindBin::Bin/../t/mock_model.py";
+# Stack starts the mock (a Python script) with the options it knows; this
+# wrapper adds the streaming ones. The mock is bench/stream-mock, which
+# streams t/mock_model.py's default reply in the same bytes at a fraction
+# of its CPU; MOCK_MODEL=t/mock_model.py measures with that one instead.
+my $mock = $ENV{MOCK_MODEL} // "$FindBin::Bin/stream-mock";
+if (!$ENV{MOCK_MODEL}) {
+}
+system('make', '-s', '-C', "$FindBin::Bin/..", 'bench/stream-mock',
+    'bench/stream-read') == 0 or die "make bench/stream-mock failed\n";
+my $opts = qq("--stream-pieces", "$pieces", "--chunk-delay-ms", )
+    . qq("$chunk_ms", "--stamp-pieces");
 my $tmp = tempdir(CLEANUP => 1);
 open my $wrap, '>', "$tmp/mock.py" or die;
-print $wrap <<"EOF";
+print $wrap $mock =~ /\.py\z/ ? <<"PY" : <<"EXEC";
 import runpy, sys
 sys.argv[0] = "$mock"
-sys.argv[1:1] = ["--stream-pieces", "$pieces", "--chunk-delay-ms",
-                 "$chunk_ms", "--stamp-pieces"]
+sys.argv[1:1] = [$opts]
 runpy.run_path("$mock", run_name="__main__")
-EOF
+PY
+import os, sys
+os.execv("$mock", ["$mock"] + sys.argv[1:] + [$opts])
+EXEC
 close $wrap;
 local $ENV{MOCK_MODEL} = "$tmp/mock.py";
 
@@ -158,7 +167,7 @@ my $ncpu = () = do {
 };
 my $tick = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
 my %cpu = map { $_ => (($cpu1->{$_} // 0) - ($cpu0->{$_} // 0)) / $tick }
-    qw(python3 chat.fcgi nginx postgres pgbouncer);
+    qw(python3 stream-mock chat.fcgi nginx postgres pgbouncer);
 $max_backends = do { open my $fh, '<', $s->dir . '/max_backends'; <$fh> }
     // 0;
 chomp $max_backends;
@@ -185,97 +194,32 @@ for my $pid ($s->worker_pids) {
 }
 my $nworkers = $count * $threads;
 
-# 2. Latency: LAT_STREAMS sockets, each posting a streamed turn and, when
-# it ends, the next, until LAT_SECONDS are over.
-my $port = $s->port;
-my (@delays, %conn, $lat_turns, $lat_bad, $stamps);
+# 2. Latency: LAT_STREAMS streams, each posting a streamed turn and, when
+# it ends, the next, until LAT_SECONDS are over (bench/stream-read.c,
+# which prints the delays it saw, one a line, in microseconds).
+my (@delays, $lat_turns, $lat_bad, $stamps);
 $lat_turns = $lat_bad = $stamps = 0;
-my $sel = IO::Select->new;
-
-sub open_stream {
-	my ($conv) = @_;
-	my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-	    PeerPort => $port, Proto => 'tcp') or die "connect: $!\n";
-	my $body = qq({"message":"how are you today","conversation_id":$conv});
-	my $req = "POST /chat HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-	    . "Authorization: Bearer $token\r\nContent-Type: application/json\r\n"
-	    . "Accept: text/event-stream\r\nConnection: close\r\n"
-	    . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
-	syswrite($sock, $req) == length $req or die "write: $!\n";
-	$sock->blocking(0);
-	$conn{fileno $sock} = { sock => $sock, conv => $conv, in => '',
-	    head => 1, chunked => 0, body => '', done => 0 };
-	$sel->add($sock);
-}
-
-# Takes what a socket gave: the headers, then the body (de-chunked), then
-# its events; every text-delta's stamps against the time of the read.
-sub consume {
-	my ($c, $now) = @_;
-	if ($c->{head}) {
-		my $end = index $c->{in}, "\r\n\r\n";
-		return if $end < 0;
-		my $h = substr $c->{in}, 0, $end + 4, '';
-		$c->{head} = 0;
-		$c->{status} = $h =~ m{\AHTTP/1\.\d (\d+)} ? $1 : 0;
-		$c->{chunked} = $h =~ /^transfer-encoding:\s*chunked/mi;
-	}
-	if ($c->{chunked}) {
-		while ($c->{in} =~ /\A([0-9a-fA-F]+)[^\r\n]*\r\n/) {
-			my ($len, $hl) = (hex $1, length($&));
-			last if length($c->{in}) < $hl + $len + 2;
-			$c->{body} .= substr $c->{in}, $hl, $len;
-			substr($c->{in}, 0, $hl + $len + 2) = '';
-		}
-	} else {
-		$c->{body} .= $c->{in};
-		$c->{in} = '';
-	}
-	while ((my $end = index $c->{body}, "\n\n") >= 0) {
-		my $ev = substr $c->{body}, 0, $end + 2, '';
-		$c->{done} = 1 if $ev =~ /^data: \[DONE\]$/m;
-		next unless $ev =~ /"type":"text-delta"/;
-		for my $stamp ($ev =~ /t(\d{16}) /g) {
-			push @delays, $now * 1e6 - $stamp;
-			$stamps++;
-		}
-	}
-}
-
 my $lcpu0 = cpu();
 my $lt0 = time;
 if ($lat_streams) {
-	# Each stream on a conversation of its own (none of them running).
-	open_stream($ids[$_]) for 0 .. $lat_streams - 1;
-	my $end = time + $lat_seconds;
-	while ($sel->count) {
-		for my $sock ($sel->can_read(1)) {
-			my $c = $conn{fileno $sock};
-			my $r = sysread $sock, $c->{in}, 65536, length $c->{in};
-			my $now = time;
-			next if !defined $r && ($! == EAGAIN || $! == EINTR);
-			consume($c, $now) if $r;
-			next if $r;
-			# The end of a turn's stream.
-			$sel->remove($sock);
-			delete $conn{fileno $sock};
-			close $sock;
-			if (($c->{status} // 0) == 200 && $c->{done}) {
-				$lat_turns++;
-			} else {
-				$lat_bad++;
-			}
-			open_stream($c->{conv}) if time < $end;
-		}
-	}
+	my $ids = join ',', @ids[0 .. $lat_streams - 1];
+	my $cmd = join ' ', "$FindBin::Bin/stream-read", $s->port, $token,
+	    $ids, $lat_streams, $lat_seconds, $turn_ms;
+	my @out = `$cmd`;
+	$? == 0 && @out or die "stream-read failed\n";
+	($lat_turns, $lat_bad) = split ' ', shift @out;
+	chomp @out;
+	@delays = @out;
+	$stamps = @delays;
 }
 my ($lcpu1, $lt1) = (cpu(), time);
 my %lcpu = map { $_ => (($lcpu1->{$_} // 0) - ($lcpu0->{$_} // 0)) / $tick }
-    qw(python3 chat.fcgi nginx postgres pgbouncer perl);
-@delays = sort { $a <=> $b } @delays;
+    qw(python3 stream-mock chat.fcgi nginx postgres pgbouncer stream-read);
 my $pct = sub { @delays ? $delays[int($_[0] * $#delays)] / 1000 : 0 };
 my ($l50, $l99, $lmax) = ($pct->(0.5), $pct->(0.99), $pct->(1));
 
+my %label = (python3 => 'mock (t/mock_model.py)', 'stream-mock' => 'mock',
+    'stream-read' => 'stream-read (the client)');
 printf "%d clients, %d pieces %d ms apart (%.1f s a turn), %d s, %d workers "
     . "(%d processes of %d threads)\n", $clients, $pieces, $chunk_ms,
     $turn_ms / 1000, $seconds, $nworkers, $count, $threads;
@@ -293,8 +237,8 @@ printf "workers' memory: %.0f MiB private, %.0f MiB PSS, %.0f MiB RSS in "
     $nworkers ? $pss / 1024 / $nworkers : 0;
 printf "CPU s over the %d s run (%d cores: %d s at most): %s\n", $seconds,
     $ncpu, $ncpu * $seconds, join ', ', map { sprintf '%s %.1f',
-    $_ eq 'python3' ? 'mock' : $_, $cpu{$_} }
-    sort { $cpu{$b} <=> $cpu{$a} } keys %cpu;
+    $label{$_} // $_, $cpu{$_} } sort { $cpu{$b} <=> $cpu{$a} }
+    grep { $cpu{$_} } keys %cpu;
 printf "turn_streams writes: %d inserts+updates for %d turns stored = %.1f "
     . "a streamed turn\n", $w1 - $w0, $turns, $writes;
 printf "latency, %d streams for %d s: %d turns (%d bad), %d pieces (%.1f a "
@@ -303,9 +247,8 @@ printf "latency, %d streams for %d s: %d turns (%d bad), %d pieces (%.1f a "
     $lat_turns, $lat_bad, $stamps, $lat_turns ? $stamps / $lat_turns : 0,
     $l50, $l99, $lmax;
 printf "CPU s over the latency run's %.1f s: %s\n", $lt1 - $lt0, join ', ',
-    map { sprintf '%s %.1f', $_ eq 'python3' ? 'mock' : $_ eq 'perl'
-    ? 'perl (this client)' : $_, $lcpu{$_} }
-    sort { $lcpu{$b} <=> $lcpu{$a} } keys %lcpu;
+    map { sprintf '%s %.1f', $label{$_} // $_, $lcpu{$_} }
+    sort { $lcpu{$b} <=> $lcpu{$a} } grep { $lcpu{$_} } keys %lcpu;
 
 mkdir "$FindBin::Bin/results";
 open my $fh, '>>', "$FindBin::Bin/results/stream.tsv" or die;

@@ -20,8 +20,11 @@ struct model_stream {
 	/* A piece of the reply's words, in order, as it arrives; joined,
 	 * the pieces are the reply's text. */
 	int	(*text)(void *arg, const char *delta, size_t len);
-	/* Called at least once a second while nothing arrives, so that
-	 * the caller can keep its own client's connection alive. */
+	/* Called each time the call waits for the model, the words that
+	 * came before passed on, and at least once a second while nothing
+	 * arrives: the caller sends what it holds (the words that came
+	 * together go out together) and keeps its own client's connection
+	 * alive. */
 	int	(*idle)(void *arg);
 	void	*arg;
 };

@@ -83,7 +83,7 @@ static const char SQL_STREAM_WRITE[] =
 static const char SQL_STREAM_RUNNING[] =
     "SELECT user_message_id FROM chat_stream_running($1, $2)";
 static const char SQL_STREAM_EVENTS[] =
-    "SELECT events, done, alive FROM chat_stream_events($1, $2)";
+    "SELECT events, batches, done, alive FROM chat_stream_events($1, $2, $3)";
 static const char SQL_STREAM_STOP[] =
     "SELECT chat_stream_stop($1, $2)";
 
@@ -801,15 +801,17 @@ db_stream_running(const char *user_id, long long conversation_id,
 
 int
 db_stream_events(const char *user_id, long long user_message_id,
-    struct db_stream *out, struct chat_err *err)
+    int after, struct db_stream *out, struct chat_err *err)
 {
-	char		 msg[24];
-	const char	*params[2] = { user_id, msg };
+	char		 msg[24], batch[16];
+	const char	*params[3] = { user_id, msg, batch };
 	PGresult	*res;
 
 	memset(out, 0, sizeof(*out));
+	out->batches = after;
 	snprintf(msg, sizeof(msg), "%lld", user_message_id);
-	if (run(SQL_STREAM_EVENTS, 2, params, PGRES_TUPLES_OK, &res,
+	snprintf(batch, sizeof(batch), "%d", after);
+	if (run(SQL_STREAM_EVENTS, 3, params, PGRES_TUPLES_OK, &res,
 	    err) == -1)
 		return -1;
 	out->res = res;
@@ -817,8 +819,9 @@ db_stream_events(const char *user_id, long long user_message_id,
 		out->found = 1;
 		out->events = PQgetvalue(res, 0, 0);
 		out->len = (size_t)PQgetlength(res, 0, 0);
-		out->done = *PQgetvalue(res, 0, 1) == 't';
-		out->alive = *PQgetvalue(res, 0, 2) == 't';
+		out->batches = atoi(PQgetvalue(res, 0, 1));
+		out->done = *PQgetvalue(res, 0, 2) == 't';
+		out->alive = *PQgetvalue(res, 0, 3) == 't';
 	}
 	return 0;
 }

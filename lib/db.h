@@ -153,18 +153,20 @@ int	 db_stream_write(const char *user_id, long long conversation_id,
 int	 db_stream_running(const char *user_id, long long conversation_id,
 	    long long *user_message_id, struct chat_err *err);
 
-/* What a watcher reads of a streamed turn. Strings are borrowed from the
+/* What a watcher reads of a streamed turn: the events written after
+ * batch `after` (0: from the start). Strings are borrowed from the
  * result until db_stream_free(). */
 struct db_stream {
 	int		 found;		/* 0: no such record (cleared) */
-	const char	*events;	/* all events so far */
+	const char	*events;	/* the new events ("" when none) */
 	size_t		 len;
+	int		 batches;	/* the last batch read: the next after */
 	int		 done;		/* the stream has ended */
 	int		 alive;		/* its worker still holds it */
 	void		*res;
 };
 int	 db_stream_events(const char *user_id, long long user_message_id,
-	    struct db_stream *out, struct chat_err *err);
+	    int after, struct db_stream *out, struct chat_err *err);
 void	 db_stream_free(struct db_stream *s);
 
 /* Asks the running streamed turns of the user's conversation to stop.

@@ -254,8 +254,23 @@ http_stream_write(struct request *r, const char *p, size_t len)
 		return -1;
 	/* A client gone (nginx closes our connection when its client does)
 	 * makes the write fail with EPIPE; SIGPIPE is ignored. */
-	if (FCGX_PutStr(p, (int)len, r->fcgi->out) != (int)len ||
-	    FCGX_FFlush(r->fcgi->out) == -1) {
+	if (FCGX_PutStr(p, (int)len, r->fcgi->out) != (int)len) {
+		r->client_gone = 1;
+		return -1;
+	}
+	r->unflushed = 1;
+	return 0;
+}
+
+int
+http_stream_flush(struct request *r)
+{
+	if (r->client_gone)
+		return -1;
+	if (!r->unflushed)
+		return 0;
+	r->unflushed = 0;
+	if (FCGX_FFlush(r->fcgi->out) == -1) {
 		r->client_gone = 1;
 		return -1;
 	}

@@ -28,6 +28,7 @@ struct request {
 	int		 wants_stream;	/* Accept names text/event-stream */
 	int		 streaming;	/* http_stream_start() was called */
 	int		 client_gone;	/* a stream write failed */
+	int		 unflushed;	/* stream bytes not flushed yet */
 	struct buf	 body;		/* NUL-terminated; data NULL if empty */
 	int		 body_too_large; /* 1: more than max_body_bytes sent */
 };
@@ -66,10 +67,15 @@ void	 http_reply(struct request *r, int status, const char *extra_headers,
  * keep it unbuffered and uncompressed on its way (X-Accel-Buffering for
  * nginx) and name the protocol of its events. */
 void	 http_stream_start(struct request *r, const char *protocol_header);
-/* Writes bytes of the stream and flushes them to the front at once. 0,
- * or -1 once the client (or the front) is gone: then nothing more is
- * written, and the caller carries on with its work regardless. */
+/* Writes bytes of the stream, held until http_stream_flush() (or until
+ * they fill libfcgi's buffer): events that are ready together leave in
+ * one write. 0, or -1 once the client (or the front) is gone: then
+ * nothing more is written, and the caller carries on with its work
+ * regardless. */
 int	 http_stream_write(struct request *r, const char *p, size_t len);
+/* Sends what the stream holds to the front, if anything; 0 or -1 as
+ * above. */
+int	 http_stream_flush(struct request *r);
 
 /* Writes err as {"error": {"code", "message"}} (plus "conversation_id"
  * when set), with Allow on 405 and WWW-Authenticate on 401 (naming

@@ -24,10 +24,12 @@ live_write(void *arg, const char *p, size_t len)
 }
 
 void
-live_init(struct live *l, const char *user_id, live_writer write, void *arg)
+live_init(struct live *l, const char *user_id, live_writer write,
+    live_flusher flush, void *arg)
 {
 	memset(l, 0, sizeof(*l));
 	l->write = write;
+	l->flush = flush;
 	l->arg = arg;
 	l->user_id = user_id;
 	/* A turn's stream is a few KiB; its record is capped as a reply
@@ -40,13 +42,14 @@ void
 live_free(struct live *l)
 {
 	buf_free(&l->pending);
+	uistream_free(&l->ui);
 }
 
 /* Writes the batch to the record and reads whether a stop was asked. A
  * database that fails here fails the turn's next statement too; the
  * record itself is best effort: logged, and the turn goes on. */
 static void
-flush(struct live *l, int done)
+record(struct live *l, int done)
 {
 	struct chat_err	 err;
 	int		 stop = 0;
@@ -75,11 +78,13 @@ live_event(void *arg, const struct turn_event *ev)
 		l->user_message_id = ev->user_message_id;
 	}
 	uistream_event(&l->ui, ev);
+	if (ev->type != TURN_TEXT)
+		(void)l->flush(l->arg);
 	quiet = clock_ms() - l->flushed_ms;
 	if (ev->type == TURN_START || ev->type == TURN_FINISH ||
 	    (l->pending.len > 0 && quiet >= LIVE_FLUSH_MS) ||
 	    quiet >= LIVE_QUIET_FLUSH_MS)
-		flush(l, ev->type == TURN_FINISH);
+		record(l, ev->type == TURN_FINISH);
 	return l->stop;
 }
 
@@ -97,53 +102,55 @@ event_id(const char *p, size_t len)
 	return id;
 }
 
-/* Passes on the whole events of events[*sent..len) whose ids are past
- * last_event_id; *sent moves past them. 1 when the client is gone. */
+/* Passes on the whole events of events[0..len) whose ids are past
+ * last_event_id. A batch ends on an event's end; an event cut short (a
+ * record past its cap, live_write()) is left out. 1 when the client is
+ * gone. */
 static int
-forward(const char *events, size_t len, size_t *sent,
-    unsigned long last_event_id, live_writer write, void *arg,
-    long long *wrote_ms)
+forward(const char *events, size_t len, unsigned long last_event_id,
+    live_writer write, void *arg, long long *wrote_ms)
 {
 	const char	*p, *end;
-	size_t		 n;
+	size_t		 n, at = 0;
 
-	while (*sent < len) {
-		p = events + *sent;
+	while (at < len) {
+		p = events + at;
 		if ((end = strstr(p, "\n\n")) == NULL)
-			break;		/* a batch ends on an event's end */
+			break;
 		n = (size_t)(end - p) + 2;
 		if (event_id(p, n) > last_event_id) {
 			if (write(arg, p, n) == -1)
 				return 1;
 			*wrote_ms = clock_ms();
 		}
-		*sent += n;
+		at += n;
 	}
 	return 0;
 }
 
 int
 live_follow(const char *user_id, long long conversation_id,
-    unsigned long last_event_id, live_writer write, void *arg,
-    struct chat_err *err)
+    unsigned long last_event_id, live_writer write, live_flusher flush,
+    void *arg, struct chat_err *err)
 {
 	struct db_stream	 s;
 	long long		 message, wrote_ms = clock_ms();
-	size_t			 sent = 0;
-	int			 gone = 0, over = 0;
+	int			 batches = 0, gone = 0, over = 0;
 
 	if (db_stream_running(user_id, conversation_id, &message, err) == -1)
 		return -1;
 	if (message == 0)
 		return 1;
 	while (!gone && !over) {
-		if (db_stream_events(user_id, message, &s, err) == -1)
-			return sent > 0 ? 0 : -1;
+		if (db_stream_events(user_id, message, batches, &s,
+		    err) == -1)
+			return -1;	/* the caller ends what it started */
 		if (!s.found)
 			over = 1;
 		else {
-			gone = forward(s.events, s.len, &sent, last_event_id,
-			    write, arg, &wrote_ms);
+			gone = forward(s.events, s.len, last_event_id, write,
+			    arg, &wrote_ms);
+			batches = s.batches;
 			over = s.done || !s.alive;
 		}
 		db_stream_free(&s);
@@ -152,6 +159,8 @@ live_follow(const char *user_id, long long conversation_id,
 			gone = write(arg, ": ping\n\n", 8) == -1;
 			wrote_ms = clock_ms();
 		}
+		if (!gone)
+			gone = flush(arg) == -1;
 		if (!gone && !over)
 			clock_sleep_ms(LIVE_POLL_MS);
 	}

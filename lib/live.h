@@ -18,12 +18,15 @@
 /* How often a follower reads the record again. */
 #define LIVE_POLL_MS		100
 
-/* The bytes' way to the client: 0, or -1 once it is gone. */
+/* The bytes' way to the client, which may hold them until the flush:
+ * 0, or -1 once it is gone. */
 typedef int	(*live_writer)(void *arg, const char *p, size_t len);
+typedef int	(*live_flusher)(void *arg);
 
 struct live {
 	struct uistream	 ui;
 	live_writer	 write;
+	live_flusher	 flush;
 	void		*arg;
 	const char	*user_id;
 	/* Private. */
@@ -33,9 +36,12 @@ struct live {
 	int		 stop;
 };
 
-/* Prepares l for a turn of user_id (borrowed) whose bytes go to write. */
+/* Prepares l for a turn of user_id (borrowed) whose bytes go to write.
+ * They are flushed after every event but the model's words, which are
+ * flushed when the model is awaited (TURN_IDLE): the words that arrived
+ * together leave together, in one write, and none waits for the next. */
 void	 live_init(struct live *l, const char *user_id, live_writer write,
-	    void *arg);
+	    live_flusher flush, void *arg);
 /* The turn observer function (turn.h): arg is the struct live. */
 int	 live_event(void *arg, const struct turn_event *ev);
 /* Frees what l holds, once the turn is over. */
@@ -49,7 +55,7 @@ void	 live_free(struct live *l);
  * "[DONE]", when its worker's lease runs out (a worker that died), or
  * when its own client goes. */
 int	 live_follow(const char *user_id, long long conversation_id,
-	    unsigned long last_event_id, live_writer write, void *arg,
-	    struct chat_err *err);
+	    unsigned long last_event_id, live_writer write, live_flusher flush,
+	    void *arg, struct chat_err *err);
 
 #endif

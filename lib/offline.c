@@ -1004,8 +1004,9 @@ offline_complete(const struct transcript *tr, struct model_reply *out)
 }
 
 /* Streamed, the words go out a word at a time (each with the spaces
- * after it), as a real model's would: the same path, with no network. A
- * stop keeps the words sent so far and drops the calls. */
+ * after it, and each sent on its own, as the idle between a real model's
+ * words sends them): the same path, with no network. A stop keeps the
+ * words sent so far and drops the calls. */
 static void
 offline_stream(const struct model_stream *stream, struct model_reply *out)
 {
@@ -1017,7 +1018,8 @@ offline_stream(const struct model_stream *stream, struct model_reply *out)
 	for (p = text; *p != '\0'; p += n) {
 		n = strcspn(p, " \n");
 		n += strspn(p + n, " \n");
-		if (stream->text(stream->arg, p, n) == 1) {
+		if (stream->text(stream->arg, p, n) == 1 ||
+		    (stream->idle != NULL && stream->idle(stream->arg) == 1)) {
 			out->text.len = (size_t)(p + n - text);
 			out->text.data[out->text.len] = '\0';
 			calls_free(out->calls, out->ncalls);

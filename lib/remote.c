@@ -30,11 +30,12 @@
  * that failed together do not come back together. */
 #define BACKOFF_FIRST_MS	250L
 #define BACKOFF_MAX_MS		4000L
-/* A streamed call tells its caller it is still there this often while
- * no words go out (backend.h promises at least once a second), and
- * looks at the clock of silence at least every POLL_MS: libcurl's own
+/* A streamed call tells its caller each time it is about to wait for
+ * the model, so at least every POLL_MS (backend.h promises at least once
+ * a second), and looks at the clock of silence as often: libcurl's own
  * progress calls come only about once a second when nothing arrives,
- * measured up to 1.3 s apart, too coarse for either. */
+ * measured up to 1.3 s apart, too coarse for either. Between tries, it
+ * tells its caller every IDLE_EVERY_MS. */
 #define IDLE_EVERY_MS		500L
 #define POLL_MS			100
 /* OpenAI's SDKs give up after two retries; one more suits a server
@@ -87,7 +88,6 @@ struct attempt {
 	enum cut		 cut;
 	long long		 first_by_ms;	/* the first chunk's deadline */
 	long long		 last_chunk_ms;	/* 0 before the first chunk */
-	long long		 last_sign_ms;	/* words or idle last went out */
 	int			 sent;	/* words went to stream->text: from
 					 * then on nothing is retried */
 };
@@ -135,7 +135,6 @@ on_words(void *arg, const char *p, size_t len)
 	struct attempt	*a = arg;
 
 	a->sent = 1;
-	a->last_sign_ms = clock_ms();
 	return a->stream->text(a->stream->arg, p, len) != 0;
 }
 
@@ -190,13 +189,9 @@ stream_clock(struct attempt *a)
 		a->cut = CUT_SILENT;
 		return 1;
 	}
-	if (now - a->last_sign_ms >= IDLE_EVERY_MS) {
-		a->last_sign_ms = now;
-		if (a->stream->idle != NULL &&
-		    a->stream->idle(a->stream->arg) != 0) {
-			a->cut = CUT_STOPPED;
-			return 1;
-		}
+	if (a->stream->idle != NULL && a->stream->idle(a->stream->arg) != 0) {
+		a->cut = CUT_STOPPED;
+		return 1;
 	}
 	return 0;
 }
@@ -377,7 +372,6 @@ stream_setup(struct attempt *a, long long left_ms)
 	a->cut = CUT_NONE;
 	a->last_chunk_ms = 0;
 	a->first_by_ms = clock_ms() + left_ms;
-	a->last_sign_ms = clock_ms();
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 0L);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_events);
 }

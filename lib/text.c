@@ -5,6 +5,7 @@
 
 #include <cJSON.h>
 
+#include "buf.h"
 #include "text.h"
 
 int
@@ -58,6 +59,48 @@ text_json_has_nul(const char *s, size_t len)
 			return 1;
 		i++;	/* the escaped character */
 	}
+	return 0;
+}
+
+int
+text_json_string(struct buf *b, const char *s, size_t len)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	char			 esc[6];
+	size_t			 i, from = 0;
+	const char		*rep;
+	unsigned char		 c;
+
+	if (buf_add(b, "\"", 1) == -1)
+		return -1;
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		switch (c) {
+		case '"':	rep = "\\\""; break;
+		case '\\':	rep = "\\\\"; break;
+		case '\b':	rep = "\\b"; break;
+		case '\f':	rep = "\\f"; break;
+		case '\n':	rep = "\\n"; break;
+		case '\r':	rep = "\\r"; break;
+		case '\t':	rep = "\\t"; break;
+		default:
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			rep = NULL;
+			break;
+		}
+		if (buf_add(b, s + from, i - from) == -1 ||
+		    buf_add(b, rep != NULL ? rep : esc, rep != NULL ?
+		    strlen(rep) : sizeof(esc)) == -1)
+			return -1;
+		from = i + 1;
+	}
+	if (buf_add(b, s + from, len - from) == -1 ||
+	    buf_add(b, "\"", 1) == -1)
+		return -1;
 	return 0;
 }
 

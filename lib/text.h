@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+struct buf;
 struct cJSON;
 
 /* The largest id we accept: 2^53 - 1, the last integer a JSON number (an
@@ -45,6 +46,13 @@ int	 text_id_parse(const char *s, long long *id);
  * strings 1, since models now and then send "3" for 3) a string that
  * text_id_parse() accepts. 0 and *id set, or -1. */
 int	 text_id_json(const struct cJSON *v, int strings, long long *id);
+
+/* Appends s[0..len) to b as a JSON string, quoted and escaped as cJSON
+ * prints one (quote, backslash and control characters escaped, the rest
+ * as it is): for the few strings sent often enough that building a cJSON
+ * tree for each costs more than the sending. 0, or -1 as buf_add() (b
+ * then holds a part of the string). */
+int	 text_json_string(struct buf *b, const char *s, size_t len);
 
 /* Decodes unpadded base64url (the JOSE encoding) s[0..len) into out,
  * which has outsize bytes, at least len / 4 * 3 + 2. Strict: no padding,

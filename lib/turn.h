@@ -29,7 +29,7 @@ enum turn_event_type {
 	TURN_TOOL_INPUT,	/* a call the step asks for: call */
 	TURN_TOOL_OUTPUT,	/* its result, committed: call_id, result */
 	TURN_STEP_FINISH,
-	TURN_IDLE,		/* nothing happened for up to a second */
+	TURN_IDLE,		/* the model is awaited: send what is told */
 	TURN_ERROR,		/* the turn failed after its start: err */
 	TURN_FINISH,		/* the last event, after an error too */
 };

@@ -25,6 +25,15 @@ uistream_init(struct uistream *u,
 	u->arg = arg;
 	u->next_id = 1;
 	u->last_write_ms = clock_ms();
+	/* An event is a part, and a part at most a model reply's words or
+	 * a tool's result, both capped far below this. */
+	u->event = (struct buf)BUF_INIT(8UL * 1024 * 1024);
+}
+
+void
+uistream_free(struct uistream *u)
+{
+	buf_free(&u->event);
 }
 
 static void
@@ -37,18 +46,32 @@ emit(struct uistream *u, const char *p, size_t len)
 	u->last_write_ms = clock_ms();
 }
 
+/* Starts an event in u->event: "id: N" and the data line's start. */
+static int
+event_start(struct uistream *u)
+{
+	char	 head[48];
+	int	 n;
+
+	buf_reset(&u->event);
+	n = snprintf(head, sizeof(head), "id: %lu\ndata: ", u->next_id++);
+	return buf_add(&u->event, head, (size_t)n);
+}
+
+/* Ends the event begun with event_start() and sends it, in one write. */
+static void
+event_send(struct uistream *u, int ok)
+{
+	if (ok && buf_add(&u->event, "\n\n", 2) == 0)
+		emit(u, u->event.data, u->event.len);
+}
+
 /* One event: "id: N", the data line, a blank line. data holds no line
  * break: cJSON escapes them inside strings and prints none of its own. */
 static void
 emit_data(struct uistream *u, const char *data)
 {
-	char	 head[48];
-	int	 n;
-
-	n = snprintf(head, sizeof(head), "id: %lu\ndata: ", u->next_id++);
-	emit(u, head, (size_t)n);
-	emit(u, data, strlen(data));
-	emit(u, "\n\n", 2);
+	event_send(u, event_start(u) == 0 && buf_adds(&u->event, data) == 0);
 }
 
 /* Prints and sends a part, which it frees. Out of memory, the part is
@@ -95,11 +118,14 @@ text_part(struct uistream *u, const char *type)
 	return p;
 }
 
+/* A text-delta, the part a stream has most of (one for each piece of
+ * the model's words), written as it is instead of built as a cJSON
+ * tree: the part as emit_part() would print it. */
 static void
 text(struct uistream *u, const char *delta, size_t len)
 {
-	cJSON	*p;
-	char	*copy;
+	char	 head[64];
+	int	 n;
 
 	if (len == 0)
 		return;
@@ -107,19 +133,12 @@ text(struct uistream *u, const char *delta, size_t len)
 		emit_part(u, text_part(u, "text-start"));
 		u->text_open = 1;
 	}
-	/* A delta is a piece of what the model wrote: cJSON wants it
-	 * NUL-terminated. */
-	if ((copy = malloc(len + 1)) == NULL)
-		return;
-	memcpy(copy, delta, len);
-	copy[len] = '\0';
-	if ((p = text_part(u, "text-delta")) != NULL &&
-	    cJSON_AddStringToObject(p, "delta", copy) == NULL) {
-		cJSON_Delete(p);
-		p = NULL;
-	}
-	free(copy);
-	emit_part(u, p);
+	n = snprintf(head, sizeof(head), "{\"type\":\"text-delta\","
+	    "\"id\":\"text-%u\",\"delta\":", u->steps);
+	event_send(u, event_start(u) == 0 &&
+	    buf_add(&u->event, head, (size_t)n) == 0 &&
+	    text_json_string(&u->event, delta, len) == 0 &&
+	    buf_add(&u->event, "}", 1) == 0);
 }
 
 static void

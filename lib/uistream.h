@@ -11,6 +11,8 @@
 
 #include <stddef.h>
 
+#include "buf.h"
+
 #include "turn.h"
 
 /* A comment goes out when nothing else did for this long: well within
@@ -27,10 +29,13 @@ struct uistream {
 	unsigned	 steps;		/* steps begun: names the text parts */
 	int		 step_open, text_open, gone;
 	long long	 last_write_ms;
+	struct buf	 event;		/* the event being written */
 };
 
 void	 uistream_init(struct uistream *u,
 	    int (*write)(void *arg, const char *p, size_t len), void *arg);
+/* Frees what u holds, once the stream is over. */
+void	 uistream_free(struct uistream *u);
 
 /* Writes an event of turn.h to the stream. */
 void	 uistream_event(struct uistream *u, const struct turn_event *ev);

@@ -38,6 +38,8 @@ answers through nginx, or dies with the tails of every log. Options:
                  with these FastCGI parameters set over what the client
                  sent: HTTP_AUTHORIZATION => 'Bearer ...' gives a client
                  that cannot send a token (the MCP conformance suite) one
+  read_timeout   nginx's fastcgi_read_timeout in seconds instead of
+                 nginx.conf's (a proxy that gives up on a silent stream)
   pg_conf        extra postgresql settings, { log_statement => 'all' }
   durable        1: PostgreSQL's stock settings for benchmarks; else the
                  tests' fast ones (fsync, synchronous_commit and
@@ -238,6 +240,7 @@ sub new {
 		backlog		=> $opt{backlog} // 1024,
 		access_log	=> $opt{access_log} // 1,
 		fixed_params	=> $opt{fixed_params},
+		read_timeout	=> $opt{read_timeout},
 		durable		=> $opt{durable} // 0,
 		mock_delay_ms	=> $opt{mock_delay_ms} // 0,
 		pg_conf		=> $opt{pg_conf} // {},
@@ -941,6 +944,10 @@ sub _start_nginx {
 		$conf =~ s{\Qlisten 127.0.0.1:8080;\E}
 		    {listen 127.0.0.1:$self->{port};}g == 1
 		    or die "nginx.conf: no single 'listen 127.0.0.1:8080;'\n";
+		$conf =~ s{fastcgi_read_timeout \d+s;}
+		    {fastcgi_read_timeout $self->{read_timeout}s;}g == 1
+		    or die "nginx.conf: no single fastcgi_read_timeout\n"
+		    if $self->{read_timeout};
 		$conf .= $self->_fixed_server if $self->{fixed_params};
 		_spew("$n/server.conf", $conf);
 		my $user = _is_root() ? "user nobody nogroup;\n" : '';

@@ -68,18 +68,74 @@ b64s(const char *s)
 	return b64((const unsigned char *)s, strlen(s));
 }
 
+/* RSA keys made once with openssl genpkey, for tests only: finding
+ * RSA primes took over a minute of this test's 90 s under valgrind
+ * (t/92-unit-valgrind.t), and Ed25519 and P-256 keys are made at once. */
+static const char RSA2048_PEM[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQC9CEJbmkVneo7y\n"
+    "gtKzQ5fY4WkjdA0d+7tvw2731jkJNk/mlLXrlUsavQAhgVk4C+phwu/TjaRiCBvQ\n"
+    "XaPvb0Pk9L5ZwmJXIMZPYWbEmhnpBMseYg4fBTGjknJB4xyYGGH9QfpH33PRIMQ4\n"
+    "bWcZ7oB47bsLkgMtv9QZX96HMEv6GYxMBv/xY4TABzN5VWzcSZASHPmUsukJTVpq\n"
+    "YiUQpvlf6que4Z8UwK483qMK368lV1Cv1Uss7xUku4c9lEgkcvRqFJd6DiTBWF9q\n"
+    "aBaOauyYkBpTvg6kdlbiVIMzAhA+OMWYx38c/Pph+u9wYDf1tpAb5PMRaR7+Fnwu\n"
+    "DCK7b2VJAgMBAAECggEAFPuleAsaIKgtVXSZpF4ArUmqNM4FRbqDfh68wuSD7Mab\n"
+    "XG5N+lJWZaesq8typqLF9+eeXQaYRGx/f+PhFmssp23Wclq+NUs1UCrw8Cpl7WSD\n"
+    "koISbLWUIsLXDYLDEgwE1oq8GD3Q2povRc85FlsP5jyHWnuxACNOzSlD55BAIskB\n"
+    "wsV3VE/qOGpfnm1MxeNM1EP1222bqy4MV3v2Fg8+yoeMpmKP7JbcuRUy8TGIvbqb\n"
+    "ArtACpBAQFEDcOGCYDKFcaBgh4qRXtHWv+3co595NMQaSTGFst23CEZ1fVDQod6C\n"
+    "pkn0IPKYYMyzexvf8im6nTFqA4UpyCiVZFNMcUWrfQKBgQDrkidK2ALzPYKtMGFt\n"
+    "ekRBmnafMbdUY1hNwTSue/fo3b0iDwAUqH7HhGedTIH/nmMcsbBRRV1Wn3eAr+q7\n"
+    "r2VRMakaA272gRpsMBUwdibs0ZMLcw8iRcSQgYl5tGLjVco82ajS4y+9mB78xDIc\n"
+    "PAWWAopB08qQ8Xw8WqUCS23DNQKBgQDNbOnmdhGFb8+Ow5gHnF0QMiyU8nRXXPlQ\n"
+    "xTapuGGmudG4QwJjgYdUUEl8RJ4RhcxMOhlxGbI/uBRyu1dIUlv+DwigYjwEi7M1\n"
+    "0x2lEpZVKG2ad4Gp6IdbT+2y7QL1h5eS97O5SytDVmx22oxdBPvBVMffGsrbhtlp\n"
+    "+mMLRKOoRQKBgQCAzBAfo6s5QtBH0MP0D31yQPnKYGxT/10wZgpfu/f3ogTeskTh\n"
+    "Bp8KhyH/pu0MzZRzA9PbG4nE6rtz6Lr2kxdaJUTHrEjnDf9cV42+SVtO7+btw6Lq\n"
+    "oiqut6Rqnm3Szf0c+ASOCRj5GEsY+ExNk6OaORlOlHWUefPrK8Q8VPFWYQKBgGqx\n"
+    "8f6QPmN3Am/dKT5yuWdrF/q4vzKNCLUp6U1XheipxMKWk0wJf7eMB87yeMMTIlxJ\n"
+    "JOO4e/taacx5f0kB9ePL/SgIPbICuS7wmwoc0FYkrGC5R3BvZLZJmmT/czUBmvlr\n"
+    "jD5mS28rGSTWOGcr6nKszS8U5F4G+S9xLDYzDWmdAoGBAOa0FeP9DmJeMckp/zxs\n"
+    "Eti9j2LfyrdQwOosN9tgiT/GNl90O0PXogRQfpJVwPP958iWffAVYf9x1gALgc80\n"
+    "pYT1SjtaMrzPJVH+RvN3hcID4aehsw6K9Ld5EOow7r8eKBdwQteoJ7ooddt8Xwzi\n"
+    "zsxFOUv3Erd0xlH5dsQFxmxE\n"
+    "-----END PRIVATE KEY-----\n";
+
+static const char RSA1024_PEM[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIICdgIBADANBgkqhkiG9w0BAQEFAASCAmAwggJcAgEAAoGBAN0ak0Gt+BLX/v4t\n"
+    "YedAuZfZAYdFToxK0mnBiqvl4gGTh2Ynn+oBzBLXtYQOWVoHXweFgwl7EJUJcf+q\n"
+    "qecLY2/KvDw0il3DVTHf2BTpFYDexRiFjutbWYXiV99qSKei1HaJaLq26wa+h61l\n"
+    "Vtv2FinmgUZkgHRS9KpsrpybIQ2TAgMBAAECgYAdzo5ZhV1zFOFQXMfdCBG9Eckt\n"
+    "9j7vlMqm7SuHnvcH5V6Ue/UH8/QR+jiDM/gBtgquleYjag7DOMHAiL5c4mEmGbOE\n"
+    "Mn7mNMeTz5kOxAnAsNZrvJbsoGhXRE9jffSACOiatYT5WquxlmC4woiqTQryYGxO\n"
+    "Lf8aeiwlgowzM3GdIQJBAP3bLR/Pcy23GttXVZkrs8FFBdVy4kxAHtZU3Z8+1eOt\n"
+    "Nye6w9pBYYy3oFXAksioQhr/+nq9B7Y0nsaRfKgsCjECQQDe+JcQPHI6lQ+17Lqk\n"
+    "8RxnjxDVS4yZUGhj0WgJzMSUdCGP4D2hfjQK47FJnO0SgPWTnsa7c7o66Qa7XIB6\n"
+    "MR8DAkAsdLapTHYaOme8o8W8xjd7kC/eWnkg61W7KS+KlMF2Vr5C+eUUksCXmQy+\n"
+    "F7Rc6YJyIgPmfLYeBYcMtSvEc7nxAkAZbZw8u8gDKlC6XJ8EhILKxKQUzyLfsS3W\n"
+    "hGErDPE2RPA26kndCvmAbGshjAX1YEOhbDAZ3J7WbRDZeTkltkhlAkEA0UIQLxb+\n"
+    "x8qua1WSv0KAFFQJ7VtVce93IHNqRPAWW6oQ66ZHHUIZfL9hCgka/KECAPOX1FeE\n"
+    "CVbL8t2CCheN6A==\n"
+    "-----END PRIVATE KEY-----\n";
+
 static EVP_PKEY *
 keygen(const char *alg)
 {
 	EVP_PKEY	*k;
+	BIO		*pem;
 
 	if (strcmp(alg, "EdDSA") == 0)
 		k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	else if (strcmp(alg, "ES256") == 0)
 		k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-	else
-		k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA",
-		    (size_t)(strcmp(alg, "RS1024") == 0 ? 1024 : 2048));
+	else {
+		if ((pem = BIO_new_mem_buf(strcmp(alg, "RS1024") == 0 ?
+		    RSA1024_PEM : RSA2048_PEM, -1)) == NULL)
+			abort();
+		k = PEM_read_bio_PrivateKey(pem, NULL, NULL, NULL);
+		BIO_free(pem);
+	}
 	if (k == NULL)
 		abort();
 	return k;

@@ -7,6 +7,7 @@
 
 #include <cJSON.h>
 
+#include "buf.h"
 #include "text.h"
 #include "url.h"
 
@@ -302,6 +303,50 @@ segment_case(size_t i)
 	return ok;
 }
 
+/* text_json_string() writes what cJSON would print for the same string,
+ * for every ASCII byte alone and in company, and for UTF-8; a NUL, which
+ * a cJSON string cannot hold, as \u0000. */
+static int
+json_string_case(int *count)
+{
+	static const char *const samples[] = { "", "plain words ",
+	    "say \"hi\"\\n", "tab\there\r\nline\fform\bback",
+	    "\x01\x1f\x7f", "caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80",
+	    "</script>&<img src=x onerror=alert(1)>" };
+	char		 one[2] = { 0, 0 }, *want;
+	struct buf	 b = BUF_INIT(1024);
+	cJSON		*str;
+	size_t		 i;
+	int		 bad = 0;
+
+	*count = 0;
+	for (i = 0; i < 128 + sizeof(samples) / sizeof(samples[0]); i++) {
+		const char	*s = i == 0 ? "" : i < 128 ? one : samples[i - 128];
+
+		one[0] = (char)i;
+		buf_reset(&b);
+		if ((str = cJSON_CreateString(s)) == NULL ||
+		    (want = cJSON_PrintUnformatted(str)) == NULL)
+			abort();
+		if (text_json_string(&b, s, strlen(s)) != 0 ||
+		    strcmp(b.data, want) != 0)
+			bad++;
+		cJSON_free(want);
+		cJSON_Delete(str);
+		(*count)++;
+	}
+	buf_reset(&b);
+	if (text_json_string(&b, "a\0b", 3) != 0 ||
+	    strcmp(b.data, "\"a\\u0000b\"") != 0)
+		bad++;
+	buf_free(&b);
+	b = (struct buf)BUF_INIT(4);
+	if (text_json_string(&b, "too long", 8) != -1)	/* past max */
+		bad++;
+	buf_free(&b);
+	return bad == 0;
+}
+
 int
 main(void)
 {
@@ -313,7 +358,9 @@ main(void)
 	size_t	 nji = sizeof(json_ids) / sizeof(json_ids[0]);
 	size_t	 t = n + nq + ns;
 
-	printf("1..%zu\n", t + nj + ni + nji);
+	int	 nstr;
+
+	printf("1..%zu\n", t + nj + ni + nji + 1);
 	for (i = 0; i < n; i++)
 		printf("%sok %zu - utf8: %s\n", utf8_case(i) ? "" : "not ",
 		    i + 1, utf8[i].name);
@@ -332,5 +379,8 @@ main(void)
 	for (i = 0; i < nji; i++)
 		printf("%sok %zu - JSON id: %s\n", json_id_case(i) ? "" :
 		    "not ", ++t, json_ids[i].name);
+	printf("%sok %zu - text_json_string as cJSON prints", json_string_case(
+	    &nstr) ? "" : "not ", ++t);
+	printf(" (%d strings)\n", nstr);
 	return 0;
 }
