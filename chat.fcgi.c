@@ -279,8 +279,9 @@ mcp(struct call *c, struct chat_err *err)
 	struct request		*r = c->req;
 	struct mcp_request	 m = { c->user_id,
 	    http_param(r, "HTTP_ACCEPT"), http_param(r, "CONTENT_TYPE"),
-	    http_param(r, "HTTP_MCP_PROTOCOL_VERSION"), r->body.data,
-	    r->body.len, db_tool };
+	    http_param(r, "HTTP_MCP_PROTOCOL_VERSION"),
+	    http_param(r, "HTTP_MCP_METHOD"), http_param(r, "HTTP_MCP_NAME"),
+	    r->body.data, r->body.len, db_tool };
 	struct mcp_reply	 out;
 
 	mcp_post(&m, &out);

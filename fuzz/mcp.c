@@ -2,8 +2,10 @@
 /*
  * Input: the MCP-Protocol-Version value, a newline, the body. Without a
  * newline the whole input is the body and the header is absent (NULL);
- * an empty first line is absent too. The body goes in a block of exactly
- * its length, as mcp.h promises to read body[0..len) and no further.
+ * an empty first line is absent too. When the version is the stateless
+ * one, two more lines before the body give Mcp-Method and Mcp-Name (an
+ * empty one: absent). The body goes in a block of exactly its length, as
+ * mcp.h promises to read body[0..len) and no further.
  * The tools run on a stand-in for db_tool() that answers by the body's
  * length: a result, no task, or a failed database, so that each way a
  * call ends is reached without a database.
@@ -55,7 +57,7 @@ check_reply(const struct mcp_reply *out)
 		return;
 	}
 	FUZZ_CHECK(out->status == 200 || out->status == 400 ||
-	    out->status == 503);
+	    out->status == 404 || out->status == 503);
 	FUZZ_CHECK(out->body != NULL);
 	v = text_json_parses(out->body);
 	FUZZ_CHECK(v != NULL);
@@ -68,7 +70,12 @@ check_reply(const struct mcp_reply *out)
 		FUZZ_CHECK(out->status == 200 || cJSON_IsNumber(code));
 		if (out->status == 400)
 			FUZZ_CHECK(code->valueint == -32700 ||
-			    code->valueint == -32600);
+			    code->valueint == -32600 ||
+			    code->valueint == -32602 ||
+			    code->valueint == -32020 ||
+			    code->valueint == -32022);
+		if (out->status == 404)
+			FUZZ_CHECK(code->valueint == -32601);
 	}
 	cJSON_Delete(v);
 }
@@ -76,27 +83,36 @@ check_reply(const struct mcp_reply *out)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct mcp_request	 req = { "fuzz", NULL, NULL, NULL, NULL, 0,
-	    run_tool };
+	struct mcp_request	 req = { "fuzz", NULL, NULL, NULL, NULL, NULL,
+	    NULL, 0, run_tool };
 	struct mcp_reply	 out;
-	const uint8_t		*nl;
-	char			*version = NULL, *body;
+	char			*line[3] = { NULL, NULL, NULL }, *body;
+	int			 i, lines = 1;
 
 	body_len = size;
-	if ((nl = memchr(data, '\n', size)) != NULL) {
-		version = fuzz_string(data, (size_t)(nl - data));
-		body_len = size - (size_t)(nl - data) - 1;
+	for (i = 0; i < lines; i++) {
+		const uint8_t	*nl = memchr(data, '\n', body_len);
+
+		if (nl == NULL)
+			break;
+		line[i] = fuzz_string(data, (size_t)(nl - data));
+		body_len -= (size_t)(nl - data) + 1;
 		data = nl + 1;
+		if (i == 0 && strcmp(line[0], MCP_VERSION_STATELESS) == 0)
+			lines = 3;
 	}
 	body = fuzz_bytes(data, body_len);
-	req.protocol_version = version != NULL && *version != '\0' ?
-	    version : NULL;
+	req.protocol_version = line[0] != NULL && *line[0] != '\0' ?
+	    line[0] : NULL;
+	req.mcp_method = line[1] != NULL && *line[1] != '\0' ? line[1] : NULL;
+	req.mcp_name = line[2] != NULL && *line[2] != '\0' ? line[2] : NULL;
 	req.body = body_len > 0 ? body : NULL;
 	req.body_len = body_len;
 	mcp_post(&req, &out);
 	check_reply(&out);
 	cJSON_free(out.body);
 	free(body);
-	free(version);
+	for (i = 0; i < 3; i++)
+		free(line[i]);
 	return 0;
 }

@@ -17,19 +17,36 @@
 #define RPC_METHOD_NOT_FOUND	-32601
 #define RPC_INVALID_PARAMS	-32602
 #define RPC_INTERNAL_ERROR	-32603
+/* MCP's own, of the stateless revision. */
+#define RPC_HEADER_MISMATCH	-32020
+#define RPC_UNSUPPORTED_VERSION	-32022
 
-/* What the server calls itself in initialize; a client shows it. */
+/* What the server calls itself in initialize and server/discover; a
+ * client shows it. */
 #define SERVER_NAME		"todo-chat"
 #define SERVER_VERSION		"1.0.0"
 #define SERVER_INSTRUCTIONS \
 	"The tools read and change one person's todo list: the person the " \
 	"bearer token names. Task ids come from list_tasks and add_task."
 
-/* The revisions we speak, newest first: the current one, and those the
- * official TypeScript SDK 1.x negotiates. */
+/* The revisions we speak, newest first: the stateless one, the current
+ * one with a handshake, and those the official TypeScript SDK 1.x
+ * negotiates. */
 static const char *const versions[] = {
-	MCP_VERSION_LATEST, "2025-06-18", MCP_VERSION_DEFAULT,
+	MCP_VERSION_STATELESS, MCP_VERSION_LATEST, "2025-06-18",
+	MCP_VERSION_DEFAULT,
 };
+#define NVERSIONS	(sizeof(versions) / sizeof(versions[0]))
+
+/* How long a client may keep a tools/list or server/discover result
+ * (stateless revision): the tools change only with a new release. The
+ * list is the same for every user, so shared caches may keep it too. */
+#define CACHE_TTL_MS		300000
+
+/* The _meta keys of the stateless revision. */
+#define META_VERSION		"io.modelcontextprotocol/protocolVersion"
+#define META_CAPABILITIES	"io.modelcontextprotocol/clientCapabilities"
+#define META_SERVER_INFO	"io.modelcontextprotocol/serverInfo"
 
 /* Batches left JSON-RPC's use in MCP with 2025-06-18; a request of an
  * older revision may still send one, each message answered in turn. A
@@ -39,9 +56,18 @@ static const char *const versions[] = {
 
 /* A JSON-RPC error on its way to the client. */
 struct rpc_err {
-	int	 code;
-	int	 status;	/* HTTP status of a lone message's reply */
-	char	 msg[200];
+	int		 code;
+	int		 status;	/* HTTP status of a lone message */
+	char		 msg[200];
+	const char	*requested;	/* RPC_UNSUPPORTED_VERSION: what the
+					 * client asked for, borrowed */
+};
+
+/* One POST as it is read: the request and the revision it speaks. */
+struct exchange {
+	const struct mcp_request	*req;
+	const char			*version;
+	int				 stateless; /* the stateless one */
 };
 
 static int
@@ -78,6 +104,39 @@ envelope(const cJSON *id)
 	return o;
 }
 
+/* The versions we speak as a JSON array under name in o: 0, or -1. */
+static int
+add_versions(cJSON *o, const char *name)
+{
+	cJSON	*list;
+	size_t	 i;
+
+	if ((list = cJSON_AddArrayToObject(o, name)) == NULL)
+		return -1;
+	for (i = 0; i < NVERSIONS; i++)
+		if (!cJSON_AddItemToArray(list,
+		    cJSON_CreateString(versions[i])))
+			return -1;
+	return 0;
+}
+
+/* An UnsupportedProtocolVersionError's data: what we speak, and what was
+ * asked for (when it is text we can echo). 0, or -1. */
+static int
+version_data(cJSON *error, const char *requested)
+{
+	cJSON	*data;
+
+	if (requested == NULL || !text_utf8_valid(requested,
+	    strlen(requested)))
+		requested = "";
+	if ((data = cJSON_AddObjectToObject(error, "data")) == NULL ||
+	    add_versions(data, "supported") == -1 ||
+	    cJSON_AddStringToObject(data, "requested", requested) == NULL)
+		return -1;
+	return 0;
+}
+
 /* The error response to the message with id (NULL: unknown), or NULL. */
 static cJSON *
 error_response(const cJSON *id, const struct rpc_err *e)
@@ -88,18 +147,21 @@ error_response(const cJSON *id, const struct rpc_err *e)
 		return NULL;
 	if ((error = cJSON_AddObjectToObject(o, "error")) == NULL ||
 	    cJSON_AddNumberToObject(error, "code", e->code) == NULL ||
-	    cJSON_AddStringToObject(error, "message", e->msg) == NULL) {
+	    cJSON_AddStringToObject(error, "message", e->msg) == NULL ||
+	    (e->code == RPC_UNSUPPORTED_VERSION &&
+	    version_data(error, e->requested) == -1)) {
 		cJSON_Delete(o);
 		return NULL;
 	}
 	return o;
 }
 
-/* Fills out with a reply holding only the error e (no id known). */
+/* Fills out with a reply holding only the error e, for the message with
+ * id (NULL: none known). */
 static void
-reply_error(struct mcp_reply *out, const struct rpc_err *e)
+reply_error(struct mcp_reply *out, const cJSON *id, const struct rpc_err *e)
 {
-	cJSON	*o = error_response(NULL, e);
+	cJSON	*o = error_response(id, e);
 
 	out->status = e->status;
 	out->body = o != NULL ? cJSON_PrintUnformatted(o) : NULL;
@@ -153,7 +215,7 @@ request_version(const char *header)
 
 	if (header == NULL)
 		return MCP_VERSION_DEFAULT;
-	for (i = 0; i < sizeof(versions) / sizeof(versions[0]); i++)
+	for (i = 0; i < NVERSIONS; i++)
 		if (strcmp(header, versions[i]) == 0)
 			return versions[i];
 	return NULL;
@@ -171,11 +233,12 @@ check_headers(const struct mcp_request *req, const char **version,
 	    !media_type_is(req->content_type, "application/json"))
 		return rpc_fail(e, RPC_INVALID_REQUEST, 415, "Send the "
 		    "JSON-RPC message as Content-Type: application/json.");
-	if ((*version = request_version(req->protocol_version)) == NULL)
-		return rpc_fail(e, RPC_INVALID_REQUEST, 400, "Unsupported "
-		    "MCP-Protocol-Version: this server speaks "
-		    MCP_VERSION_LATEST ", 2025-06-18 and "
-		    MCP_VERSION_DEFAULT ".");
+	if ((*version = request_version(req->protocol_version)) == NULL) {
+		e->requested = req->protocol_version;
+		return rpc_fail(e, RPC_UNSUPPORTED_VERSION, 400, "Unsupported "
+		    "MCP-Protocol-Version: error.data.supported lists the "
+		    "revisions this server speaks.");
+	}
 	return 0;
 }
 
@@ -209,58 +272,107 @@ parse_body(const struct mcp_request *req, struct rpc_err *e)
 
 /* ------------------------------------------------------------ methods */
 
-static int	m_initialize(const struct mcp_request *, const cJSON *,
-		    cJSON *, struct rpc_err *);
-static int	m_ping(const struct mcp_request *, const cJSON *, cJSON *,
+static int	m_initialize(const struct exchange *, const cJSON *, cJSON *,
 		    struct rpc_err *);
-static int	m_tools_list(const struct mcp_request *, const cJSON *,
-		    cJSON *, struct rpc_err *);
-static int	m_tools_call(const struct mcp_request *, const cJSON *,
-		    cJSON *, struct rpc_err *);
+static int	m_ping(const struct exchange *, const cJSON *, cJSON *,
+		    struct rpc_err *);
+static int	m_discover(const struct exchange *, const cJSON *, cJSON *,
+		    struct rpc_err *);
+static int	m_tools_list(const struct exchange *, const cJSON *, cJSON *,
+		    struct rpc_err *);
+static int	m_tools_call(const struct exchange *, const cJSON *, cJSON *,
+		    struct rpc_err *);
 
-/* The requests we answer. Each fills result (an empty object) for the
- * request's user, or returns -1 with e. Anything else is "method not found":
- * resources, prompts, logging, completion, sampling and elicitation are
- * not offered, and capabilities say so. */
+/* Which revisions have a method. */
+#define HANDSHAKE	1	/* 2025-11-25 and before */
+#define STATELESS	2	/* MCP_VERSION_STATELESS */
+
+/* The requests we answer, and in which revisions. Each fills result (an
+ * empty object) for the exchange's user, or returns -1 with e. Anything
+ * else is "method not found": resources, prompts, logging, completion,
+ * sampling, elicitation and subscriptions are not offered, and
+ * capabilities say so. A cacheable result carries caching hints in the
+ * stateless revision. */
 static const struct method {
 	const char	*name;
-	int		(*run)(const struct mcp_request *req,
-			    const cJSON *params, cJSON *result,
-			    struct rpc_err *e);
+	int		(*run)(const struct exchange *x, const cJSON *params,
+			    cJSON *result, struct rpc_err *e);
+	int		 revisions;
+	int		 cacheable;
 } methods[] = {
-	{ "initialize",	m_initialize },
-	{ "ping",	m_ping },
-	{ "tools/list",	m_tools_list },
-	{ "tools/call",	m_tools_call },
+	{ "initialize",		m_initialize,	HANDSHAKE,		0 },
+	{ "ping",		m_ping,		HANDSHAKE,		0 },
+	{ "server/discover",	m_discover,	STATELESS,		1 },
+	{ "tools/list",		m_tools_list,	HANDSHAKE | STATELESS,	1 },
+	{ "tools/call",		m_tools_call,	HANDSHAKE | STATELESS,	0 },
 };
 
+/* {"tools": {"listChanged": false}}: the tools are all we offer, and
+ * they change only with a release. 0, or -1. */
 static int
-m_initialize(const struct mcp_request *req, const cJSON *params,
+add_capabilities(cJSON *result)
+{
+	cJSON	*caps, *tool_caps;
+
+	if ((caps = cJSON_AddObjectToObject(result, "capabilities")) == NULL ||
+	    (tool_caps = cJSON_AddObjectToObject(caps, "tools")) == NULL ||
+	    cJSON_AddFalseToObject(tool_caps, "listChanged") == NULL)
+		return -1;
+	return 0;
+}
+
+/* {"name", "version"} under key in o. 0, or -1. */
+static int
+server_info(cJSON *o, const char *key)
+{
+	cJSON	*info;
+
+	if ((info = cJSON_AddObjectToObject(o, key)) == NULL ||
+	    cJSON_AddStringToObject(info, "name", SERVER_NAME) == NULL ||
+	    cJSON_AddStringToObject(info, "version", SERVER_VERSION) == NULL)
+		return -1;
+	return 0;
+}
+
+static int
+m_initialize(const struct exchange *x, const cJSON *params,
     cJSON *result, struct rpc_err *e)
 {
 	const cJSON	*asked;
 	const char	*version = MCP_VERSION_LATEST;
-	cJSON		*caps, *tool_caps, *info;
 	size_t		 i;
 
-	(void)req;
+	(void)x;
 	asked = cJSON_GetObjectItemCaseSensitive(params, "protocolVersion");
 	if (!cJSON_IsString(asked))
 		return rpc_fail(e, RPC_INVALID_PARAMS, 200, "initialize needs "
 		    "params.protocolVersion, a string.");
-	/* The client's revision when we speak it, else our latest: the
-	 * client then decides whether it can go on. */
-	for (i = 0; i < sizeof(versions) / sizeof(versions[0]); i++)
-		if (strcmp(asked->valuestring, versions[i]) == 0)
+	/* The client's revision when we speak it with a handshake, else
+	 * our latest: the client then decides whether it can go on. */
+	for (i = 0; i < NVERSIONS; i++)
+		if (strcmp(asked->valuestring, versions[i]) == 0 &&
+		    strcmp(versions[i], MCP_VERSION_STATELESS) != 0)
 			version = versions[i];
 	if (cJSON_AddStringToObject(result, "protocolVersion", version) ==
-	    NULL ||
-	    (caps = cJSON_AddObjectToObject(result, "capabilities")) == NULL ||
-	    (tool_caps = cJSON_AddObjectToObject(caps, "tools")) == NULL ||
-	    cJSON_AddFalseToObject(tool_caps, "listChanged") == NULL ||
-	    (info = cJSON_AddObjectToObject(result, "serverInfo")) == NULL ||
-	    cJSON_AddStringToObject(info, "name", SERVER_NAME) == NULL ||
-	    cJSON_AddStringToObject(info, "version", SERVER_VERSION) == NULL ||
+	    NULL || add_capabilities(result) == -1 ||
+	    server_info(result, "serverInfo") == -1 ||
+	    cJSON_AddStringToObject(result, "instructions",
+	    SERVER_INSTRUCTIONS) == NULL)
+		return rpc_oom(e);
+	return 0;
+}
+
+/* The stateless revision's stand-in for the handshake: what we speak
+ * and offer; who we are goes in the result's _meta, as on every result
+ * of that revision. */
+static int
+m_discover(const struct exchange *x, const cJSON *params, cJSON *result,
+    struct rpc_err *e)
+{
+	(void)x;
+	(void)params;
+	if (add_versions(result, "supportedVersions") == -1 ||
+	    add_capabilities(result) == -1 ||
 	    cJSON_AddStringToObject(result, "instructions",
 	    SERVER_INSTRUCTIONS) == NULL)
 		return rpc_oom(e);
@@ -268,10 +380,10 @@ m_initialize(const struct mcp_request *req, const cJSON *params,
 }
 
 static int
-m_ping(const struct mcp_request *req, const cJSON *params,
+m_ping(const struct exchange *x, const cJSON *params,
     cJSON *result, struct rpc_err *e)
 {
-	(void)req;
+	(void)x;
 	(void)params;
 	(void)result;
 	(void)e;
@@ -336,13 +448,13 @@ tool_entry(const struct tool *t)
 /* Every tool, in the table's order, in one page: five tools need no
  * cursor, and one given is ignored as the end of nothing. */
 static int
-m_tools_list(const struct mcp_request *req, const cJSON *params,
+m_tools_list(const struct exchange *x, const cJSON *params,
     cJSON *result, struct rpc_err *e)
 {
 	cJSON	*list, *entry;
 	size_t	 i;
 
-	(void)req;
+	(void)x;
 	(void)params;
 	if ((list = cJSON_AddArrayToObject(result, "tools")) == NULL)
 		return rpc_oom(e);
@@ -420,7 +532,7 @@ tool_success(const struct tool *t, const char *text, cJSON *result,
  * (no such tool, no name, arguments that are no object) is a JSON-RPC
  * error. */
 static int
-m_tools_call(const struct mcp_request *req, const cJSON *params,
+m_tools_call(const struct exchange *x, const cJSON *params,
     cJSON *result, struct rpc_err *e)
 {
 	const cJSON		*name, *args;
@@ -448,8 +560,8 @@ m_tools_call(const struct mcp_request *req, const cJSON *params,
 		return rpc_oom(e);
 	if (rc == 1)
 		return tool_result(result, why, NULL, 1, e);
-	rc = req->run_tool(req->user_id, t->sql_function, args_text, &out,
-	    &err);
+	rc = x->req->run_tool(x->req->user_id, t->sql_function, args_text,
+	    &out, &err);
 	free(args_text);
 	if (rc == -1)
 		return rpc_fail(e, RPC_INTERNAL_ERROR, err.status, err.msg);
@@ -490,10 +602,112 @@ method_find(const char *name)
 	return NULL;
 }
 
+/* A header value without the whitespace HTTP allows around it (RFC 9110
+ * section 5.5) equals s. */
+static int
+header_is(const char *header, const char *s)
+{
+	size_t	 n;
+
+	header += strspn(header, " \t");
+	n = strlen(header);
+	while (n > 0 && (header[n - 1] == ' ' || header[n - 1] == '\t'))
+		n--;
+	return n == strlen(s) && strncmp(header, s, n) == 0;
+}
+
+/* The stateless revision names the method, and the tool a tools/call
+ * calls, in headers too, so that a front can route on them unread: they
+ * must say what the body says. 0, or -1 with e. */
+static int
+check_routing_headers(const struct exchange *x, const cJSON *msg,
+    const char *method, struct rpc_err *e)
+{
+	const cJSON	*name;
+
+	if (x->req->mcp_method == NULL ||
+	    !header_is(x->req->mcp_method, method))
+		return rpc_fail(e, RPC_HEADER_MISMATCH, 400, "The Mcp-Method "
+		    "header must name the body's method.");
+	name = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(msg, "params"), "name");
+	if (strcmp(method, "tools/call") == 0 && cJSON_IsString(name) &&
+	    (x->req->mcp_name == NULL ||
+	    !header_is(x->req->mcp_name, name->valuestring)))
+		return rpc_fail(e, RPC_HEADER_MISMATCH, 400, "The Mcp-Name "
+		    "header must name the tool the body calls.");
+	return 0;
+}
+
+/* The stateless revision's per-request _meta: the revision, which must
+ * be the header's, and the client's capabilities (clientInfo is
+ * optional). 0, or -1 with e. */
+static int
+check_meta(const struct exchange *x, const cJSON *params, struct rpc_err *e)
+{
+	const cJSON	*meta, *version;
+
+	meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
+	version = cJSON_GetObjectItemCaseSensitive(meta, META_VERSION);
+	if (!cJSON_IsString(version) || !cJSON_IsObject(
+	    cJSON_GetObjectItemCaseSensitive(meta, META_CAPABILITIES)))
+		return rpc_fail(e, RPC_INVALID_PARAMS, 400, "params._meta must "
+		    "give " META_VERSION " and " META_CAPABILITIES ".");
+	if (strcmp(version->valuestring, x->version) != 0)
+		return rpc_fail(e, RPC_HEADER_MISMATCH, 400, "The revision in "
+		    "_meta is not the MCP-Protocol-Version header's.");
+	return 0;
+}
+
+/* What every result of the stateless revision carries: its type, who
+ * answered and, for a result a client may keep, for how long and for
+ * whom. 0, or -1. */
+static int
+stateless_result(cJSON *result, int cacheable)
+{
+	cJSON	*meta;
+
+	if (cJSON_AddStringToObject(result, "resultType", "complete") ==
+	    NULL || (meta = cJSON_AddObjectToObject(result, "_meta")) ==
+	    NULL || server_info(meta, META_SERVER_INFO) == -1)
+		return -1;
+	if (cacheable && (cJSON_AddNumberToObject(result, "ttlMs",
+	    CACHE_TTL_MS) == NULL ||
+	    cJSON_AddStringToObject(result, "cacheScope", "public") == NULL))
+		return -1;
+	return 0;
+}
+
+/* The method a request names in its exchange's revision, or NULL with
+ * e: an unknown method (404 in the stateless revision, where HTTP says
+ * so too), or initialize inside a batch. */
+static const struct method *
+request_method(const struct exchange *x, const char *name, int batched,
+    struct rpc_err *e)
+{
+	const struct method	*m = method_find(name);
+
+	if (m == NULL || !(m->revisions & (x->stateless ? STATELESS :
+	    HANDSHAKE))) {
+		rpc_fail(e, RPC_METHOD_NOT_FOUND, x->stateless ? 404 : 200,
+		    x->stateless ? "Method not found: this server offers "
+		    "server/discover, tools/list and tools/call." : "Method "
+		    "not found: this server offers initialize, ping, "
+		    "tools/list and tools/call.");
+		return NULL;
+	}
+	if (batched && m->run == m_initialize) {
+		rpc_fail(e, RPC_INVALID_REQUEST, 400, "initialize must not be "
+		    "part of a batch.");
+		return NULL;
+	}
+	return m;
+}
+
 /* A request's answer: its result, or its error. *response NULL only on
  * ENOMEM. The HTTP status a lone request's reply takes is returned. */
 static int
-run_request(const struct mcp_request *req, const cJSON *msg, const cJSON *id,
+run_request(const struct exchange *x, const cJSON *msg, const cJSON *id,
     int batched, cJSON **response)
 {
 	const cJSON		*method, *params;
@@ -507,17 +721,16 @@ run_request(const struct mcp_request *req, const cJSON *msg, const cJSON *id,
 		rpc_fail(&e, cJSON_IsArray(params) ? RPC_INVALID_PARAMS :
 		    RPC_INVALID_REQUEST, cJSON_IsArray(params) ? 200 : 400,
 		    "params must be an object.");
-	else if ((m = method_find(method->valuestring)) == NULL)
-		rpc_fail(&e, RPC_METHOD_NOT_FOUND, 200, "Method not found: "
-		    "this server offers initialize, ping, tools/list and "
-		    "tools/call.");
-	else if (batched && m->run == m_initialize)
-		rpc_fail(&e, RPC_INVALID_REQUEST, 400, "initialize must not "
-		    "be part of a batch.");
+	else if (x->stateless && check_meta(x, params, &e) == -1)
+		;
+	else if ((m = request_method(x, method->valuestring, batched,
+	    &e)) == NULL)
+		;
 	else if ((result = cJSON_CreateObject()) == NULL)
 		rpc_oom(&e);
-	else if (m->run(req, params, result, &e) == 0) {
-		if ((*response = envelope(id)) != NULL &&
+	else if (m->run(x, params, result, &e) == 0) {
+		if ((!x->stateless || stateless_result(result,
+		    m->cacheable) == 0) && (*response = envelope(id)) != NULL &&
 		    cJSON_AddItemToObject(*response, "result", result))
 			return 200;
 		cJSON_Delete(*response);
@@ -536,7 +749,7 @@ run_request(const struct mcp_request *req, const cJSON *msg, const cJSON *id,
  * a lone message's reply takes; *response NULL with a status other than
  * 202 is ENOMEM. */
 static int
-answer(const struct mcp_request *req, const cJSON *msg, int batched,
+answer(const struct exchange *x, const cJSON *msg, int batched,
     cJSON **response)
 {
 	const cJSON	*version, *method, *id;
@@ -558,13 +771,16 @@ answer(const struct mcp_request *req, const cJSON *msg, int batched,
 	else if (!cJSON_IsString(method))
 		rpc_fail(&e, RPC_INVALID_REQUEST, 400, "A request needs a "
 		    "method, a string.");
+	else if (x->stateless && check_routing_headers(x, msg,
+	    method->valuestring, &e) == -1)
+		;
 	else if (!cJSON_HasObjectItem(msg, "id"))
 		return 202;	/* a notification: nothing to answer */
 	else if (id == NULL)
 		rpc_fail(&e, RPC_INVALID_REQUEST, 400, "A request's id must "
 		    "be a string or an integer.");
 	else
-		return run_request(req, msg, id, batched, response);
+		return run_request(x, msg, id, batched, response);
 	*response = error_response(id, &e);
 	return e.status;
 }
@@ -572,7 +788,7 @@ answer(const struct mcp_request *req, const cJSON *msg, int batched,
 /* A batch, for a revision that has them: the responses in the order of
  * the requests, none for notifications; 202 when there is none. */
 static void
-answer_batch(const struct mcp_request *req, const cJSON *batch,
+answer_batch(const struct exchange *x, const cJSON *batch,
     struct mcp_reply *out)
 {
 	const cJSON	*msg;
@@ -581,7 +797,7 @@ answer_batch(const struct mcp_request *req, const cJSON *batch,
 	if ((responses = cJSON_CreateArray()) == NULL)
 		return;
 	cJSON_ArrayForEach(msg, batch) {
-		if (answer(req, msg, 1, &response) == 202)
+		if (answer(x, msg, 1, &response) == 202)
 			continue;
 		if (response == NULL ||
 		    !cJSON_AddItemToArray(responses, response)) {
@@ -600,18 +816,28 @@ void
 mcp_post(const struct mcp_request *req, struct mcp_reply *out)
 {
 	struct rpc_err	 e = { 0 };
-	const char	*version;
+	struct exchange	 x = { req, NULL, 0 };
+	const cJSON	*id;
 	cJSON		*body, *response;
 
 	out->status = 503;
 	out->body = NULL;
-	if (check_headers(req, &version, &e) == -1 ||
-	    (body = parse_body(req, &e)) == NULL) {
-		reply_error(out, &e);
+	if ((body = parse_body(req, &e)) == NULL) {
+		reply_error(out, NULL, &e);
 		return;
 	}
+	/* The body first, so that a refusal of the headers answers the
+	 * request by its id, as the stateless revision asks of every
+	 * error. */
+	if (check_headers(req, &x.version, &e) == -1) {
+		id = cJSON_GetObjectItemCaseSensitive(body, "id");
+		reply_error(out, id_valid(id) ? id : NULL, &e);
+		cJSON_Delete(body);
+		return;
+	}
+	x.stateless = strcmp(x.version, MCP_VERSION_STATELESS) == 0;
 	if (cJSON_IsArray(body)) {
-		if (strcmp(version, MCP_VERSION_DEFAULT) != 0)
+		if (strcmp(x.version, MCP_VERSION_DEFAULT) != 0)
 			rpc_fail(&e, RPC_INVALID_REQUEST, 400, "Batches are "
 			    "not part of this protocol revision: send one "
 			    "message a request.");
@@ -620,13 +846,13 @@ mcp_post(const struct mcp_request *req, struct mcp_reply *out)
 			rpc_fail(&e, RPC_INVALID_REQUEST, 400, "A batch holds "
 			    "1 to 32 messages.");
 		else
-			answer_batch(req, body, out);
+			answer_batch(&x, body, out);
 		if (e.code != 0)
-			reply_error(out, &e);
+			reply_error(out, NULL, &e);
 		cJSON_Delete(body);
 		return;
 	}
-	out->status = answer(req, body, 0, &response);
+	out->status = answer(&x, body, 0, &response);
 	if (response != NULL)
 		out->body = cJSON_PrintUnformatted(response);
 	else if (out->status != 202)

@@ -2,8 +2,10 @@
  * other than our own turns: the JSON-RPC 2.0 messages of POST /mcp as a
  * stateless Streamable HTTP server answers them (every answer whole, as
  * application/json; no Mcp-Session-Id, nothing kept between requests),
- * and the protected resource metadata (RFC 9728) that tells a client
- * where its tokens come from.
+ * in the revisions with a handshake (2025-11-25, 2025-06-18, 2025-03-26)
+ * and the stateless one (2026-07-28: server/discover, _meta on every
+ * request, the method in headers), and the protected resource metadata
+ * (RFC 9728) that tells a client where its tokens come from.
  *
  * The HTTP front (chat.fcgi.c) has checked the Origin, the token and the
  * body's size before mcp_post(); this module checks the MCP headers,
@@ -27,6 +29,10 @@ struct cJSON;
  * header). */
 #define MCP_VERSION_LATEST	"2025-11-25"
 #define MCP_VERSION_DEFAULT	"2025-03-26"
+/* The stateless revision: no handshake (server/discover instead), the
+ * revision and the client's capabilities in every request's _meta, and
+ * the method (and tool) named in headers too. */
+#define MCP_VERSION_STATELESS	"2026-07-28"
 
 /* What mcp_post() reads of the request; all borrowed. */
 struct mcp_request {
@@ -34,6 +40,8 @@ struct mcp_request {
 	const char	*accept;	/* the Accept header, or NULL */
 	const char	*content_type;	/* Content-Type, or NULL */
 	const char	*protocol_version; /* MCP-Protocol-Version, or NULL */
+	const char	*mcp_method;	/* Mcp-Method, or NULL (stateless) */
+	const char	*mcp_name;	/* Mcp-Name, or NULL (stateless) */
 	const char	*body;		/* at most the configured maximum; */
 	size_t		 body_len;	/* NULL when empty */
 	/* Runs a tool's SQL function as db_tool() does (db.h: its
@@ -47,7 +55,7 @@ struct mcp_request {
  * response, a batch of them, or a JSON-RPC error for a request that
  * could not be read), which the caller cJSON_free()s. */
 struct mcp_reply {
-	int		 status;	/* 200, 202, 400, 406, 415, 503 */
+	int		 status;	/* 200, 202, 400, 404, 406, 415, 503 */
 	char		*body;		/* NULL for 202 and on ENOMEM */
 };
 

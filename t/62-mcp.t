@@ -18,7 +18,7 @@ my $s = Stack->new(workers => 2, env => { CHAT_JWT_ISSUER => $issuer,
 my $origin = 'http://127.0.0.1:' . $s->port;
 my $meta_url = "$origin/.well-known/oauth-protected-resource";
 my %tok = map { $_ => $s->token($_, iss => $issuer, aud => $audience) }
-    qw(alice bob);
+    qw(alice bob carol);
 
 # One POST /mcp: a message (a reference, or a string sent as it is),
 # headers; alice's token unless another (or none: undef) is given.
@@ -141,9 +141,9 @@ is_deeply [ $r->{status}, $r->{json} ], [ 200, { jsonrpc => '2.0',
 
 # The transport's headers.
 for my $c ([ 'MCP-Protocol-Version 2099-01-01', { 'mcp-protocol-version' =>
-    '2099-01-01' }, 400 ],
+    '2099-01-01' }, 400, -32022 ],
     [ 'MCP-Protocol-Version 2024-11-05', { 'mcp-protocol-version' =>
-    '2024-11-05' }, 400 ],
+    '2024-11-05' }, 400, -32022 ],
     [ 'MCP-Protocol-Version 2025-06-18', { 'mcp-protocol-version' =>
     '2025-06-18' }, 200 ],
     [ 'no MCP-Protocol-Version (2025-03-26)', { 'mcp-protocol-version' =>
@@ -160,8 +160,57 @@ for my $c ([ 'MCP-Protocol-Version 2099-01-01', { 'mcp-protocol-version' =>
 	$r = mcp({ jsonrpc => '2.0', id => 1, method => 'ping' },
 	    headers => $c->[1]);
 	is $r->{status}, $c->[2], "$c->[0]: $c->[2]" or diag $r->{body};
-	is $r->{json}{error}{code}, -32600, "$c->[0]: a JSON-RPC error"
-	    if $c->[2] != 200;
+	is $r->{json}{error}{code}, $c->[3] // -32600,
+	    "$c->[0]: a JSON-RPC error" if $c->[2] != 200;
+}
+$r = mcp({ jsonrpc => '2.0', id => 'v', method => 'ping' },
+    headers => { 'mcp-protocol-version' => '2099-01-01' });
+is_deeply [ $r->{json}{id}, $r->{json}{error}{data} ], [ 'v',
+    { supported => [ qw(2026-07-28 2025-11-25 2025-06-18 2025-03-26) ],
+    requested => '2099-01-01' } ],
+    'an unsupported version: the request\'s id, what we speak, what it asked';
+
+# The stateless revision: no handshake, _meta in every request, the
+# method and the tool in headers too.
+my $meta = { 'io.modelcontextprotocol/protocolVersion' => '2026-07-28',
+    'io.modelcontextprotocol/clientCapabilities' => {} };
+sub stateless {
+	my ($method, $params, %h) = @_;
+	return mcp({ jsonrpc => '2.0', id => 9, method => $method,
+	    params => { _meta => $meta, %$params } }, token => $tok{carol},
+	    headers => { 'mcp-protocol-version' => '2026-07-28',
+	    'mcp-method' => $method, %h });
+}
+$r = stateless('server/discover', {});
+is $r->{status}, 200, '2026-07-28: server/discover';
+is_deeply [ @{ $r->{json}{result} }{qw(supportedVersions capabilities
+    resultType)} ], [ [ qw(2026-07-28 2025-11-25 2025-06-18 2025-03-26) ],
+    { tools => { listChanged => JSON::PP::false } }, 'complete' ],
+    '2026-07-28: what we speak and offer';
+is $r->{json}{result}{_meta}{'io.modelcontextprotocol/serverInfo'}{name},
+    'todo-chat', '2026-07-28: who answered, in _meta';
+$r = stateless('tools/call', { name => 'add_task',
+    arguments => { title => 'Stateless' } }, 'mcp-name' => 'add_task');
+is $r->{json}{result}{structuredContent}{title}, 'Stateless',
+    '2026-07-28: tools/call runs the tool';
+is $s->sql_value("SELECT user_id FROM tasks WHERE title = 'Stateless'"),
+    'carol', '2026-07-28: for the token\'s user';
+for my $c ([ 'ping is gone', sub { stateless('ping', {}) }, 404, -32601 ],
+    [ 'initialize is gone', sub { stateless('initialize',
+      $init->{params}) }, 404, -32601 ],
+    [ 'an unknown method', sub { stateless('resources/list', {}) }, 404,
+      -32601 ],
+    [ 'Mcp-Method of another method', sub { stateless('tools/list', {},
+      'mcp-method' => 'tools/call') }, 400, -32020 ],
+    [ 'Mcp-Name of another tool', sub { stateless('tools/call',
+      { name => 'list_tasks' }, 'mcp-name' => 'delete_task') }, 400,
+      -32020 ],
+    [ 'no _meta', sub { mcp({ jsonrpc => '2.0', id => 9,
+      method => 'tools/list' }, headers => { 'mcp-protocol-version' =>
+      '2026-07-28', 'mcp-method' => 'tools/list' }) }, 400, -32602 ]) {
+	$r = $c->[1]->();
+	is_deeply [ $r->{status}, $r->{json}{error}{code}, $r->{json}{id} ],
+	    [ @$c[2, 3], 9 ], "2026-07-28: $c->[0]: $c->[2], $c->[3], the id";
 }
 
 # Batches: only in 2025-03-26 (no MCP-Protocol-Version, or that one).
@@ -310,7 +359,7 @@ $r = mcp({ jsonrpc => '2.0', id => 1, method => 'tools/call',
     params => { name => 'list_tasks' } });
 is ref $r->{json}{result}{structuredContent}{tasks}, 'ARRAY',
     'tools/call without arguments: as {}';
-is $s->sql_value('SELECT count(*) FROM tasks'), 1,
+is $s->sql_value("SELECT count(*) FROM tasks WHERE user_id = 'alice'"), 1,
     'nothing refused was written';
 
 # The database gone: a tool call is a JSON-RPC error and a 503; what

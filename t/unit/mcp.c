@@ -120,41 +120,142 @@ static const struct {
 	{ "a batch in 2025-06-18", "2025-06-18",
 	  "[{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}]", DB_ROWS, 400,
 	  "\"id\":null,\"error\":{\"code\":-32600,", NULL },
-	{ "a protocol version we do not speak", "2026-07-28",
+	{ "a protocol version we do not speak", "2099-01-01",
 	  "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}", DB_ROWS, 400,
-	  "\"code\":-32600", NULL },
+	  "\"code\":-32022,\"message\":\"Unsupported MCP-Protocol-Version: "
+	  "error.data.supported lists the revisions this server speaks.\","
+	  "\"data\":{\"supported\":[\"2026-07-28\",\"2025-11-25\","
+	  "\"2025-06-18\",\"2025-03-26\"],\"requested\":\"2099-01-01\"}",
+	  NULL },
 	{ "not JSON", "2025-11-25", "{\"jsonrpc\"", DB_ROWS, 400,
 	  "\"code\":-32700", NULL },
 };
 
+/* The stateless revision (MCP-Protocol-Version 2026-07-28): the headers
+ * that name the method and the tool, and the body. */
+#define META "\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":" \
+	"\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{}}"
+
+static const struct {
+	const char	*name;
+	const char	*method, *tool;	/* Mcp-Method, Mcp-Name, or NULL */
+	const char	*body;
+	int		 status;
+	const char	*has;
+	const char	*asked;
+} stateless[] = {
+	{ "server/discover", "server/discover", NULL,
+	  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"server/discover\","
+	  "\"params\":{" META "}}", 200,
+	  "\"supportedVersions\":[\"2026-07-28\",\"2025-11-25\",\"2025-06-18\","
+	  "\"2025-03-26\"],\"capabilities\":{\"tools\":"
+	  "{\"listChanged\":false}}",
+	  NULL },
+	{ "every result: resultType, serverInfo; caching hints", "tools/list",
+	  NULL, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\","
+	  "\"params\":{" META "}}", 200, "\"resultType\":\"complete\","
+	  "\"_meta\":{\"io.modelcontextprotocol/serverInfo\":{\"name\":"
+	  "\"todo-chat\",\"version\":\"1.0.0\"}},\"ttlMs\":300000,"
+	  "\"cacheScope\":\"public\"}", NULL },
+	{ "tools/call with Mcp-Name, spaces around it", "tools/call",
+	  "  list_tasks\t", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":"
+	  "\"tools/call\",\"params\":{\"name\":\"list_tasks\"," META "}}",
+	  200, "\"resultType\":\"complete\"",
+	  "alice tool_list_tasks {\"status\":\"all\"}" },
+	{ "no Mcp-Method", NULL, NULL, "{\"jsonrpc\":\"2.0\",\"id\":1,"
+	  "\"method\":\"tools/list\",\"params\":{" META "}}", 400,
+	  "\"id\":1,\"error\":{\"code\":-32020", NULL },
+	{ "Mcp-Method in other case", "TOOLS/LIST", NULL,
+	  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\","
+	  "\"params\":{" META "}}", 400, "\"code\":-32020", NULL },
+	{ "Mcp-Name of another tool", "tools/call", "delete_task",
+	  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\","
+	  "\"params\":{\"name\":\"list_tasks\"," META "}}", 400,
+	  "\"code\":-32020", NULL },
+	{ "no Mcp-Name", "tools/call", NULL,
+	  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\","
+	  "\"params\":{\"name\":\"list_tasks\"," META "}}", 400,
+	  "\"code\":-32020", NULL },
+	{ "no _meta", "tools/list", NULL, "{\"jsonrpc\":\"2.0\",\"id\":7,"
+	  "\"method\":\"tools/list\",\"params\":{}}", 400,
+	  "\"id\":7,\"error\":{\"code\":-32602", NULL },
+	{ "_meta without clientCapabilities", "tools/list", NULL,
+	  "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/list\","
+	  "\"params\":{\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":"
+	  "\"2026-07-28\"}}}", 400, "\"code\":-32602", NULL },
+	{ "_meta naming another revision than the header", "tools/list", NULL,
+	  "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/list\","
+	  "\"params\":{\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":"
+	  "\"2025-11-25\",\"io.modelcontextprotocol/clientCapabilities\":{}}}}",
+	  400, "\"code\":-32020", NULL },
+	{ "initialize is gone: 404", "initialize", NULL,
+	  "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"initialize\","
+	  "\"params\":{" META "}}", 404,
+	  "\"id\":5,\"error\":{\"code\":-32601", NULL },
+	{ "ping is gone: 404", "ping", NULL, "{\"jsonrpc\":\"2.0\",\"id\":5,"
+	  "\"method\":\"ping\",\"params\":{" META "}}", 404,
+	  "\"code\":-32601", NULL },
+	{ "a tool's error: isError, resultType", "tools/call", "add_task",
+	  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\","
+	  "\"params\":{\"name\":\"add_task\",\"arguments\":{}," META "}}",
+	  200, "\"isError\":true,\"resultType\":\"complete\"", NULL },
+	{ "a notification: 202", "notifications/cancelled", NULL,
+	  "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\"}",
+	  202, "", NULL },
+	{ "a batch: refused", NULL, NULL,
+	  "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}]",
+	  400, "\"code\":-32600", NULL },
+};
+
+/* Runs one request; 1 if its reply and its database call are as given. */
+static int
+check(struct mcp_request *req, const char *body, int status,
+    const char *has, const char *asked)
+{
+	struct mcp_reply	 out;
+	int			 ok;
+
+	db_asked[0] = '\0';
+	req->body = body;
+	req->body_len = strlen(body);
+	mcp_post(req, &out);
+	ok = out.status == status && (out.body != NULL ?
+	    strstr(out.body, has) != NULL : has[0] == '\0') &&
+	    strcmp(db_asked, asked != NULL ? asked : "") == 0;
+	if (!ok)
+		printf("# status %d, body %s, asked '%s'\n", out.status,
+		    out.body != NULL ? out.body : "(none)", db_asked);
+	cJSON_free(out.body);
+	return ok;
+}
+
 int
 main(void)
 {
-	struct mcp_request	 req = { "alice", NULL, NULL, NULL, NULL, 0,
-	    run_tool };
-	struct mcp_reply	 out;
+	struct mcp_request	 req = { "alice", NULL, NULL, NULL, NULL, NULL,
+	    NULL, 0, run_tool };
 	size_t			 i, n = sizeof(cases) / sizeof(cases[0]);
+	size_t			 ns = sizeof(stateless) / sizeof(stateless[0]);
 	int			 ok;
 
-	printf("1..%zu\n", n + 1);
+	printf("1..%zu\n", n + ns + 1);
 	for (i = 0; i < n; i++) {
 		db_mode = cases[i].db;
-		db_asked[0] = '\0';
 		req.protocol_version = cases[i].version;
-		req.body = cases[i].body;
-		req.body_len = strlen(cases[i].body);
-		mcp_post(&req, &out);
-		ok = out.status == cases[i].status &&
-		    (out.body != NULL ? strstr(out.body, cases[i].has) != NULL :
-		    cases[i].has[0] == '\0') &&
-		    strcmp(db_asked, cases[i].asked != NULL ? cases[i].asked :
-		    "") == 0;
+		ok = check(&req, cases[i].body, cases[i].status, cases[i].has,
+		    cases[i].asked);
 		printf("%sok %zu - %s\n", ok ? "" : "not ", i + 1,
 		    cases[i].name);
-		if (!ok)
-			printf("# status %d, body %s, asked '%s'\n", out.status,
-			    out.body != NULL ? out.body : "(none)", db_asked);
-		cJSON_free(out.body);
+	}
+	db_mode = DB_ROWS;
+	req.protocol_version = "2026-07-28";
+	for (i = 0; i < ns; i++) {
+		req.mcp_method = stateless[i].method;
+		req.mcp_name = stateless[i].tool;
+		ok = check(&req, stateless[i].body, stateless[i].status,
+		    stateless[i].has, stateless[i].asked);
+		printf("%sok %zu - 2026-07-28: %s\n", ok ? "" : "not ",
+		    n + i + 1, stateless[i].name);
 	}
 	{
 		cJSON	*doc;
@@ -167,7 +268,7 @@ main(void)
 		    text != NULL && strcmp(text, "{\"resource\":"
 		    "\"https://todo.example/mcp\",\"resource_name\":"
 		    "\"todo-chat\",\"bearer_methods_supported\":[\"header\"],"
-		    "\"scopes_supported\":[]}") == 0 ? "" : "not ", n + 1);
+		    "\"scopes_supported\":[]}") == 0 ? "" : "not ", n + ns + 1);
 		cJSON_free(text);
 		cJSON_Delete(doc);
 	}
