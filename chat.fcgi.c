@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
 #include "keyring.h"
 #include "live.h"
 #include "log.h"
+#include "mcp.h"
 #include "model.h"
 #include "openai.h"
 #include "text.h"
@@ -46,27 +48,42 @@ static int	conversation_delete(struct call *, struct chat_err *);
 static int	conversation_stream(struct call *, struct chat_err *);
 static int	conversation_stop(struct call *, struct chat_err *);
 static int	tasks(struct call *, struct chat_err *);
+static int	mcp(struct call *, struct chat_err *);
+static int	protected_resource(struct call *, struct chat_err *);
 
 /* The routes: a '*' segment matches one non-empty path segment. A path
  * that matches no pattern is a 404; one that matches under other methods
- * only is a 405 naming them. */
+ * only is a 405 naming them (GET and DELETE /mcp among them: a stateless
+ * MCP server opens no stream and keeps no session to end). An MCP route
+ * refuses a browser's request from another origin (403) before anything
+ * else, and its 401 names the resource metadata. */
 static const struct route {
 	const char	*method;
 	const char	*pattern;
 	int		(*handler)(struct call *, struct chat_err *);
 	int		 needs_auth;
+	int		 mcp;
 } routes[] = {
-	{ "POST",   "/chat",				chat,		1 },
-	{ "POST",   "/api/*/chat",			chat,		1 },
-	{ "GET",    "/chat/health",			health,		0 },
-	{ "GET",    "/chat/conversations",		conversations,	1 },
-	{ "GET",    "/chat/conversations/*/messages",	messages,	1 },
+	{ "POST",   "/chat",				chat,		1, 0 },
+	{ "POST",   "/api/*/chat",			chat,		1, 0 },
+	{ "GET",    "/chat/health",			health,		0, 0 },
+	{ "GET",    "/chat/conversations",		conversations,	1, 0 },
+	{ "GET",    "/chat/conversations/*/messages",	messages,	1, 0 },
 	{ "DELETE", "/chat/conversations/*",		conversation_delete,
-								1 },
+								1, 0 },
 	{ "GET",    "/chat/conversations/*/stream",	conversation_stream,
-								1 },
-	{ "POST",   "/chat/conversations/*/stop",	conversation_stop, 1 },
-	{ "GET",    "/chat/tasks",			tasks,		1 },
+								1, 0 },
+	{ "POST",   "/chat/conversations/*/stop",	conversation_stop,
+								1, 0 },
+	{ "POST",   "/mcp",				mcp,		1, 1 },
+	/* RFC 9728: at the root, where WWW-Authenticate points, and with
+	 * the resource's path appended, where a client that knows only
+	 * the resource's URL looks. */
+	{ "GET",    MCP_METADATA_PATH,		protected_resource,
+								0, 0 },
+	{ "GET",    MCP_METADATA_PATH "/mcp",		protected_resource,
+								0, 0 },
+	{ "GET",    "/chat/tasks",			tasks,		1, 0 },
 };
 
 #define NROUTES	(sizeof(routes) / sizeof(routes[0]))
@@ -266,6 +283,67 @@ conversation_delete(struct call *c, struct chat_err *err)
 	return 0;
 }
 
+/* One POST /mcp: the Origin and the token were checked by serve(); the
+ * rest is lib/mcp.c's. */
+static int
+mcp(struct call *c, struct chat_err *err)
+{
+	struct request		*r = c->req;
+	struct mcp_request	 m = { c->user_id,
+	    http_param(r, "HTTP_ACCEPT"), http_param(r, "CONTENT_TYPE"),
+	    http_param(r, "HTTP_MCP_PROTOCOL_VERSION"),
+	    http_param(r, "HTTP_MCP_METHOD"), http_param(r, "HTTP_MCP_NAME"),
+	    r->body.data, r->body.len, db_tool };
+	struct mcp_reply	 out;
+
+	mcp_post(&m, &out);
+	if (out.body == NULL && out.status != 202)
+		return err_oom(err);
+	http_reply(r, out.status, NULL, out.body);
+	cJSON_free(out.body);
+	return 0;
+}
+
+/* The RFC 9728 document: public, and readable from any page (an MCP
+ * client running in a browser fetches it cross-origin). */
+static int
+protected_resource(struct call *c, struct chat_err *err)
+{
+	cJSON	*doc;
+	char	*text, origin[HTTP_ORIGIN_MAX];
+
+	http_origin(c->req, origin);
+	if ((doc = mcp_resource_metadata(origin, config()->jwt_issuer)) ==
+	    NULL || (text = cJSON_PrintUnformatted(doc)) == NULL) {
+		cJSON_Delete(doc);
+		return err_oom(err);
+	}
+	http_reply(c->req, 200, "Access-Control-Allow-Origin: *\r\n", text);
+	cJSON_free(text);
+	cJSON_Delete(doc);
+	return 0;
+}
+
+/* An MCP route's checks before the token's: a browser's request must
+ * come from a page of this origin (a page elsewhere gets 403), and a
+ * 401 that follows names where the resource metadata is (metadata_url,
+ * HTTP_ORIGIN_MAX + sizeof(MCP_METADATA_PATH) bytes, borrowed by err). */
+static int
+mcp_guard(struct call *c, char *metadata_url, struct chat_err *err)
+{
+	const char	*origin = http_param(c->req, "HTTP_ORIGIN");
+	char		 ours[HTTP_ORIGIN_MAX];
+
+	http_origin(c->req, ours);
+	snprintf(metadata_url, HTTP_ORIGIN_MAX + sizeof(MCP_METADATA_PATH),
+	    "%s%s", ours, MCP_METADATA_PATH);
+	err->resource_metadata = metadata_url;
+	if (origin != NULL && strcasecmp(origin, ours) != 0)
+		return err_set(err, 403, "forbidden_origin", "Requests from "
+		    "another origin's pages are refused.");
+	return 0;
+}
+
 /* What tokens are checked against: set from the configuration before the
  * worker threads start, read only afterwards. */
 static struct auth_keys	 token_keys;
@@ -328,6 +406,8 @@ serve(FCGX_Request *fcgi, unsigned long seq)
 	struct call		 c = { &r, NULL, "" };
 	char			 user_id[AUTH_USER_ID_MAX + 1];
 	char			 segment[HTTP_PATH_MAX], allow[64];
+	char			 metadata_url[HTTP_ORIGIN_MAX +
+				    sizeof(MCP_METADATA_PATH)];
 
 	memset(&r, 0, sizeof(r));
 	r.seq = seq;
@@ -337,6 +417,8 @@ serve(FCGX_Request *fcgi, unsigned long seq)
 	    sizeof(allow), &err)) == NULL)
 		goto fail;
 	c.segment = segment;
+	if (route->mcp && mcp_guard(&c, metadata_url, &err) == -1)
+		goto fail;
 	if (route->needs_auth) {
 		if (auth_check(r.authorization, &token_keys, time(NULL),
 		    user_id, &err) == -1)

@@ -417,8 +417,8 @@ $$;
 -- The task tools, one function each, named tool_<name> after the tool
 -- (lib/tools.c's table names them): for user p_user, with the arguments
 -- lib/tools.c checked (p_args, a JSON object), the result as JSON text,
--- or NULL when no task matched. They run inside chat_tool(), under its
--- settings.
+-- or NULL when no task matched. They run through task_tool(), inside a
+-- turn's chat_tool() or an MCP call's mcp_tool(), under their settings.
 CREATE OR REPLACE FUNCTION tool_add_task(p_user text, p_args jsonb)
 RETURNS text
 LANGUAGE plpgsql
@@ -503,11 +503,34 @@ BEGIN
 END
 $$;
 
--- One tool call of a round: the tool's function (p_function, one of the
--- tool_ functions above; NULL for a call refused before it reached the
--- database) and the tool message with its result commit together. The
--- result is the function's, or p_fallback when it gives none; the stored
--- result is returned.
+-- A task tool by the name of its function (p_function, one of the tool_
+-- functions above) for p_user: its result, or NULL when no task matched.
+-- The one way a tool runs, for a turn's chat_tool() and for mcp_tool();
+-- it runs under their settings.
+CREATE OR REPLACE FUNCTION task_tool(p_user text, p_function text,
+	p_args jsonb)
+RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	result	text;
+BEGIN
+	-- The name is a row of lib/tools.c's, never the caller's words;
+	-- still, only a tool function may be called.
+	IF p_function !~ '^tool_[a-z_]+$' THEN
+		RAISE invalid_parameter_value
+		    USING MESSAGE = 'not a tool: ' || p_function;
+	END IF;
+	EXECUTE format('SELECT %I($1, $2)', p_function)
+	    INTO result USING p_user, p_args;
+	RETURN result;
+END
+$$;
+
+-- One tool call of a round: the tool's function (p_function; NULL for a
+-- call refused before it reached the database) and the tool message with
+-- its result commit together. The result is the function's, or
+-- p_fallback when it gives none; the stored result is returned.
 CREATE OR REPLACE FUNCTION chat_tool(p_user text, p_conversation bigint,
 	p_reply_to bigint, p_call_id text, p_fallback text, p_function text,
 	p_args jsonb)
@@ -520,14 +543,7 @@ DECLARE
 	result	text;
 BEGIN
 	IF p_function IS NOT NULL THEN
-		-- The name is a row of lib/tools.c's, never the model's
-		-- words; still, only a tool function may be called.
-		IF p_function !~ '^tool_[a-z_]+$' THEN
-			RAISE invalid_parameter_value
-			    USING MESSAGE = 'not a tool: ' || p_function;
-		END IF;
-		EXECUTE format('SELECT %I($1, $2)', p_function)
-		    INTO result USING p_user, p_args;
+		result := task_tool(p_user, p_function, p_args);
 	END IF;
 	result := COALESCE(result, p_fallback);
 	INSERT INTO messages (conversation_id, user_id, role, content,
@@ -535,6 +551,21 @@ BEGIN
 	    VALUES (p_conversation, p_user, 'tool', result, p_call_id,
 	    p_reply_to);
 	RETURN result;
+END
+$$;
+
+-- A tool called over MCP (lib/mcp.c): one statement, its own transaction,
+-- under the settings of a turn's statements, and no conversation: nothing
+-- but the tool's own change is written. NULL when no task matched.
+CREATE OR REPLACE FUNCTION mcp_tool(p_user text, p_function text,
+	p_args jsonb)
+RETURNS text
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+SET lock_timeout = '5s'
+AS $$
+BEGIN
+	RETURN task_tool(p_user, p_function, p_args);
 END
 $$;
 

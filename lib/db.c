@@ -66,6 +66,9 @@ static const char SQL_ROUND[] =
     "SELECT chat_round($1, $2, $3, $4, $5, $6, $7)";
 static const char SQL_TOOL[] =
     "SELECT chat_tool($1, $2, $3, $4, $5, $6, $7)";
+/* A tool called over MCP, through the same task_tool() as chat_tool(). */
+static const char SQL_MCP_TOOL[] =
+    "SELECT mcp_tool($1, $2, $3)";
 static const char SQL_TURN_FINISH[] =
     "SELECT chat_turn_finish($1, $2, $3, $4)";
 static const char SQL_TURN_RESUME[] =
@@ -602,6 +605,25 @@ db_round(const char *user_id, const char *idempotency_key,
 	stmts_clear(s, n);
 	free(s);
 	return rc;
+}
+
+int
+db_tool(const char *user_id, const char *function, const char *args,
+    char **result, struct chat_err *err)
+{
+	const char	*params[3] = { user_id, function, args };
+	PGresult	*res;
+
+	*result = NULL;
+	if (call(SQL_MCP_TOOL, 3, params, &res, err) == -1)
+		return -1;
+	if (!PQgetisnull(res, 0, 0) &&
+	    (*result = strdup(PQgetvalue(res, 0, 0))) == NULL) {
+		PQclear(res);
+		return err_oom(err);
+	}
+	PQclear(res);
+	return 0;
 }
 
 int

@@ -94,6 +94,14 @@ int	 db_round(const char *user_id, const char *idempotency_key,
 	    const char *tool_calls, struct db_tool_call *calls, size_t ncalls,
 	    struct chat_err *err);
 
+/* One round trip, one transaction, outside any conversation (a tool
+ * called over MCP): runs the tool's SQL function (a tools.c row's, with
+ * the arguments its check wrote) for user_id. 0 and *result, the tool's
+ * result as JSON text (caller frees; NULL when no task of the user's
+ * matched), or -1 with err 503. */
+int	 db_tool(const char *user_id, const char *function, const char *args,
+	    char **result, struct chat_err *err);
+
 /* One round trip: stores the final answer of the turn that answers
  * user_message_id and bumps the conversation's updated_at. 0, or -1 with
  * err (409 when the turn already has its answer, 404, 503). */

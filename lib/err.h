@@ -11,6 +11,9 @@ struct chat_err {
 	char		 msg[200];	/* for a person: no SQL, no secrets */
 	long long	 conversation_id; /* > 0 on 502/504 so a retry can follow */
 	const char	*allow;		/* literal Allow header value on 405 */
+	const char	*resource_metadata; /* on 401 from an MCP endpoint:
+					 * the URL of its metadata (RFC 9728),
+					 * borrowed; NULL elsewhere */
 };
 
 /* Fills err (keeping conversation_id) and returns -1, so a caller can

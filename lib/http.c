@@ -21,14 +21,17 @@ static const struct {
 	const char	*text;
 } statuses[] = {
 	{ 200, "OK" },
+	{ 202, "Accepted" },
 	{ 204, "No Content" },
 	{ 400, "Bad Request" },
 	{ 401, "Unauthorized" },
 	{ 403, "Forbidden" },
 	{ 404, "Not Found" },
 	{ 405, "Method Not Allowed" },
+	{ 406, "Not Acceptable" },
 	{ 409, "Conflict" },
 	{ 413, "Content Too Large" },
+	{ 415, "Unsupported Media Type" },
 	{ 500, "Internal Server Error" },
 	{ 502, "Bad Gateway" },
 	{ 503, "Service Unavailable" },
@@ -142,6 +145,60 @@ http_request_read(struct request *r, FCGX_Request *fcgi,
 	return read_body(r, max_body_bytes, err);
 }
 
+const char *
+http_param(const struct request *r, const char *name)
+{
+	return param(r->fcgi, name);
+}
+
+/* 1 if s is a host as it may stand in a URL and a header: a name, an
+ * IPv4 address or a bracketed IPv6 one, maybe with a port. The value
+ * comes from the client: it must not smuggle a quote, a space or a
+ * line into the WWW-Authenticate header or the metadata we build. */
+static int
+host_valid(const char *s)
+{
+	size_t	 n;
+
+	if (s == NULL || (n = strlen(s)) == 0 || n > 255)
+		return 0;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789.-_:[]") == n;
+}
+
+void
+http_origin(const struct request *r, char *out)
+{
+	const char	*https = param(r->fcgi, "HTTPS");
+	const char	*host = param(r->fcgi, "HTTP_HOST");
+	const char	*port = param(r->fcgi, "SERVER_PORT");
+	const char	*bracket;
+	int		 secure, has_port;
+	size_t		 i, n;
+
+	secure = https != NULL && *https != '\0' &&
+	    strcasecmp(https, "off") != 0;
+	if (!host_valid(host))
+		host = param(r->fcgi, "SERVER_NAME");
+	if (!host_valid(host))
+		host = "localhost";
+	/* A front that passes the Host header as sent keeps its port:
+	 * a ':' after the name (or after an IPv6 address's ']'). */
+	bracket = strrchr(host, ']');
+	has_port = strchr(bracket != NULL ? bracket : host, ':') != NULL;
+	if (has_port || port == NULL || *port == '\0' ||
+	    strspn(port, "0123456789") != strlen(port) || strlen(port) > 5 ||
+	    strcmp(port, secure ? "443" : "80") == 0)
+		port = NULL;
+	snprintf(out, HTTP_ORIGIN_MAX, "%s://%s%s%s", secure ? "https" :
+	    "http", host, port != NULL ? ":" : "", port != NULL ? port : "");
+	/* Host names compare without case; Origin carries them lower. */
+	n = strlen(out);
+	for (i = 0; i < n; i++)
+		if (out[i] >= 'A' && out[i] <= 'Z')
+			out[i] = out[i] - 'A' + 'a';
+}
+
 void
 http_request_free(struct request *r)
 {
@@ -225,12 +282,17 @@ http_reply_error(struct request *r, const struct chat_err *err)
 {
 	static const char fallback[] = "{\"error\":{\"code\":\"internal_error\","
 	    "\"message\":\"The server could not build its reply.\"}}";
-	char	*text, headers[256];
+	char	*text, headers[512];
 
 	headers[0] = '\0';
 	if (err->status == 405 && err->allow != NULL)
 		snprintf(headers, sizeof(headers), "Allow: %s\r\n",
 		    err->allow);
+	else if (err->status == 401 && err->resource_metadata != NULL)
+		/* How an MCP client finds where tokens come from (RFC 9728
+		 * section 5.1). */
+		snprintf(headers, sizeof(headers), "WWW-Authenticate: Bearer "
+		    "resource_metadata=\"%s\"\r\n", err->resource_metadata);
 	else if (err->status == 401)
 		snprintf(headers, sizeof(headers),
 		    "WWW-Authenticate: Bearer realm=\"todo-chat\"\r\n");

@@ -40,6 +40,21 @@ struct request {
  * are borrowed from the FastCGI request: valid until it is finished. */
 int	 http_request_read(struct request *r, FCGX_Request *fcgi,
 	    size_t max_body_bytes, struct chat_err *err);
+/* A FastCGI parameter of the request ("HTTP_ACCEPT"), or NULL; borrowed
+ * like the fields above. */
+const char	*http_param(const struct request *r, const char *name);
+
+/* The longest origin http_origin() writes, with its NUL. */
+#define HTTP_ORIGIN_MAX	300
+
+/* The origin the request was addressed to, as a browser writes it in
+ * Origin: "http" or "https" (the front's HTTPS parameter), "://", the
+ * host (HTTP_HOST; Debian's nginx passes $host, without the port) and,
+ * when it is not the scheme's default, ":" and SERVER_PORT. A host that
+ * is not plain host characters (or none) is SERVER_NAME's, else
+ * "localhost". out has HTTP_ORIGIN_MAX bytes. */
+void	 http_origin(const struct request *r, char *out);
+
 /* Releases the body. */
 void	 http_request_free(struct request *r);
 
@@ -63,7 +78,8 @@ int	 http_stream_write(struct request *r, const char *p, size_t len);
 int	 http_stream_flush(struct request *r);
 
 /* Writes err as {"error": {"code", "message"}} (plus "conversation_id"
- * when set), with Allow on 405 and WWW-Authenticate on 401. */
+ * when set), with Allow on 405 and WWW-Authenticate on 401 (naming
+ * err->resource_metadata when set). */
 void	 http_reply_error(struct request *r, const struct chat_err *err);
 
 /* The reason phrase of a status we send ("Not Found"). */

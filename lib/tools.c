@@ -40,7 +40,7 @@ const struct tool tools[] = {
 	  "\"description\":{\"type\":\"string\",\"description\":"
 	  "\"Optional longer description\"}},"
 	  "\"required\":[\"title\"]}",
-	  CHANGE_SCHEMA, "tool_add_task", check_add },
+	  CHANGE_SCHEMA, NULL, "tool_add_task", check_add },
 	{ "list_tasks",
 	  "List the user's tasks, all of them or only pending or completed "
 	  "ones.",
@@ -54,17 +54,17 @@ const struct tool tools[] = {
 	  "\"description\":{\"type\":\"string\"},"
 	  "\"completed\":{\"type\":\"boolean\"}},"
 	  "\"required\":[\"id\",\"title\",\"description\",\"completed\"]}}",
-	  "tool_list_tasks", check_list },
+	  "tasks", "tool_list_tasks", check_list },
 	{ "complete_task",
 	  "Mark one of the user's tasks as completed.",
 	  "{\"type\":\"object\",\"properties\":{" TASK_ID_SCHEMA "},"
 	  "\"required\":[\"task_id\"]}",
-	  CHANGE_SCHEMA, "tool_complete_task", check_task_id },
+	  CHANGE_SCHEMA, NULL, "tool_complete_task", check_task_id },
 	{ "delete_task",
 	  "Delete one of the user's tasks.",
 	  "{\"type\":\"object\",\"properties\":{" TASK_ID_SCHEMA "},"
 	  "\"required\":[\"task_id\"]}",
-	  CHANGE_SCHEMA, "tool_delete_task", check_task_id },
+	  CHANGE_SCHEMA, NULL, "tool_delete_task", check_task_id },
 	{ "update_task",
 	  "Change the title and/or the description of one of the user's "
 	  "tasks.",
@@ -72,7 +72,7 @@ const struct tool tools[] = {
 	  "\"title\":{\"type\":\"string\",\"description\":\"New title\"},"
 	  "\"description\":{\"type\":\"string\",\"description\":"
 	  "\"New description\"}},\"required\":[\"task_id\"]}",
-	  CHANGE_SCHEMA, "tool_update_task", check_update },
+	  CHANGE_SCHEMA, NULL, "tool_update_task", check_update },
 };
 
 const size_t ntools = sizeof(tools) / sizeof(tools[0]);
@@ -222,33 +222,67 @@ error_json(const char *why)
 	return text;
 }
 
-/* Checks a known tool's arguments into *args_text. 0, 1 when they are
- * refused (why says why), -1 on ENOMEM. */
-static int
-check_call(const struct tool *tool, const char *arguments, char **args_text,
+int
+tools_check(const struct tool *tool, const cJSON *args, char **args_text,
     long long *task_id, char *why, size_t whylen)
 {
-	cJSON		*in, *out = NULL;
+	cJSON		*none = NULL, *out;
 	const cJSON	*id;
 	int		 rc = 1;
 
-	in = text_json_parses(arguments);
-	if (!cJSON_IsObject(in))
+	*args_text = NULL;
+	*task_id = 0;
+	why[0] = '\0';
+	if (args == NULL && (args = none = cJSON_CreateObject()) == NULL)
+		return -1;
+	if (!cJSON_IsObject(args)) {
 		snprintf(why, whylen, "arguments must be a JSON object");
-	else if (text_json_has_nul(arguments, strlen(arguments)))
-		snprintf(why, whylen, "arguments must not contain NUL "
-		    "characters");
-	else if ((out = cJSON_CreateObject()) == NULL)
+		cJSON_Delete(none);
+		return 1;
+	}
+	if ((out = cJSON_CreateObject()) == NULL)
 		rc = -1;
-	else if (tool->check(in, out, why, whylen) == 0) {
+	else if (tool->check(args, out, why, whylen) == 0) {
 		id = cJSON_GetObjectItemCaseSensitive(out, "task_id");
 		*task_id = cJSON_IsNumber(id) ? (long long)id->valuedouble : 0;
 		rc = (*args_text = cJSON_PrintUnformatted(out)) != NULL ?
 		    0 : -1;
 	} else if (why[0] == '\0')	/* a check ran out of memory */
 		rc = -1;
-	cJSON_Delete(in);
 	cJSON_Delete(out);
+	cJSON_Delete(none);
+	return rc;
+}
+
+void
+tools_no_result(long long task_id, char *why, size_t whylen)
+{
+	if (task_id > 0)
+		snprintf(why, whylen, "task %lld not found", task_id);
+	else
+		snprintf(why, whylen, "no result");
+}
+
+/* Checks a known tool's arguments, as the model wrote them, into
+ * *args_text: tools_check()'s answer. */
+static int
+check_call(const struct tool *tool, const char *arguments, char **args_text,
+    long long *task_id, char *why, size_t whylen)
+{
+	cJSON	*in;
+	int	 rc;
+
+	in = text_json_parses(arguments);
+	if (!cJSON_IsObject(in)) {
+		snprintf(why, whylen, "arguments must be a JSON object");
+		rc = 1;
+	} else if (text_json_has_nul(arguments, strlen(arguments))) {
+		snprintf(why, whylen, "arguments must not contain NUL "
+		    "characters");
+		rc = 1;
+	} else
+		rc = tools_check(tool, in, args_text, task_id, why, whylen);
+	cJSON_Delete(in);
 	return rc;
 }
 
@@ -272,11 +306,7 @@ tools_prepare(const struct model_call *call, struct db_tool_call *out)
 	if (rc == 0) {
 		/* What the model hears when the function finds no task. */
 		out->function = tool->sql_function;
-		if (task_id > 0)
-			snprintf(why, sizeof(why), "task %lld not found",
-			    task_id);
-		else
-			snprintf(why, sizeof(why), "no result");
+		tools_no_result(task_id, why, sizeof(why));
 	}
 	if ((out->fallback = error_json(why)) == NULL) {
 		tools_call_free(out);

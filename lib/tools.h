@@ -23,6 +23,10 @@ struct tool {
 	const char	*description;
 	const char	*input_schema;	/* JSON Schema text of the arguments */
 	const char	*output_schema;	/* JSON Schema text of the result */
+	const char	*wrap_key;	/* a result that is not an object (a
+					 * list): the key a front that needs
+					 * an object (MCP's structuredContent)
+					 * puts it under; NULL for objects */
 	const char	*sql_function;	/* in schema.sql: (user, args jsonb)
 					 * returns the result text, or NULL
 					 * when no task matched */
@@ -38,6 +42,20 @@ extern const size_t		 ntools;
 
 /* The row named name, or NULL. */
 const struct tool	*tools_find(const char *name);
+
+/* Checks the arguments of a call of tool (args, any JSON value; NULL
+ * when none were given, which reads as {}): 0 with *args_text, what the
+ * SQL function reads (caller frees), and *task_id (0 when the tool takes
+ * none); 1 when they are refused, with a reason for the caller of the
+ * tool written into why; -1 on ENOMEM. Arguments the tool does not know
+ * (a "user_id" among them) are dropped: the user is never the caller's
+ * choice. */
+int	 tools_check(const struct tool *tool, const struct cJSON *args,
+	    char **args_text, long long *task_id, char *why, size_t whylen);
+
+/* What to say when a tool's SQL function gives no result: no task of
+ * the user's had task_id (0: the tool takes none). */
+void	 tools_no_result(long long task_id, char *why, size_t whylen);
 
 /* Turns the model's call into what db_round() runs: the tool's function
  * with checked arguments, or, for a bad or unknown call, no function and

