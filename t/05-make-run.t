@@ -193,7 +193,7 @@ sub stop_all {
 	}
 	$run = undef;
 }
-END { stop_all(); unlink $JWKS }
+END { stop_all(); unlink $JWKS if defined $JWKS }
 Stack::mkdir_p("$ROOT/t/tmp");
 open my $jwks, '>', $JWKS or die "$JWKS: $!\n";
 print $jwks '{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"t05",'
