@@ -76,17 +76,7 @@ my $run = Stack::Node->run('browser.mjs', timeout => 170,
     . $s->port, token => $alice, bad_token => $s->token('alice',
     exp => time - 60), mock => $mock, long_conversation => 0 + $long,
     many_conversations => 30, tmp => $tmp, chromium => $CHROMIUM }));
-my $done;
-for my $line (split /\n/, $run->{out}) {
-	my $res = eval { decode_json($line) } or next;
-	if ($res->{done}) {
-		$done = 1;
-		next;
-	}
-	ok $res->{ok}, $res->{name} or diag $res->{diag};
-}
-ok $done, 't/js/browser.mjs ran to its end'
-    or diag "exit $run->{exit}\n$run->{err}";
+Stack::Node->report($run, 'browser.mjs');
 diag "screenshots of the failure: t/tmp/browser-*.png"
     unless Test::More->builder->is_passing;
 

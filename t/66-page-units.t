@@ -7,21 +7,10 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use JSON::PP;
 use Test::More;
 use Stack;
 
 my $run = Stack::Node->run('page-units.mjs', timeout => 60);
-my $done;
-for my $line (split /\n/, $run->{out}) {
-	my $res = eval { decode_json($line) } or next;
-	if ($res->{done}) {
-		$done = 1;
-		next;
-	}
-	ok $res->{ok}, $res->{name} or diag $res->{diag};
-}
-ok $done, 't/js/page-units.mjs ran to its end'
-    or diag "exit $run->{exit}\n$run->{err}";
+Stack::Node->report($run, 'page-units.mjs');
 
 done_testing;

@@ -1648,6 +1648,26 @@ sub run {
 	return \%r;
 }
 
+# A run's checks as TAP: a script that prints one JSON line a check,
+# {"name", "ok", "diag"}, and {"done": true} at its end; the last check
+# is that it got there.
+sub report {
+	my ($class, $run, $script) = @_;
+	my $done;
+	for my $line (split /\n/, $run->{out}) {
+		my $res = eval { JSON::PP->new->utf8->decode($line) } or next;
+		if ($res->{done}) {
+			$done = 1;
+			next;
+		}
+		Test::More::ok($res->{ok}, $res->{name})
+		    or Test::More::diag($res->{diag});
+	}
+	Test::More::ok($done, "t/js/$script ran to its end")
+	    or Test::More::diag("exit @{[ $run->{exit} // 'none' ]}\n"
+	    . $run->{err});
+}
+
 sub info { $_[0]{info} }
 sub pid  { $_[0]{pid} }
 
