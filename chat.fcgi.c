@@ -29,6 +29,7 @@
 #include "text.h"
 #include "turn.h"
 #include "url.h"
+#include "usage.h"
 
 /* What a handler gets: the request, the caller (when the route needs
  * one) and the path segment the route's '*' matched. */
@@ -45,6 +46,7 @@ static int	messages(struct call *, struct chat_err *);
 static int	conversation_delete(struct call *, struct chat_err *);
 static int	conversation_stream(struct call *, struct chat_err *);
 static int	conversation_stop(struct call *, struct chat_err *);
+static int	usage(struct call *, struct chat_err *);
 
 /* The routes: a '*' segment matches one non-empty path segment. A path
  * that matches no pattern is a 404; one that matches under other methods
@@ -65,6 +67,7 @@ static const struct route {
 	{ "GET",    "/chat/conversations/*/stream",	conversation_stream,
 								1 },
 	{ "POST",   "/chat/conversations/*/stop",	conversation_stop, 1 },
+	{ "GET",    "/chat/usage",			usage,		1 },
 };
 
 #define NROUTES	(sizeof(routes) / sizeof(routes[0]))
@@ -252,6 +255,16 @@ conversation_delete(struct call *c, struct chat_err *err)
 		return -1;
 	http_reply(c->req, 204, NULL, NULL);
 	return 0;
+}
+
+static int
+usage(struct call *c, struct chat_err *err)
+{
+	cJSON	*reply = NULL;
+	int	 rc;
+
+	rc = usage_report(c->user_id, &reply, err);
+	return send_page(c, rc, reply);
 }
 
 /* What tokens are checked against: set from the configuration before the

@@ -126,6 +126,52 @@ CREATE INDEX IF NOT EXISTS turn_streams_conversation_idx
 CREATE INDEX IF NOT EXISTS turn_streams_user_idx
 	ON turn_streams (user_id, created_at);
 
+-- What each model call reported it used, on the message it produced (an
+-- assistant message); NULL where the model said nothing (the offline
+-- model, a server that sends no usage, a stream cut short).
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS prompt_tokens integer;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS completion_tokens integer;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS cached_tokens integer;
+
+-- One row per user: the row every turn of the user locks first, so that
+-- the per-user limits hold across all workers and hosts (through
+-- pgbouncer in transaction mode, where session locks are no use), and
+-- what those limits read:
+--   turn_starts: when the user's turns of the last minute started (at
+--     most CHAT_USER_TURNS_PER_MINUTE of them are kept);
+--   running_conversations, running_until: the turns running now, one
+--     entry each: its conversation and when its lease runs out. A turn
+--     renews its lease each round and drops its entry as it ends; the
+--     entry of a turn whose worker died stops counting at lease end.
+--   tasks, conversations, messages: what the user stores, counted as it
+--     is written and deleted (the storage caps), so that no turn counts
+--     rows.
+-- Every statement that takes it takes it before any other row lock of
+-- the user's, so that two of them never wait on each other in turn.
+CREATE TABLE IF NOT EXISTS chat_users (
+	user_id		text PRIMARY KEY,
+	turn_starts	timestamptz[] NOT NULL DEFAULT '{}',
+	running_conversations bigint[] NOT NULL DEFAULT '{}',
+	running_until	timestamptz[] NOT NULL DEFAULT '{}',
+	tasks		integer NOT NULL DEFAULT 0,
+	conversations	integer NOT NULL DEFAULT 0,
+	messages	bigint NOT NULL DEFAULT 0
+) WITH (fillfactor = 70);	-- room for the updates of every turn
+
+-- A user's use per UTC day, added to by the statements that store a
+-- model call's messages (chat_round(), chat_turn_finish()): what
+-- GET /chat/usage and CHAT_USER_TOKENS_PER_DAY read without scanning a
+-- user's history. turns counts answered turns.
+CREATE TABLE IF NOT EXISTS usage_days (
+	user_id		text NOT NULL,
+	day		date NOT NULL,
+	turns		integer NOT NULL DEFAULT 0,
+	prompt_tokens	bigint NOT NULL DEFAULT 0,
+	completion_tokens bigint NOT NULL DEFAULT 0,
+	cached_tokens	bigint NOT NULL DEFAULT 0,
+	PRIMARY KEY (user_id, day)
+) WITH (fillfactor = 70);
+
 -- The statements of a turn, as functions: lib/db.c sends one call per
 -- statement. PostgreSQL keeps the plans of a PL/pgSQL function for the
 -- life of the server connection, so each is parsed and planned once per
@@ -201,55 +247,278 @@ EXCEPTION WHEN duplicate_object THEN
 	NULL;
 END
 $$;
+-- Added since: a turn refused by a per-user limit ('refused': the error
+-- code and the seconds to wait), and what each 'own' message's model
+-- call used (so that a replayed turn reports its usage again).
+DO $$
+BEGIN
+	ALTER TYPE chat_turn_row ADD ATTRIBUTE refusal text,
+	    ADD ATTRIBUTE retry_after integer,
+	    ADD ATTRIBUTE prompt_tokens integer,
+	    ADD ATTRIBUTE completion_tokens integer;
+EXCEPTION WHEN duplicate_column THEN
+	NULL;
+END
+$$;
 
 -- Earlier versions of schema.sql returned other shapes, or took other
 -- arguments; CREATE OR REPLACE cannot change either.
-DO $$
+DROP FUNCTION IF EXISTS chat_turn_begin(text, bigint, text, text, integer,
+	text, text);
+DROP FUNCTION IF EXISTS chat_tool(text, bigint, bigint, text, text, text,
+	bigint, text, text, text);
+DROP FUNCTION IF EXISTS chat_round(text, bigint, bigint, integer, text,
+	jsonb, text);
+DROP FUNCTION IF EXISTS chat_turn_finish(text, bigint, text, bigint);
+DROP FUNCTION IF EXISTS chat_turn_release(text, text);
+
+-- The user's row of chat_users, locked until the transaction ends;
+-- made on the user's first use, its counters then taken from what the
+-- user already stores (once: a cost a user pays only once). Two first
+-- uses at once: ON CONFLICT waits for the other's row, which the second
+-- SELECT then sees.
+CREATE OR REPLACE FUNCTION chat_user_lock(p_user text)
+RETURNS chat_users
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	u	chat_users;
 BEGIN
-	IF EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'chat_turn_begin'
-	    AND prorettype <> 'chat_turn_row'::regtype) THEN
-		DROP FUNCTION chat_turn_begin(text, bigint, text, text,
-		    integer, text, text);
+	SELECT * INTO u FROM chat_users c WHERE c.user_id = p_user
+	    FOR NO KEY UPDATE;
+	IF FOUND THEN
+		RETURN u;
+	END IF;
+	INSERT INTO chat_users (user_id, tasks, conversations, messages)
+	    SELECT p_user,
+	    (SELECT count(*) FROM tasks t WHERE t.user_id = p_user),
+	    (SELECT count(*) FROM conversations c WHERE c.user_id = p_user),
+	    (SELECT count(*) FROM conversations c JOIN messages m
+	     ON m.conversation_id = c.id WHERE c.user_id = p_user)
+	    ON CONFLICT (user_id) DO NOTHING;
+	SELECT * INTO u FROM chat_users c WHERE c.user_id = p_user
+	    FOR NO KEY UPDATE;
+	RETURN u;
+END
+$$;
+
+-- The sliding minute of CHAT_USER_TURNS_PER_MINUTE: of p_starts (when
+-- the user's recent turns started), those of the last minute, oldest
+-- first, and how many seconds until one more may start (0: now). With
+-- n starts kept and a limit of p_limit, the (n - p_limit + 1)-th oldest
+-- must leave the minute first. p_limit 0: no limit, nothing kept.
+CREATE OR REPLACE FUNCTION chat_rate_window(p_starts timestamptz[],
+	p_limit integer, OUT starts timestamptz[], OUT wait integer)
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	IF p_limit <= 0 THEN
+		starts := '{}';
+		wait := 0;
+		RETURN;
+	END IF;
+	SELECT COALESCE(array_agg(s ORDER BY s), '{}') INTO starts
+	    FROM unnest(p_starts) s WHERE s > now() - interval '1 minute';
+	wait := 0;
+	IF cardinality(starts) >= p_limit THEN
+		wait := greatest(1, ceil(extract(epoch FROM
+		    starts[cardinality(starts) - p_limit + 1]
+		    + interval '1 minute' - now())));
 	END IF;
 END
 $$;
-DROP FUNCTION IF EXISTS chat_tool(text, bigint, bigint, text, text, text,
-	bigint, text, text, text);
+
+-- Counts one turn start for p_user against a limit of p_turns_per_minute
+-- (0: none), taking the user's row lock: 0 when it was counted, else the
+-- seconds until it would be, nothing written. A turn's chat_turn_begin()
+-- does the same; what calls a tool outside a turn (MCP's tools/call)
+-- calls this in the statement that runs the tool, and runs the tool only
+-- on 0.
+CREATE OR REPLACE FUNCTION chat_rate_check(p_user text,
+	p_turns_per_minute integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+SET lock_timeout = '5s'
+AS $$
+DECLARE
+	u	chat_users;
+	w	record;
+BEGIN
+	IF p_turns_per_minute <= 0 THEN
+		RETURN 0;
+	END IF;
+	u := chat_user_lock(p_user);
+	w := chat_rate_window(u.turn_starts, p_turns_per_minute);
+	IF w.wait > 0 THEN
+		RETURN w.wait;
+	END IF;
+	UPDATE chat_users SET turn_starts = w.starts || now()
+	    WHERE user_id = p_user;
+	RETURN 0;
+END
+$$;
+
+-- Seconds from now to the next UTC midnight, when a day's quota renews.
+CREATE OR REPLACE FUNCTION chat_until_tomorrow()
+RETURNS integer
+LANGUAGE sql STABLE
+AS $$
+	SELECT greatest(1, ceil(extract(epoch FROM
+	    date_trunc('day', now() AT TIME ZONE 'UTC') + interval '1 day'
+	    - (now() AT TIME ZONE 'UTC'))))::integer
+$$;
+
+-- How long a refusal for stored rows tells the client to wait: nothing
+-- frees them but the user deleting some, so a retry is a day away.
+CREATE OR REPLACE FUNCTION chat_storage_retry()
+RETURNS integer
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT 86400 $$;
+
+-- Adds a model call's usage (p_usage: prompt, completion and cached
+-- tokens, each NULL when not reported) and p_turns answered turns to the
+-- user's row of the UTC day.
+CREATE OR REPLACE FUNCTION chat_usage_add(p_user text, p_turns integer,
+	p_usage integer[])
+RETURNS void
+LANGUAGE sql
+AS $$
+	INSERT INTO usage_days AS d (user_id, day, turns, prompt_tokens,
+	    completion_tokens, cached_tokens)
+	    VALUES (p_user, (now() AT TIME ZONE 'UTC')::date, p_turns,
+	    COALESCE(p_usage[1], 0), COALESCE(p_usage[2], 0),
+	    COALESCE(p_usage[3], 0))
+	    ON CONFLICT (user_id, day) DO UPDATE SET
+	    turns = d.turns + EXCLUDED.turns,
+	    prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens,
+	    completion_tokens = d.completion_tokens
+	    + EXCLUDED.completion_tokens,
+	    cached_tokens = d.cached_tokens + EXCLUDED.cached_tokens
+$$;
+
+-- A turn of the user's conversation p_conversation ends (answered, or
+-- failed): the first running entry of that conversation goes, and
+-- p_messages more messages are counted. Entries are per conversation,
+-- not per turn: the two turns of one conversation that may run at once
+-- are alike to the limit.
+CREATE OR REPLACE FUNCTION chat_running_drop(p_user text,
+	p_conversation bigint, p_messages integer)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	u	chat_users;
+	i	integer;
+BEGIN
+	u := chat_user_lock(p_user);
+	i := array_position(u.running_conversations, p_conversation);
+	IF i IS NOT NULL THEN
+		u.running_conversations := u.running_conversations[:i - 1]
+		    || u.running_conversations[i + 1:];
+		u.running_until := u.running_until[:i - 1]
+		    || u.running_until[i + 1:];
+	END IF;
+	UPDATE chat_users SET running_conversations = u.running_conversations,
+	    running_until = u.running_until,
+	    messages = messages + p_messages
+	    WHERE user_id = p_user;
+END
+$$;
 
 -- The first statement of a turn. With an Idempotency-Key (p_key) already
 -- used by the user, one 'prior' row describes that turn and nothing is
+-- written: the same turn, never refused by a limit. Then the per-user
+-- limits (p_limits, below; 0 turns one off): one over them is a single
+-- 'refused' row (the error code and the seconds to wait) and nothing
 -- written. Otherwise: the conversation created (p_conversation NULL) or
 -- locked (the user's; no row at all when it is not), the user message
--- stored, the key recorded, and a 'new' row returned with the window of
--- at most p_history messages before it. The conversation's row lock
--- orders every write to it, so the messages of concurrent turns never
--- interleave inside a round. A concurrent first attempt with the same key
--- fails on the turns primary key, which rolls the whole turn back
--- (lib/db.c: 409).
+-- stored, the key recorded, the turn counted as started and running, and
+-- a 'new' row returned with the window of at most p_history messages
+-- before it. The user's row lock (chat_users) orders the turns of one
+-- user across every worker, so that exactly the limit pass however many
+-- start at once; the conversation's row lock orders every write to it,
+-- so the messages of concurrent turns never interleave inside a round.
+-- A concurrent first attempt with the same key fails on the turns
+-- primary key, which rolls the whole turn back (lib/db.c: 409).
+--
+-- p_limits: concurrent turns, turns per minute, tokens per UTC day,
+-- conversations, messages, and the seconds a running turn's lease lasts
+-- (lib/db.c: db_turn_begin()).
 CREATE OR REPLACE FUNCTION chat_turn_begin(p_user text,
 	p_conversation bigint, p_title text, p_message text,
-	p_history integer, p_key text, p_hash text)
+	p_history integer, p_key text, p_hash text, p_limits integer[])
 RETURNS SETOF chat_turn_row
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
 SET lock_timeout = '5s'
 AS $$
 DECLARE
-	conv	bigint;
-	msg	bigint;
+	max_running	integer := p_limits[1];
+	per_minute	integer := p_limits[2];
+	tokens_per_day	integer := p_limits[3];
+	max_convs	integer := p_limits[4];
+	max_msgs	integer := p_limits[5];
+	lease		interval := make_interval(secs => p_limits[6]);
+	u		chat_users;
+	w		record;
+	run_convs	bigint[];
+	run_until	timestamptz[];
+	used		bigint;
+	code		text;
+	wait		integer;
+	conv		bigint;
+	msg		bigint;
 BEGIN
+	u := chat_user_lock(p_user);
 	IF p_key IS NOT NULL THEN
 		RETURN QUERY SELECT 'prior'::text, t.conversation_id,
 		    t.user_message_id, NULL::text, NULL::text, NULL::text,
 		    NULL::text, t.request_hash, t.lease_until > now(), EXISTS (
 		     SELECT 1 FROM messages a
 		     WHERE a.reply_to = t.user_message_id
-		     AND a.role = 'assistant' AND a.tool_calls IS NULL)
+		     AND a.role = 'assistant' AND a.tool_calls IS NULL),
+		    NULL::text, NULL::integer, NULL::integer, NULL::integer
 		    FROM turns t
 		    WHERE t.user_id = p_user AND t.idempotency_key = p_key;
 		IF FOUND THEN
 			RETURN;
 		END IF;
+	END IF;
+	-- The running turns whose lease still holds.
+	SELECT COALESCE(array_agg(r.c ORDER BY r.u), '{}'),
+	    COALESCE(array_agg(r.u ORDER BY r.u), '{}')
+	    INTO run_convs, run_until
+	    FROM unnest(u.running_conversations, u.running_until) r(c, u)
+	    WHERE r.u > now();
+	w := chat_rate_window(u.turn_starts, per_minute);
+	IF tokens_per_day > 0 THEN
+		SELECT d.prompt_tokens + d.completion_tokens INTO used
+		    FROM usage_days d WHERE d.user_id = p_user
+		    AND d.day = (now() AT TIME ZONE 'UTC')::date;
+	END IF;
+	IF max_running > 0 AND cardinality(run_convs) >= max_running THEN
+		-- A turn takes seconds: a short wait, not the lease's.
+		code := 'too_many_turns';
+		wait := 5;
+	ELSIF w.wait > 0 THEN
+		code := 'rate_limited';
+		wait := w.wait;
+	ELSIF tokens_per_day > 0 AND used >= tokens_per_day THEN
+		code := 'quota_exceeded';
+		wait := chat_until_tomorrow();
+	ELSIF (max_convs > 0 AND p_conversation IS NULL
+	    AND u.conversations >= max_convs)
+	    OR (max_msgs > 0 AND u.messages >= max_msgs) THEN
+		code := 'quota_exceeded';
+		wait := chat_storage_retry();
+	END IF;
+	IF code IS NOT NULL THEN
+		RETURN QUERY SELECT 'refused'::text, NULL::bigint,
+		    NULL::bigint, NULL::text, NULL::text, NULL::text,
+		    NULL::text, NULL::text, NULL::boolean, NULL::boolean,
+		    code, wait, NULL::integer, NULL::integer;
+		RETURN;
 	END IF;
 	IF p_conversation IS NULL THEN
 		INSERT INTO conversations (user_id, title)
@@ -265,6 +534,14 @@ BEGIN
 	INSERT INTO messages (conversation_id, user_id, role, content)
 	    VALUES (conv, p_user, 'user', p_message)
 	    RETURNING messages.id INTO msg;
+	UPDATE chat_users SET turn_starts = CASE WHEN per_minute > 0
+	    THEN w.starts || now() ELSE '{}' END,
+	    running_conversations = run_convs || conv,
+	    running_until = run_until || (now() + lease),
+	    conversations = conversations
+	    + (p_conversation IS NULL)::integer,
+	    messages = messages + 1
+	    WHERE user_id = p_user;
 	IF p_key IS NOT NULL THEN
 		-- A key guards retries, which come within minutes: a user's
 		-- new keyed turn clears their keys older than a day.
@@ -277,10 +554,12 @@ BEGIN
 		    now() + chat_turn_lease());
 	END IF;
 	RETURN QUERY SELECT 'new'::text, conv, msg, NULL::text, NULL::text,
-	    NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::boolean;
+	    NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::boolean,
+	    NULL::text, NULL::integer, NULL::integer, NULL::integer;
 	RETURN QUERY SELECT 'hist'::text, conv, h.id, h.role, h.content,
 	    h.tool_calls, h.tool_call_id, NULL::text, NULL::boolean,
-	    NULL::boolean
+	    NULL::boolean, NULL::text, NULL::integer, NULL::integer,
+	    NULL::integer
 	    FROM chat_history(p_user, conv, msg, p_history) h
 	    ORDER BY h.id DESC;
 END
@@ -297,17 +576,20 @@ AS $$
 BEGIN
 	RETURN QUERY SELECT 'turn'::text, p_conversation, p_message,
 	    NULL::text, NULL::text, NULL::text, NULL::text, NULL::text,
-	    NULL::boolean, NULL::boolean;
+	    NULL::boolean, NULL::boolean, NULL::text, NULL::integer,
+	    NULL::integer, NULL::integer;
 	RETURN QUERY SELECT 'own'::text, p_conversation, m.id, m.role,
 	    m.content, m.tool_calls::text, m.tool_call_id, NULL::text,
-	    NULL::boolean, NULL::boolean
+	    NULL::boolean, NULL::boolean, NULL::text, NULL::integer,
+	    m.prompt_tokens, m.completion_tokens
 	    FROM messages m
 	    WHERE m.conversation_id = p_conversation AND m.user_id = p_user
 	    AND m.id > p_message AND m.reply_to = p_message
 	    ORDER BY m.id;
 	RETURN QUERY SELECT 'hist'::text, p_conversation, h.id, h.role,
 	    h.content, h.tool_calls, h.tool_call_id, NULL::text,
-	    NULL::boolean, NULL::boolean
+	    NULL::boolean, NULL::boolean, NULL::text, NULL::integer,
+	    NULL::integer, NULL::integer
 	    FROM chat_history(p_user, p_conversation, p_message, p_history) h
 	    ORDER BY h.id DESC;
 END
@@ -361,33 +643,57 @@ BEGIN
 END
 $$;
 
--- A failed attempt gives its turn up at once, so that the client's retry
--- resumes it instead of waiting out the lease.
-CREATE OR REPLACE FUNCTION chat_turn_release(p_user text, p_key text)
-RETURNS void
-LANGUAGE sql
-AS $$
-	UPDATE turns SET lease_until = now()
-	WHERE user_id = p_user AND idempotency_key = p_key
-$$;
-
--- A round of tool calls begins: the conversation's row lock (taken as an
--- UPDATE would take it, without writing a new row version: only the
--- turn's last statement bumps updated_at), the assistant message asking
--- for the calls as round p_round of the turn answering p_reply_to, and
--- the lease of the turn's key renewed. A conversation deleted meanwhile
--- is a foreign key violation (lib/db.c: 404); a round stored twice fails
--- on messages_round_once_idx (409). The calls follow, in the same
--- transaction: chat_tool().
-CREATE OR REPLACE FUNCTION chat_round(p_user text, p_conversation bigint,
-	p_reply_to bigint, p_round integer, p_content text,
-	p_tool_calls jsonb, p_key text)
+-- A failed attempt gives its turn up at once: it stops counting as
+-- running, and, with its key (p_key not NULL), the client's retry resumes
+-- it instead of waiting out the lease.
+CREATE OR REPLACE FUNCTION chat_turn_release(p_user text, p_key text,
+	p_conversation bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
 SET lock_timeout = '5s'
 AS $$
 BEGIN
+	PERFORM chat_running_drop(p_user, p_conversation, 0);
+	IF p_key IS NOT NULL THEN
+		UPDATE turns SET lease_until = now()
+		    WHERE user_id = p_user AND idempotency_key = p_key;
+	END IF;
+END
+$$;
+
+-- A round of tool calls begins: the user's row (the turn's running entry
+-- renewed for p_lease seconds, the round's messages counted, the model
+-- call's usage, p_usage as chat_usage_add() takes it, added to the day),
+-- the conversation's row lock (taken as an UPDATE would take it, without
+-- writing a new row version: only the turn's last statement bumps
+-- updated_at), the assistant message asking for the calls as round
+-- p_round of the turn answering p_reply_to, and the lease of the turn's
+-- key renewed. A conversation deleted meanwhile is a foreign key
+-- violation (lib/db.c: 404); a round stored twice fails on
+-- messages_round_once_idx (409). The calls follow, in the same
+-- transaction: chat_tool().
+CREATE OR REPLACE FUNCTION chat_round(p_user text, p_conversation bigint,
+	p_reply_to bigint, p_round integer, p_content text,
+	p_tool_calls jsonb, p_key text, p_usage integer[], p_lease integer)
+RETURNS void
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+SET lock_timeout = '5s'
+AS $$
+DECLARE
+	u	chat_users;
+	i	integer;
+BEGIN
+	u := chat_user_lock(p_user);
+	i := array_position(u.running_conversations, p_conversation);
+	IF i IS NOT NULL THEN
+		u.running_until[i] := now() + make_interval(secs => p_lease);
+	END IF;
+	UPDATE chat_users SET running_until = u.running_until,
+	    messages = messages + 1 + jsonb_array_length(p_tool_calls)
+	    WHERE user_id = p_user;
+	PERFORM chat_usage_add(p_user, 0, p_usage);
 	PERFORM FROM conversations c
 	    WHERE c.id = p_conversation AND c.user_id = p_user
 	    FOR NO KEY UPDATE;
@@ -396,9 +702,11 @@ BEGIN
 		    USING MESSAGE = 'conversation is gone';
 	END IF;
 	INSERT INTO messages (conversation_id, user_id, role, content,
-	    tool_calls, reply_to, round)
+	    tool_calls, reply_to, round, prompt_tokens, completion_tokens,
+	    cached_tokens)
 	    VALUES (p_conversation, p_user, 'assistant', p_content,
-	    p_tool_calls, p_reply_to, p_round);
+	    p_tool_calls, p_reply_to, p_round, p_usage[1], p_usage[2],
+	    p_usage[3]);
 	IF p_key IS NOT NULL THEN
 		UPDATE turns SET lease_until = now() + chat_turn_lease()
 		    WHERE user_id = p_user AND idempotency_key = p_key;
@@ -416,13 +724,24 @@ RETURNS text
 LANGUAGE plpgsql
 AS $$
 DECLARE
-	result	text;
+	-- CHAT_USER_MAX_TASKS, which lib/tools.c adds to the arguments.
+	max_tasks	integer := COALESCE((p_args->>'max_tasks')::integer, 0);
+	u		chat_users;
+	result		text;
 BEGIN
+	u := chat_user_lock(p_user);
+	IF max_tasks > 0 AND u.tasks >= max_tasks THEN
+		RETURN json_build_object('error', format('The user already '
+		    'has %s tasks, the most they may keep: nothing was '
+		    'added. They can delete tasks they no longer need.',
+		    u.tasks))::text;
+	END IF;
 	INSERT INTO tasks (user_id, title, description)
 	    VALUES (p_user, p_args->>'title',
 	    COALESCE(p_args->>'description', ''))
 	    RETURNING json_build_object('task_id', id, 'status', 'created',
 	    'title', title)::text INTO result;
+	UPDATE chat_users SET tasks = tasks + 1 WHERE user_id = p_user;
 	RETURN result;
 END
 $$;
@@ -474,6 +793,10 @@ BEGIN
 	    WHERE id = (p_args->>'task_id')::bigint AND user_id = p_user
 	    RETURNING json_build_object('task_id', id, 'status', 'deleted',
 	    'title', title)::text INTO result;
+	IF result IS NOT NULL THEN
+		UPDATE chat_users SET tasks = greatest(tasks - 1, 0)
+		    WHERE user_id = p_user;
+	END IF;
 	RETURN result;
 END
 $$;
@@ -530,12 +853,16 @@ BEGIN
 END
 $$;
 
--- The last statement of a turn: the answer stored and the conversation's
--- updated_at bumped. Returns the answer's id; NULL when the conversation
--- is gone. A second answer to the same turn fails on
+-- The last statement of a turn: the answer stored with what its model
+-- call used (p_usage, as chat_usage_add() takes it), the conversation's
+-- updated_at bumped, the turn no longer running, and the user's day
+-- counted: one answered turn, the call's tokens (a round's were counted
+-- by its chat_round()). Returns the answer's id; NULL when the
+-- conversation is gone. A second answer to the same turn fails on
 -- messages_answer_once_idx (409).
 CREATE OR REPLACE FUNCTION chat_turn_finish(p_user text,
-	p_conversation bigint, p_answer text, p_reply_to bigint)
+	p_conversation bigint, p_answer text, p_reply_to bigint,
+	p_usage integer[])
 RETURNS bigint
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
@@ -544,17 +871,70 @@ AS $$
 DECLARE
 	answer	bigint;
 BEGIN
+	PERFORM chat_running_drop(p_user, p_conversation, 1);
 	UPDATE conversations SET updated_at = now()
 	    WHERE id = p_conversation AND user_id = p_user;
 	IF NOT FOUND THEN
+		UPDATE chat_users SET messages = messages - 1
+		    WHERE user_id = p_user;
 		RETURN NULL;
 	END IF;
 	INSERT INTO messages (conversation_id, user_id, role, content,
-	    reply_to)
-	    VALUES (p_conversation, p_user, 'assistant', p_answer, p_reply_to)
+	    reply_to, prompt_tokens, completion_tokens, cached_tokens)
+	    VALUES (p_conversation, p_user, 'assistant', p_answer, p_reply_to,
+	    p_usage[1], p_usage[2], p_usage[3])
 	    RETURNING id INTO answer;
+	PERFORM chat_usage_add(p_user, 1, p_usage);
 	RETURN answer;
 END
+$$;
+
+-- Deletes the user's conversation (its messages go by cascade) and
+-- takes it and its messages off the user's counts; false when it is not
+-- the user's. The user's row is locked first, as a turn locks it.
+CREATE OR REPLACE FUNCTION chat_conversation_delete(p_user text,
+	p_conversation bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+SET lock_timeout = '5s'
+AS $$
+DECLARE
+	n	bigint;
+BEGIN
+	PERFORM chat_user_lock(p_user);
+	SELECT count(*) INTO n FROM messages m
+	    WHERE m.conversation_id = p_conversation AND m.user_id = p_user;
+	DELETE FROM conversations
+	    WHERE id = p_conversation AND user_id = p_user;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	UPDATE chat_users SET conversations = greatest(conversations - 1, 0),
+	    messages = greatest(messages - n, 0)
+	    WHERE user_id = p_user;
+	RETURN true;
+END
+$$;
+
+-- The user's use today and this month (UTC), from usage_days: at most a
+-- month of rows, read along its primary key.
+CREATE OR REPLACE FUNCTION chat_usage(p_user text)
+RETURNS TABLE (day_turns bigint, day_prompt bigint, day_completion bigint,
+	month_turns bigint, month_prompt bigint, month_completion bigint)
+LANGUAGE sql STABLE
+SET enable_seqscan = off SET enable_bitmapscan = off
+AS $$
+	SELECT COALESCE(sum(d.turns) FILTER (WHERE d.day = t.today), 0),
+	    COALESCE(sum(d.prompt_tokens) FILTER (WHERE d.day = t.today), 0),
+	    COALESCE(sum(d.completion_tokens) FILTER (WHERE d.day = t.today),
+	    0),
+	    COALESCE(sum(d.turns), 0), COALESCE(sum(d.prompt_tokens), 0),
+	    COALESCE(sum(d.completion_tokens), 0)
+	FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS today) t
+	LEFT JOIN usage_days d ON d.user_id = p_user
+	    AND d.day >= date_trunc('month', t.today)::date
+	    AND d.day <= t.today
 $$;
 
 -- A streamed turn's worker writes what it sent since its last write
