@@ -25,7 +25,9 @@ answers through nginx, or dies with the tails of every log. Options:
   mock_key       --key for the mock, also sent as CHAT_MODEL_KEY
   mock_delay_ms  the mock answers after this long (a slow model)
   env            extra worker environment; undef deletes (CHAT_JWT_SECRET
-                 => undef starts workers without a secret)
+                 => undef starts workers without a secret). The per-user
+                 turn limits (CHAT_USER_CONCURRENT_TURNS,
+                 CHAT_USER_TURNS_PER_MINUTE) are 0 unless given here
   pgbouncer      1: pgbouncer in transaction mode between workers and
                  PostgreSQL (DATABASE_URL points at it)
   pgbouncer_conf extra pgbouncer.ini settings, { default_pool_size => 2 }
@@ -844,6 +846,12 @@ sub _worker_env {
 		PATH		=> $PATH,
 		DATABASE_URL	=> $self->database_url,
 		CHAT_JWT_SECRET	=> $self->{secret},
+		# Tests send one user's turns faster and more at once than a
+		# person does: the per-user turn limits are off unless a test
+		# sets them (t/76-limits.t), or deletes these (undef) for the
+		# workers' defaults.
+		CHAT_USER_CONCURRENT_TURNS => 0,
+		CHAT_USER_TURNS_PER_MINUTE => 0,
 	);
 	if ($self->{model} eq 'mock') {
 		$env{CHAT_MODEL_URL} = $self->mock_url;
