@@ -35,6 +35,9 @@ answers through nginx, or dies with the tails of every log. Options:
   backlog        spawn-fcgi's listen backlog (its default, 1024), for load
                  runs with more clients than that
   access_log     0: nginx writes no access log (benchmarks)
+  nginx_rate, nginx_burst   nginx.conf's per-address limit_req rate
+                 ("5r/s") and burst; without nginx_rate the rate is made
+                 1000000r/s, since every test client is one address
   read_timeout   nginx's fastcgi_read_timeout in seconds instead of
                  nginx.conf's (a proxy that gives up on a silent stream)
   pg_conf        extra postgresql settings, { log_statement => 'all' }
@@ -234,6 +237,8 @@ sub new {
 		read_timeout	=> $opt{read_timeout},
 		durable		=> $opt{durable} // 0,
 		mock_delay_ms	=> $opt{mock_delay_ms} // 0,
+		nginx_rate	=> $opt{nginx_rate},
+		nginx_burst	=> $opt{nginx_burst},
 		pg_conf		=> $opt{pg_conf} // {},
 		wait		=> $opt{wait} // 1,
 		ready_seconds	=> $opt{ready_seconds} // 20,
@@ -940,6 +945,13 @@ sub _start_nginx {
 		$conf =~ s{\Qlisten 127.0.0.1:8080;\E}
 		    {listen 127.0.0.1:$self->{port};}g == 1
 		    or die "nginx.conf: no single 'listen 127.0.0.1:8080;'\n";
+		# Every test client is 127.0.0.1: load runs would meet the
+		# per-address backstop, which is for many clients.
+		$conf =~ s{\bburst=\d+}{burst=$self->{nginx_burst}}g
+		    if defined $self->{nginx_burst};
+		$conf =~ s{\brate=\d+r/s;}
+		    {rate=@{[ $self->{nginx_rate} // '1000000r/s' ]};}g == 1
+		    or die "nginx.conf: no single limit_req_zone rate\n";
 		$conf =~ s{fastcgi_read_timeout \d+s;}
 		    {fastcgi_read_timeout $self->{read_timeout}s;}g == 1
 		    or die "nginx.conf: no single fastcgi_read_timeout\n"
