@@ -21,6 +21,7 @@
 #   6. tasks (2): a third add_task gives the model an error, adds nothing
 #   7. a worker that dies mid-turn: its turn stops counting when its
 #      lease runs out
+#   8. chat_rate_check(), what an MCP tools/call counts itself with
 # Each scenario is a user of its own, so that the limits of one do not
 # reach into another's.
 use strict;
@@ -290,5 +291,22 @@ is $r->{status}, 200, 'dead worker: turns whose lease ran out do not count'
     or diag $r->{body};
 is count(q{SELECT cardinality(running_conversations) FROM chat_users
     WHERE user_id = 'crash'}), 1, '... and are cleared';
+
+# ---------------------------------- 8. the check MCP's tools/call uses
+
+# chat_rate_check(user, limit): 0 and counted while under the limit, the
+# seconds to wait (and nothing counted) at it; it and the turns share the
+# minute.
+my @waits = map { 0 + $s->sql_value(q{SELECT chat_rate_check('mcp', 8)}) }
+    1 .. 9;
+is_deeply [ @waits[0 .. 7] ], [ (0) x 8 ], 'rate check: eight counted';
+ok $waits[8] >= 1 && $waits[8] <= 60, "rate check: the ninth waits "
+    . "$waits[8] s";
+is count(q{SELECT cardinality(turn_starts) FROM chat_users
+    WHERE user_id = 'mcp'}), 8, 'rate check: the refused one not counted';
+$r = turn('mcp', 'a turn after eight tool calls');
+refused($r, 'rate_limited', 1, 60, 'rate check: a turn shares the minute');
+is 0 + $s->sql_value(q{SELECT chat_rate_check('mcp', 0)}), 0,
+    'rate check: limit 0 is none';
 
 done_testing;
