@@ -271,6 +271,7 @@ DROP FUNCTION IF EXISTS chat_round(text, bigint, bigint, integer, text,
 	jsonb, text);
 DROP FUNCTION IF EXISTS chat_turn_finish(text, bigint, text, bigint);
 DROP FUNCTION IF EXISTS chat_turn_release(text, text);
+DROP FUNCTION IF EXISTS chat_rate_window(timestamptz[], integer);
 
 -- The user's row of chat_users, locked until the transaction ends;
 -- made on the user's first use, its counters then taken from what the
@@ -302,30 +303,28 @@ BEGIN
 END
 $$;
 
--- The sliding minute of CHAT_USER_TURNS_PER_MINUTE: of p_starts (when
--- the user's recent turns started), those of the last minute, oldest
--- first, and how many seconds until one more may start (0: now). With
--- n starts kept and a limit of p_limit, the (n - p_limit + 1)-th oldest
--- must leave the minute first. p_limit 0: no limit, nothing kept.
-CREATE OR REPLACE FUNCTION chat_rate_window(p_starts timestamptz[],
-	p_limit integer, OUT starts timestamptz[], OUT wait integer)
-LANGUAGE plpgsql STABLE
+-- The window of CHAT_USER_TURNS_PER_MINUTE: a turn counts against the
+-- limit for this long after it started.
+CREATE OR REPLACE FUNCTION chat_rate_window()
+RETURNS interval
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT interval '1 minute' $$;
+
+-- Seconds until one more turn may start under a limit of p_limit turns
+-- a window (0: now; p_limit 0: no limit), p_starts being when the
+-- user's turns of the window started, oldest first: with n of them, the
+-- (n - p_limit + 1)-th oldest must leave the window first. A plain
+-- expression, which PostgreSQL inlines where it is called.
+CREATE OR REPLACE FUNCTION chat_rate_wait(p_starts timestamptz[],
+	p_limit integer)
+RETURNS integer
+LANGUAGE sql STABLE
 AS $$
-BEGIN
-	IF p_limit <= 0 THEN
-		starts := '{}';
-		wait := 0;
-		RETURN;
-	END IF;
-	SELECT COALESCE(array_agg(s ORDER BY s), '{}') INTO starts
-	    FROM unnest(p_starts) s WHERE s > now() - interval '1 minute';
-	wait := 0;
-	IF cardinality(starts) >= p_limit THEN
-		wait := greatest(1, ceil(extract(epoch FROM
-		    starts[cardinality(starts) - p_limit + 1]
-		    + interval '1 minute' - now())));
-	END IF;
-END
+	SELECT CASE WHEN p_limit > 0 AND cardinality(p_starts) >= p_limit
+	    THEN greatest(1, ceil(extract(epoch FROM
+	    p_starts[cardinality(p_starts) - p_limit + 1]
+	    + chat_rate_window() - now())))::integer
+	    ELSE 0 END
 $$;
 
 -- Counts one turn start for p_user against a limit of p_turns_per_minute
@@ -342,18 +341,21 @@ SET enable_seqscan = off SET enable_bitmapscan = off
 SET lock_timeout = '5s'
 AS $$
 DECLARE
-	u	chat_users;
-	w	record;
+	starts	timestamptz[];
+	wait	integer;
 BEGIN
 	IF p_turns_per_minute <= 0 THEN
 		RETURN 0;
 	END IF;
-	u := chat_user_lock(p_user);
-	w := chat_rate_window(u.turn_starts, p_turns_per_minute);
-	IF w.wait > 0 THEN
-		RETURN w.wait;
+	PERFORM chat_user_lock(p_user);
+	SELECT ARRAY(SELECT s FROM unnest(c.turn_starts) s
+	    WHERE s > now() - chat_rate_window() ORDER BY s)
+	    INTO starts FROM chat_users c WHERE c.user_id = p_user;
+	wait := chat_rate_wait(starts, p_turns_per_minute);
+	IF wait > 0 THEN
+		RETURN wait;
 	END IF;
-	UPDATE chat_users SET turn_starts = w.starts || now()
+	UPDATE chat_users SET turn_starts = starts || now()
 	    WHERE user_id = p_user;
 	RETURN 0;
 END
@@ -378,12 +380,16 @@ AS $$ SELECT 86400 $$;
 
 -- Adds a model call's usage (p_usage: prompt, completion and cached
 -- tokens, each NULL when not reported) and p_turns answered turns to the
--- user's row of the UTC day.
+-- user's row of the UTC day. PL/pgSQL, not SQL: its plan is kept for the
+-- connection, where a SQL function called from PL/pgSQL is planned anew
+-- on every call. chat_turn_finish() writes the same row in the statement
+-- that stores the answer instead: one statement fewer on every turn.
 CREATE OR REPLACE FUNCTION chat_usage_add(p_user text, p_turns integer,
 	p_usage integer[])
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 AS $$
+BEGIN
 	INSERT INTO usage_days AS d (user_id, day, turns, prompt_tokens,
 	    completion_tokens, cached_tokens)
 	    VALUES (p_user, (now() AT TIME ZONE 'UTC')::date, p_turns,
@@ -394,7 +400,8 @@ AS $$
 	    prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens,
 	    completion_tokens = d.completion_tokens
 	    + EXCLUDED.completion_tokens,
-	    cached_tokens = d.cached_tokens + EXCLUDED.cached_tokens
+	    cached_tokens = d.cached_tokens + EXCLUDED.cached_tokens;
+END
 $$;
 
 -- A turn of the user's conversation p_conversation ends (answered, or
@@ -407,22 +414,21 @@ CREATE OR REPLACE FUNCTION chat_running_drop(p_user text,
 RETURNS void
 LANGUAGE plpgsql
 AS $$
-DECLARE
-	u	chat_users;
-	i	integer;
 BEGIN
-	u := chat_user_lock(p_user);
-	i := array_position(u.running_conversations, p_conversation);
-	IF i IS NOT NULL THEN
-		u.running_conversations := u.running_conversations[:i - 1]
-		    || u.running_conversations[i + 1:];
-		u.running_until := u.running_until[:i - 1]
-		    || u.running_until[i + 1:];
-	END IF;
-	UPDATE chat_users SET running_conversations = u.running_conversations,
-	    running_until = u.running_until,
-	    messages = messages + p_messages
-	    WHERE user_id = p_user;
+	-- The entry at i goes: the arrays before it and after it, joined.
+	-- No entry (i NULL): the slices are NULL, the arrays stay.
+	UPDATE chat_users c SET
+	    running_conversations = COALESCE(c.running_conversations[:
+	     array_position(c.running_conversations, p_conversation) - 1]
+	     || c.running_conversations[array_position(
+	     c.running_conversations, p_conversation) + 1:],
+	     c.running_conversations),
+	    running_until = COALESCE(c.running_until[:
+	     array_position(c.running_conversations, p_conversation) - 1]
+	     || c.running_until[array_position(c.running_conversations,
+	     p_conversation) + 1:], c.running_until),
+	    messages = c.messages + p_messages
+	    WHERE c.user_id = p_user;
 END
 $$;
 
@@ -460,17 +466,34 @@ DECLARE
 	max_convs	integer := p_limits[4];
 	max_msgs	integer := p_limits[5];
 	lease		interval := make_interval(secs => p_limits[6]);
-	u		chat_users;
-	w		record;
+	n_convs		integer;
+	n_msgs		bigint;
 	run_convs	bigint[];
 	run_until	timestamptz[];
+	starts		timestamptz[];
 	used		bigint;
 	code		text;
 	wait		integer;
 	conv		bigint;
 	msg		bigint;
 BEGIN
-	u := chat_user_lock(p_user);
+	-- The user's row, locked (made on the user's first turn): the
+	-- running turns whose lease still holds, the starts of the last
+	-- minute, the stored counts. One statement: this is every turn's.
+	LOOP
+		SELECT c.conversations, c.messages,
+		    ARRAY(SELECT r.c FROM unnest(c.running_conversations,
+		     c.running_until) r(c, u) WHERE r.u > now()),
+		    ARRAY(SELECT r.u FROM unnest(c.running_conversations,
+		     c.running_until) r(c, u) WHERE r.u > now()),
+		    ARRAY(SELECT t FROM unnest(c.turn_starts) t
+		     WHERE t > now() - chat_rate_window() ORDER BY t)
+		    INTO n_convs, n_msgs, run_convs, run_until, starts
+		    FROM chat_users c WHERE c.user_id = p_user
+		    FOR NO KEY UPDATE;
+		EXIT WHEN FOUND;
+		PERFORM chat_user_lock(p_user);
+	END LOOP;
 	IF p_key IS NOT NULL THEN
 		RETURN QUERY SELECT 'prior'::text, t.conversation_id,
 		    t.user_message_id, NULL::text, NULL::text, NULL::text,
@@ -485,31 +508,24 @@ BEGIN
 			RETURN;
 		END IF;
 	END IF;
-	-- The running turns whose lease still holds.
-	SELECT COALESCE(array_agg(r.c ORDER BY r.u), '{}'),
-	    COALESCE(array_agg(r.u ORDER BY r.u), '{}')
-	    INTO run_convs, run_until
-	    FROM unnest(u.running_conversations, u.running_until) r(c, u)
-	    WHERE r.u > now();
-	w := chat_rate_window(u.turn_starts, per_minute);
 	IF tokens_per_day > 0 THEN
 		SELECT d.prompt_tokens + d.completion_tokens INTO used
 		    FROM usage_days d WHERE d.user_id = p_user
 		    AND d.day = (now() AT TIME ZONE 'UTC')::date;
 	END IF;
+	wait := chat_rate_wait(starts, per_minute);
 	IF max_running > 0 AND cardinality(run_convs) >= max_running THEN
 		-- A turn takes seconds: a short wait, not the lease's.
 		code := 'too_many_turns';
 		wait := 5;
-	ELSIF w.wait > 0 THEN
+	ELSIF wait > 0 THEN
 		code := 'rate_limited';
-		wait := w.wait;
 	ELSIF tokens_per_day > 0 AND used >= tokens_per_day THEN
 		code := 'quota_exceeded';
 		wait := chat_until_tomorrow();
 	ELSIF (max_convs > 0 AND p_conversation IS NULL
-	    AND u.conversations >= max_convs)
-	    OR (max_msgs > 0 AND u.messages >= max_msgs) THEN
+	    AND n_convs >= max_convs)
+	    OR (max_msgs > 0 AND n_msgs >= max_msgs) THEN
 		code := 'quota_exceeded';
 		wait := chat_storage_retry();
 	END IF;
@@ -531,17 +547,20 @@ BEGIN
 			RETURN;
 		END IF;
 	END IF;
+	-- The message, and the user's row: the turn started and running,
+	-- the message (and conversation) counted. One statement.
+	WITH u AS (
+		UPDATE chat_users SET turn_starts = CASE WHEN per_minute > 0
+		    THEN starts || now() ELSE '{}' END,
+		    running_conversations = run_convs || conv,
+		    running_until = run_until || (now() + lease),
+		    conversations = conversations
+		    + (p_conversation IS NULL)::integer,
+		    messages = messages + 1
+		    WHERE user_id = p_user)
 	INSERT INTO messages (conversation_id, user_id, role, content)
 	    VALUES (conv, p_user, 'user', p_message)
 	    RETURNING messages.id INTO msg;
-	UPDATE chat_users SET turn_starts = CASE WHEN per_minute > 0
-	    THEN w.starts || now() ELSE '{}' END,
-	    running_conversations = run_convs || conv,
-	    running_until = run_until || (now() + lease),
-	    conversations = conversations
-	    + (p_conversation IS NULL)::integer,
-	    messages = messages + 1
-	    WHERE user_id = p_user;
 	IF p_key IS NOT NULL THEN
 		-- A key guards retries, which come within minutes: a user's
 		-- new keyed turn clears their keys older than a day.
@@ -871,20 +890,37 @@ AS $$
 DECLARE
 	answer	bigint;
 BEGIN
+	-- The user's row first, as every statement takes it.
 	PERFORM chat_running_drop(p_user, p_conversation, 1);
-	UPDATE conversations SET updated_at = now()
-	    WHERE id = p_conversation AND user_id = p_user;
-	IF NOT FOUND THEN
+	-- The rest in one statement, the answer only when the
+	-- conversation is still there.
+	WITH c AS (
+		UPDATE conversations SET updated_at = now()
+		    WHERE id = p_conversation AND user_id = p_user
+		    RETURNING id),
+	a AS (
+		INSERT INTO messages (conversation_id, user_id, role, content,
+		    reply_to, prompt_tokens, completion_tokens, cached_tokens)
+		    SELECT c.id, p_user, 'assistant', p_answer, p_reply_to,
+		    p_usage[1], p_usage[2], p_usage[3] FROM c
+		    RETURNING id),
+	d AS (
+		INSERT INTO usage_days AS d (user_id, day, turns,
+		    prompt_tokens, completion_tokens, cached_tokens)
+		    SELECT p_user, (now() AT TIME ZONE 'UTC')::date, 1,
+		    COALESCE(p_usage[1], 0), COALESCE(p_usage[2], 0),
+		    COALESCE(p_usage[3], 0) FROM c
+		    ON CONFLICT (user_id, day) DO UPDATE SET
+		    turns = d.turns + EXCLUDED.turns,
+		    prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens,
+		    completion_tokens = d.completion_tokens
+		    + EXCLUDED.completion_tokens,
+		    cached_tokens = d.cached_tokens + EXCLUDED.cached_tokens)
+	SELECT a.id INTO answer FROM a;
+	IF answer IS NULL THEN
 		UPDATE chat_users SET messages = messages - 1
 		    WHERE user_id = p_user;
-		RETURN NULL;
 	END IF;
-	INSERT INTO messages (conversation_id, user_id, role, content,
-	    reply_to, prompt_tokens, completion_tokens, cached_tokens)
-	    VALUES (p_conversation, p_user, 'assistant', p_answer, p_reply_to,
-	    p_usage[1], p_usage[2], p_usage[3])
-	    RETURNING id INTO answer;
-	PERFORM chat_usage_add(p_user, 1, p_usage);
 	RETURN answer;
 END
 $$;
