@@ -67,7 +67,7 @@ static const struct route {
 	{ "GET",    "/chat/conversations/*/stream",	conversation_stream,
 								1 },
 	{ "POST",   "/chat/conversations/*/stop",	conversation_stop, 1 },
-	{ "GET",    "/chat/usage",			usage,		1 },
+	{ "GET",    "/chat/usage",			usage,	1 },
 };
 
 #define NROUTES	(sizeof(routes) / sizeof(routes[0]))

@@ -14,7 +14,8 @@
  * {"tasks": [its first items that fit], "note": "<why, and how many of
  * how many>"}; anything else too long becomes {"error": "..."}. -1 on
  * ENOMEM. */
-int	 bounds_tool_result(const char *result, size_t max_bytes, char **out);
+int	 bounds_tool_result(const char *result, size_t max_bytes,
+	    char **out);
 
 /* How many of a request's oldest history messages to leave out so that
  * it fits max_bytes. The request is base bytes plus bytes[0..n) (its
@@ -23,8 +24,8 @@ int	 bounds_tool_result(const char *result, size_t max_bytes, char **out);
  * result: the first message kept is never one (its call would be gone,
  * which OpenAI-compatible servers refuse). Returns 0..nhistory, or -1
  * when the request does not fit even without any history. */
-long	 bounds_history_drop(const size_t *bytes, const unsigned char *is_tool,
-	    size_t n, size_t first, size_t nhistory, size_t base,
-	    size_t max_bytes);
+long	 bounds_history_drop(const size_t *bytes,
+	    const unsigned char *is_tool, size_t n, size_t first,
+	    size_t nhistory, size_t base, size_t max_bytes);
 
 #endif

@@ -32,7 +32,7 @@ struct config {
 	long		 user_max_messages;
 	/* Bounds inside one turn. */
 	int		 max_tool_calls;	/* handled per round */
-	size_t		 max_tool_result_bytes;	/* one result, to the model */
+	size_t		 max_tool_result_bytes;	/* one, to the model */
 	size_t		 max_request_bytes;	/* one model request */
 };
 

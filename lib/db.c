@@ -724,7 +724,8 @@ db_turn_finish(const char *user_id, long long conversation_id,
     const struct model_usage *usage, struct chat_err *err)
 {
 	char		 conv[24], reply_to[24], used[80];
-	const char	*params[5] = { user_id, conv, answer, reply_to, used };
+	const char	*params[5] = { user_id, conv, answer, reply_to,
+	    used };
 	PGresult	*res;
 	int		 rc = 0;
 

@@ -46,10 +46,11 @@ struct db_limits {
 	long	 concurrent_turns;	/* running at once */
 	long	 turns_per_minute;	/* started in any 60 s */
 	long	 tokens_per_day;	/* prompt + completion, UTC day */
-	long	 max_conversations;	/* stored, for a new conversation */
-	long	 max_messages;		/* stored, all conversations */
-	long	 lease_seconds;		/* a running turn counts this long
-					 * after its last sign of life */
+	long	 max_conversations;	/* stored, for a new one */
+	long	 max_messages;		/* stored, all together */
+	long	 lease_seconds;		/* a running turn counts this
+					 * long after its last sign of
+					 * life */
 };
 
 /* The limits of the configuration (config.h). */
@@ -108,10 +109,11 @@ struct db_tool_call {
  * text) as round `round` of the turn answering user_message_id with what
  * its model call used (usage, added to the user's day), runs each call
  * for user_id and stores its result as a tool message (and renews the
- * lease of idempotency_key's turn, when not NULL). On success every calls[i].result is set (freed with the
- * call, tools_call_free()) and 0 is returned. -1 with err: 409 turn_in_progress when another
- * attempt already stored this round of this turn, 404 when the
- * conversation is gone, 503; nothing of the round is kept then. */
+ * lease of idempotency_key's turn, when not NULL). On success every
+ * calls[i].result is set (freed with the call, tools_call_free()) and 0
+ * is returned. -1 with err: 409 turn_in_progress when another attempt
+ * already stored this round of this turn, 404 when the conversation is
+ * gone, 503; nothing of the round is kept then. */
 int	 db_round(const char *user_id, const char *idempotency_key,
 	    long long conversation_id, long long user_message_id, int round,
 	    const char *content, const struct model_usage *usage,

@@ -11,7 +11,7 @@ struct chat_err {
 	char		 msg[200];	/* for a person: no SQL, no secrets */
 	long long	 conversation_id; /* > 0 on 502/504 so a retry can follow */
 	const char	*allow;		/* literal Allow header value on 405 */
-	int		 retry_after_s;	/* 429: the Retry-After header */
+	int		 retry_after_s;	/* 429: its Retry-After */
 };
 
 /* Fills err (keeping conversation_id) and returns -1, so a caller can

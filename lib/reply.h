@@ -37,7 +37,7 @@ struct model_call {
 struct model_usage {
 	long long	 prompt_tokens;
 	long long	 completion_tokens;
-	long long	 cached_tokens;	/* of prompt_tokens, served cached */
+	long long	 cached_tokens;	/* of prompt_tokens, cached */
 };
 
 /* The model's answer. All memory is owned by the reply. */

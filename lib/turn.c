@@ -144,9 +144,9 @@ struct turn_state {
 	long long		 user_message_id;
 	int			 rounds_done;	/* stored by an earlier attempt */
 	struct transcript	 transcript;	/* the model's input so far */
-	size_t			 nhistory;	/* its history, after the system
-						 * prompt */
-	struct model_usage	 usage;		/* the turn's calls, summed */
+	size_t			 nhistory;	/* its history, after
+						 * the system prompt */
+	struct model_usage	 usage;		/* its calls', summed */
 	cJSON			*calls_out;	/* the reply's tool_calls */
 };
 

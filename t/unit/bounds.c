@@ -67,12 +67,12 @@ static const struct {
 	int		 tasks;
 	size_t		 desc, max;
 	int		 rc;		/* 0 as is, 1 cut */
-	int		 kept;		/* tasks kept; -1: an error instead */
+	int		 kept;		/* tasks kept; -1: error */
 } results[] = {
 	{ "a short list goes as it is",		3,   10,   16384, 0, 3 },
 	{ "an empty list goes as it is",	0,   0,    1024,  0, 0 },
 	{ "100 long tasks are cut",		100, 4000, 16384, 1, 3 },
-	{ "cut to what fits, in order",		100, 100,  4096,  1, 24 },
+	{ "cut to what fits, in order",	100, 100,  4096,  1, 24 },
 	{ "cut to none when one does not fit",	5,   4000, 1024,  1, 0 },
 	{ "a limit so small the note fails",	5,   4000, 100,   1, -1 },
 };
@@ -149,7 +149,7 @@ static const struct {
 	{ "all history goes",			"suAuAu",   0,  20, 4 },
 	{ "not even without history",		"suAuAu",   0,  19, -1 },
 	{ "the turn's own rounds stay",		"suAuat",   0,  40, 2 },
-	{ "no history at all",			"su",	    0,  20, 0 },
+	{ "no history at all",		"su",	    0,  20, 0 },
 	{ "no history, too large",		"su",	    5,  20, -1 },
 };
 
