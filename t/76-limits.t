@@ -23,7 +23,9 @@
 #      lease runs out
 #   8. chat_rate_check(), what an MCP tools/call counts itself with
 # Each scenario is a user of its own, so that the limits of one do not
-# reach into another's.
+# reach into another's. The workers reach PostgreSQL through pgbouncer in
+# transaction mode, as a deployment of many workers does: the limits hold
+# with no session state.
 use strict;
 use warnings;
 use FindBin;
@@ -33,7 +35,7 @@ use POSIX ();
 use Time::HiRes qw(time sleep);
 use Stack;
 
-my $s = Stack->new(workers => 2, model => 'mock', env => {
+my $s = Stack->new(workers => 2, model => 'mock', pgbouncer => 1, env => {
     CHAT_WORKER_THREADS => 4,
     CHAT_USER_CONCURRENT_TURNS => 3,
     CHAT_USER_TURNS_PER_MINUTE => 8,
