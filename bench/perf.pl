@@ -175,13 +175,17 @@ $s->sql(qq{UPDATE conversations SET user_id = id::text
     WHERE user_id = '$USER'});
 # Each user as their traffic leaves them: the row of their own that a
 # turn locks (schema.sql: chat_users, made on a user's first turn) and a
-# row of today's use, which a turn adds to rather than makes.
-$s->sql(q{INSERT INTO chat_users (user_id, conversations, messages)
+# row of today's use, which a turn adds to rather than makes. A build
+# from before them has neither: this script measures it on the same
+# data, for a comparison.
+$s->sql(q{DO $$ BEGIN IF to_regclass('chat_users') IS NOT NULL THEN
+    INSERT INTO chat_users (user_id, conversations, messages)
     SELECT c.user_id, 1, count(*) FROM conversations c
     JOIN messages m ON m.conversation_id = c.id
-    WHERE c.title LIKE 'bench %' GROUP BY c.user_id});
-$s->sql(q{INSERT INTO usage_days (user_id, day, turns)
-    SELECT user_id, (now() AT TIME ZONE 'UTC')::date, 5 FROM chat_users});
+    WHERE c.title LIKE 'bench %' GROUP BY c.user_id;
+    INSERT INTO usage_days (user_id, day, turns)
+    SELECT user_id, (now() AT TIME ZONE 'UTC')::date, 5 FROM chat_users;
+    END IF; END $$});
 $s->sql('ANALYZE');
 psql('postgres', 'CHECKPOINT');
 my ($lo, $hi, $n) = @{ $s->sql(qq{SELECT min(id), max(id), count(*)

@@ -951,7 +951,8 @@ sub _start_nginx {
 		    if defined $self->{nginx_burst};
 		$conf =~ s{\brate=\d+r/s;}
 		    {rate=@{[ $self->{nginx_rate} // '1000000r/s' ]};}g == 1
-		    or die "nginx.conf: no single limit_req_zone rate\n";
+		    or die "nginx.conf: no single limit_req_zone rate\n"
+		    if $conf =~ /limit_req_zone/;
 		$conf =~ s{fastcgi_read_timeout \d+s;}
 		    {fastcgi_read_timeout $self->{read_timeout}s;}g == 1
 		    or die "nginx.conf: no single fastcgi_read_timeout\n"
