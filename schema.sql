@@ -146,8 +146,9 @@ ALTER TABLE messages ADD COLUMN IF NOT EXISTS cached_tokens integer;
 --   tasks, conversations, messages: what the user stores, counted as it
 --     is written and deleted (the storage caps), so that no turn counts
 --     rows.
--- Every statement that takes it takes it before any other row lock of
--- the user's, so that two of them never wait on each other in turn.
+-- A statement that takes it and a conversation's row takes the
+-- conversation's first, so that two of them never wait on each other in
+-- turn; a statement takes one conversation at most.
 CREATE TABLE IF NOT EXISTS chat_users (
 	user_id		text PRIMARY KEY,
 	turn_starts	timestamptz[] NOT NULL DEFAULT '{}',
@@ -272,6 +273,7 @@ DROP FUNCTION IF EXISTS chat_round(text, bigint, bigint, integer, text,
 DROP FUNCTION IF EXISTS chat_turn_finish(text, bigint, text, bigint);
 DROP FUNCTION IF EXISTS chat_turn_release(text, text);
 DROP FUNCTION IF EXISTS chat_rate_window(timestamptz[], integer);
+DROP FUNCTION IF EXISTS chat_running_drop(text, bigint, integer);
 
 -- The user's row of chat_users, locked until the transaction ends;
 -- made on the user's first use, its counters then taken from what the
@@ -382,8 +384,10 @@ AS $$ SELECT 86400 $$;
 -- tokens, each NULL when not reported) and p_turns answered turns to the
 -- user's row of the UTC day. PL/pgSQL, not SQL: its plan is kept for the
 -- connection, where a SQL function called from PL/pgSQL is planned anew
--- on every call. chat_turn_finish() writes the same row in the statement
--- that stores the answer instead: one statement fewer on every turn.
+-- on every call. chat_turn_finish() adds to the day's row in the
+-- statement that stores the answer, and calls this only for the day's
+-- first answer: an update costs less than an insert that finds a
+-- conflict (which locks the row before it updates it).
 CREATE OR REPLACE FUNCTION chat_usage_add(p_user text, p_turns integer,
 	p_usage integer[])
 RETURNS void
@@ -404,31 +408,79 @@ BEGIN
 END
 $$;
 
--- A turn of the user's conversation p_conversation ends (answered, or
--- failed): the first running entry of that conversation goes, and
--- p_messages more messages are counted. Entries are per conversation,
--- not per turn: the two turns of one conversation that may run at once
--- are alike to the limit.
+-- An array of a user's running entries (p_entries: running_conversations
+-- or running_until) without the first entry of conversation
+-- p_conversation: the arrays before it and after it, joined; when there
+-- is none (the slices are NULL), as it was. A plain expression, inlined
+-- where it is called. Entries are per conversation, not per turn: the
+-- turns of one conversation that run at once are alike to the limit.
+CREATE OR REPLACE FUNCTION chat_running_without(p_entries anyarray,
+	p_conversations bigint[], p_conversation bigint)
+RETURNS anyarray
+LANGUAGE sql IMMUTABLE
+AS $$
+	SELECT COALESCE(p_entries[:array_position(p_conversations,
+	    p_conversation) - 1] || p_entries[array_position(p_conversations,
+	    p_conversation) + 1:], p_entries)
+$$;
+
+-- A turn of the user's conversation p_conversation ends without its
+-- answer (it failed): it no longer counts as running.
 CREATE OR REPLACE FUNCTION chat_running_drop(p_user text,
-	p_conversation bigint, p_messages integer)
+	p_conversation bigint)
 RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-	-- The entry at i goes: the arrays before it and after it, joined.
-	-- No entry (i NULL): the slices are NULL, the arrays stay.
 	UPDATE chat_users c SET
-	    running_conversations = COALESCE(c.running_conversations[:
-	     array_position(c.running_conversations, p_conversation) - 1]
-	     || c.running_conversations[array_position(
-	     c.running_conversations, p_conversation) + 1:],
-	     c.running_conversations),
-	    running_until = COALESCE(c.running_until[:
-	     array_position(c.running_conversations, p_conversation) - 1]
-	     || c.running_until[array_position(c.running_conversations,
-	     p_conversation) + 1:], c.running_until),
-	    messages = c.messages + p_messages
+	    running_conversations = chat_running_without(
+	     c.running_conversations, c.running_conversations,
+	     p_conversation),
+	    running_until = chat_running_without(c.running_until,
+	     c.running_conversations, p_conversation)
 	    WHERE c.user_id = p_user;
+END
+$$;
+
+-- Why a turn of p_user may not start now under p_limits (as
+-- chat_turn_begin() takes them; p_new: it starts a conversation): the
+-- error code and the seconds to wait, or NULLs when nothing stops it
+-- (any more: it may have freed up meanwhile). Makes the user's row on
+-- their first turn. Only for a turn that chat_turn_begin()'s quick
+-- check did not let through, so every count here is taken exactly.
+CREATE OR REPLACE FUNCTION chat_turn_refusal(p_user text, p_new boolean,
+	p_limits integer[], OUT code text, OUT wait integer)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	u	chat_users;
+	running	bigint;
+	used	bigint;
+BEGIN
+	u := chat_user_lock(p_user);
+	SELECT count(*) INTO running FROM unnest(u.running_until) t
+	    WHERE t > now();
+	wait := chat_rate_wait(ARRAY(SELECT t FROM unnest(u.turn_starts) t
+	    WHERE t > now() - chat_rate_window() ORDER BY t), p_limits[2]);
+	SELECT d.prompt_tokens + d.completion_tokens INTO used
+	    FROM usage_days d WHERE d.user_id = p_user
+	    AND d.day = (now() AT TIME ZONE 'UTC')::date;
+	IF p_limits[1] > 0 AND running >= p_limits[1] THEN
+		-- A turn takes seconds: a short wait, not the lease's.
+		code := 'too_many_turns';
+		wait := 5;
+	ELSIF wait > 0 THEN
+		code := 'rate_limited';
+	ELSIF p_limits[3] > 0 AND used >= p_limits[3] THEN
+		code := 'quota_exceeded';
+		wait := chat_until_tomorrow();
+	ELSIF (p_limits[4] > 0 AND p_new AND u.conversations >= p_limits[4])
+	    OR (p_limits[5] > 0 AND u.messages >= p_limits[5]) THEN
+		code := 'quota_exceeded';
+		wait := chat_storage_retry();
+	ELSE
+		wait := NULL;
+	END IF;
 END
 $$;
 
@@ -441,9 +493,11 @@ $$;
 -- locked (the user's; no row at all when it is not), the user message
 -- stored, the key recorded, the turn counted as started and running, and
 -- a 'new' row returned with the window of at most p_history messages
--- before it. The user's row lock (chat_users) orders the turns of one
--- user across every worker, so that exactly the limit pass however many
--- start at once; the conversation's row lock orders every write to it,
+-- before it. The limits are checked in the update of the user's row
+-- (chat_users), whose row lock orders the turns of one user across every
+-- worker, so that exactly the limit pass however many start at once
+-- (one that waits for the lock checks the row as the other left it);
+-- the conversation's row lock orders every write to it,
 -- so the messages of concurrent turns never interleave inside a round.
 -- A concurrent first attempt with the same key fails on the turns
 -- primary key, which rolls the whole turn back (lib/db.c: 409).
@@ -462,38 +516,14 @@ AS $$
 DECLARE
 	max_running	integer := p_limits[1];
 	per_minute	integer := p_limits[2];
-	tokens_per_day	integer := p_limits[3];
-	max_convs	integer := p_limits[4];
-	max_msgs	integer := p_limits[5];
 	lease		interval := make_interval(secs => p_limits[6]);
-	n_convs		integer;
-	n_msgs		bigint;
-	run_convs	bigint[];
-	run_until	timestamptz[];
-	starts		timestamptz[];
-	used		bigint;
-	code		text;
-	wait		integer;
+	-- Entries kept before the running arrays are pruned: the limit,
+	-- and a few with no limit (the entries of dead workers' turns).
+	prune_at	integer := greatest(p_limits[1], 4);
+	refusal		record;
 	conv		bigint;
 	msg		bigint;
 BEGIN
-	-- The user's row, locked (made on the user's first turn): the
-	-- running turns whose lease still holds, the starts of the last
-	-- minute, the stored counts. One statement: this is every turn's.
-	LOOP
-		SELECT c.conversations, c.messages,
-		    ARRAY(SELECT r.c FROM unnest(c.running_conversations,
-		     c.running_until) r(c, u) WHERE r.u > now()),
-		    ARRAY(SELECT r.u FROM unnest(c.running_conversations,
-		     c.running_until) r(c, u) WHERE r.u > now()),
-		    ARRAY(SELECT t FROM unnest(c.turn_starts) t
-		     WHERE t > now() - chat_rate_window() ORDER BY t)
-		    INTO n_convs, n_msgs, run_convs, run_until, starts
-		    FROM chat_users c WHERE c.user_id = p_user
-		    FOR NO KEY UPDATE;
-		EXIT WHEN FOUND;
-		PERFORM chat_user_lock(p_user);
-	END LOOP;
 	IF p_key IS NOT NULL THEN
 		RETURN QUERY SELECT 'prior'::text, t.conversation_id,
 		    t.user_message_id, NULL::text, NULL::text, NULL::text,
@@ -508,37 +538,11 @@ BEGIN
 			RETURN;
 		END IF;
 	END IF;
-	IF tokens_per_day > 0 THEN
-		SELECT d.prompt_tokens + d.completion_tokens INTO used
-		    FROM usage_days d WHERE d.user_id = p_user
-		    AND d.day = (now() AT TIME ZONE 'UTC')::date;
-	END IF;
-	wait := chat_rate_wait(starts, per_minute);
-	IF max_running > 0 AND cardinality(run_convs) >= max_running THEN
-		-- A turn takes seconds: a short wait, not the lease's.
-		code := 'too_many_turns';
-		wait := 5;
-	ELSIF wait > 0 THEN
-		code := 'rate_limited';
-	ELSIF tokens_per_day > 0 AND used >= tokens_per_day THEN
-		code := 'quota_exceeded';
-		wait := chat_until_tomorrow();
-	ELSIF (max_convs > 0 AND p_conversation IS NULL
-	    AND n_convs >= max_convs)
-	    OR (max_msgs > 0 AND n_msgs >= max_msgs) THEN
-		code := 'quota_exceeded';
-		wait := chat_storage_retry();
-	END IF;
-	IF code IS NOT NULL THEN
-		RETURN QUERY SELECT 'refused'::text, NULL::bigint,
-		    NULL::bigint, NULL::text, NULL::text, NULL::text,
-		    NULL::text, NULL::text, NULL::boolean, NULL::boolean,
-		    code, wait, NULL::integer, NULL::integer;
-		RETURN;
-	END IF;
+	-- The conversation first, then the user's row, in every statement
+	-- that takes both (so that two never wait on each other). A new
+	-- one's id is taken now, the row made once the turn may start.
 	IF p_conversation IS NULL THEN
-		INSERT INTO conversations (user_id, title)
-		    VALUES (p_user, p_title) RETURNING conversations.id INTO conv;
+		conv := nextval('conversations_id_seq');
 	ELSE
 		SELECT c.id INTO conv FROM conversations c
 		    WHERE c.id = p_conversation AND c.user_id = p_user
@@ -547,23 +551,71 @@ BEGIN
 			RETURN;
 		END IF;
 	END IF;
-	-- The message, and the user's row: the turn started and running,
-	-- the message (and conversation) counted. One statement.
-	WITH u AS (
-		UPDATE chat_users SET turn_starts = CASE WHEN per_minute > 0
-		    THEN starts || now() ELSE '{}' END,
-		    running_conversations = run_convs || conv,
-		    running_until = run_until || (now() + lease),
-		    conversations = conversations
+	LOOP
+		-- The turn counted as started and running, and its message
+		-- (and conversation) as stored, if it is under every limit.
+		-- The quick look: arrays shorter than their limit need no
+		-- pruning, so that a user far from the limits (nearly every
+		-- turn) costs a plain update; an array is pruned of what has
+		-- run out once it is that long.
+		UPDATE chat_users u SET
+		    turn_starts = CASE WHEN per_minute <= 0 THEN '{}'
+		     WHEN cardinality(u.turn_starts) < per_minute
+		     THEN u.turn_starts || now()
+		     ELSE ARRAY(SELECT t FROM unnest(u.turn_starts) t
+		     WHERE t > now() - chat_rate_window() ORDER BY t) || now()
+		     END,
+		    running_conversations = CASE
+		     WHEN cardinality(u.running_until) < prune_at
+		     THEN u.running_conversations
+		     ELSE ARRAY(SELECT r.c FROM unnest(u.running_conversations,
+		     u.running_until) r(c, t) WHERE r.t > now()) END || conv,
+		    running_until = CASE
+		     WHEN cardinality(u.running_until) < prune_at
+		     THEN u.running_until
+		     ELSE ARRAY(SELECT t FROM unnest(u.running_until) t
+		     WHERE t > now()) END || (now() + lease),
+		    conversations = u.conversations
 		    + (p_conversation IS NULL)::integer,
-		    messages = messages + 1
-		    WHERE user_id = p_user)
+		    messages = u.messages + 1
+		    WHERE u.user_id = p_user
+		    AND (max_running <= 0
+		     OR cardinality(u.running_until) < max_running
+		     OR (SELECT count(*) FROM unnest(u.running_until) t
+		     WHERE t > now()) < max_running)
+		    AND (per_minute <= 0
+		     OR cardinality(u.turn_starts) < per_minute
+		     OR chat_rate_wait(ARRAY(SELECT t FROM unnest(u.turn_starts) t
+		     WHERE t > now() - chat_rate_window() ORDER BY t),
+		     per_minute) = 0)
+		    AND (p_limits[3] <= 0 OR COALESCE((SELECT d.prompt_tokens
+		     + d.completion_tokens FROM usage_days d
+		     WHERE d.user_id = p_user
+		     AND d.day = (now() AT TIME ZONE 'UTC')::date), 0)
+		     < p_limits[3])
+		    AND (p_limits[4] <= 0 OR p_conversation IS NOT NULL
+		     OR u.conversations < p_limits[4])
+		    AND (p_limits[5] <= 0 OR u.messages < p_limits[5]);
+		EXIT WHEN FOUND;
+		refusal := chat_turn_refusal(p_user, p_conversation IS NULL,
+		    p_limits);
+		IF refusal.code IS NOT NULL THEN
+			RETURN QUERY SELECT 'refused'::text, NULL::bigint,
+			    NULL::bigint, NULL::text, NULL::text, NULL::text,
+			    NULL::text, NULL::text, NULL::boolean,
+			    NULL::boolean, refusal.code, refusal.wait,
+			    NULL::integer, NULL::integer;
+			RETURN;
+		END IF;
+	END LOOP;
+	IF p_conversation IS NULL THEN
+		INSERT INTO conversations (id, user_id, title)
+		    VALUES (conv, p_user, p_title);
+	END IF;
 	INSERT INTO messages (conversation_id, user_id, role, content)
 	    VALUES (conv, p_user, 'user', p_message)
 	    RETURNING messages.id INTO msg;
 	IF p_key IS NOT NULL THEN
-		-- A key guards retries, which come within minutes: a user's
-		-- new keyed turn clears their keys older than a day.
 		DELETE FROM turns t WHERE t.user_id = p_user
 		    AND t.idempotency_key <> p_key
 		    AND t.created_at < now() - interval '24 hours';
@@ -673,7 +725,7 @@ SET enable_seqscan = off SET enable_bitmapscan = off
 SET lock_timeout = '5s'
 AS $$
 BEGIN
-	PERFORM chat_running_drop(p_user, p_conversation, 0);
+	PERFORM chat_running_drop(p_user, p_conversation);
 	IF p_key IS NOT NULL THEN
 		UPDATE turns SET lease_until = now()
 		    WHERE user_id = p_user AND idempotency_key = p_key;
@@ -681,12 +733,12 @@ BEGIN
 END
 $$;
 
--- A round of tool calls begins: the user's row (the turn's running entry
--- renewed for p_lease seconds, the round's messages counted, the model
--- call's usage, p_usage as chat_usage_add() takes it, added to the day),
--- the conversation's row lock (taken as an UPDATE would take it, without
--- writing a new row version: only the turn's last statement bumps
--- updated_at), the assistant message asking for the calls as round
+-- A round of tool calls begins: the conversation's row lock (taken as an
+-- UPDATE would take it, without writing a new row version: only the
+-- turn's last statement bumps updated_at), the user's row (the turn's
+-- running entry renewed for p_lease seconds, the round's messages
+-- counted, the model call's usage, p_usage as chat_usage_add() takes it,
+-- added to the day), the assistant message asking for the calls as round
 -- p_round of the turn answering p_reply_to, and the lease of the turn's
 -- key renewed. A conversation deleted meanwhile is a foreign key
 -- violation (lib/db.c: 404); a round stored twice fails on
@@ -704,6 +756,13 @@ DECLARE
 	u	chat_users;
 	i	integer;
 BEGIN
+	PERFORM FROM conversations c
+	    WHERE c.id = p_conversation AND c.user_id = p_user
+	    FOR NO KEY UPDATE;
+	IF NOT FOUND THEN
+		RAISE foreign_key_violation
+		    USING MESSAGE = 'conversation is gone';
+	END IF;
 	u := chat_user_lock(p_user);
 	i := array_position(u.running_conversations, p_conversation);
 	IF i IS NOT NULL THEN
@@ -713,13 +772,6 @@ BEGIN
 	    messages = messages + 1 + jsonb_array_length(p_tool_calls)
 	    WHERE user_id = p_user;
 	PERFORM chat_usage_add(p_user, 0, p_usage);
-	PERFORM FROM conversations c
-	    WHERE c.id = p_conversation AND c.user_id = p_user
-	    FOR NO KEY UPDATE;
-	IF NOT FOUND THEN
-		RAISE foreign_key_violation
-		    USING MESSAGE = 'conversation is gone';
-	END IF;
 	INSERT INTO messages (conversation_id, user_id, role, content,
 	    tool_calls, reply_to, round, prompt_tokens, completion_tokens,
 	    cached_tokens)
@@ -889,11 +941,10 @@ SET lock_timeout = '5s'
 AS $$
 DECLARE
 	answer	bigint;
+	counted	bigint;
 BEGIN
-	-- The user's row first, as every statement takes it.
-	PERFORM chat_running_drop(p_user, p_conversation, 1);
-	-- The rest in one statement, the answer only when the
-	-- conversation is still there.
+	-- One statement: the user's row after the conversation's (its
+	-- UPDATE reads c), nothing but the conversation's when it is gone.
 	WITH c AS (
 		UPDATE conversations SET updated_at = now()
 		    WHERE id = p_conversation AND user_id = p_user
@@ -904,22 +955,29 @@ BEGIN
 		    SELECT c.id, p_user, 'assistant', p_answer, p_reply_to,
 		    p_usage[1], p_usage[2], p_usage[3] FROM c
 		    RETURNING id),
+	u AS (
+		UPDATE chat_users u SET
+		    running_conversations = chat_running_without(
+		     u.running_conversations, u.running_conversations,
+		     p_conversation),
+		    running_until = chat_running_without(u.running_until,
+		     u.running_conversations, p_conversation),
+		    messages = u.messages + 1
+		    WHERE u.user_id = p_user AND EXISTS (SELECT FROM c)),
 	d AS (
-		INSERT INTO usage_days AS d (user_id, day, turns,
-		    prompt_tokens, completion_tokens, cached_tokens)
-		    SELECT p_user, (now() AT TIME ZONE 'UTC')::date, 1,
-		    COALESCE(p_usage[1], 0), COALESCE(p_usage[2], 0),
-		    COALESCE(p_usage[3], 0) FROM c
-		    ON CONFLICT (user_id, day) DO UPDATE SET
-		    turns = d.turns + EXCLUDED.turns,
-		    prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens,
+		UPDATE usage_days d SET turns = d.turns + 1,
+		    prompt_tokens = d.prompt_tokens + COALESCE(p_usage[1], 0),
 		    completion_tokens = d.completion_tokens
-		    + EXCLUDED.completion_tokens,
-		    cached_tokens = d.cached_tokens + EXCLUDED.cached_tokens)
-	SELECT a.id INTO answer FROM a;
-	IF answer IS NULL THEN
-		UPDATE chat_users SET messages = messages - 1
-		    WHERE user_id = p_user;
+		    + COALESCE(p_usage[2], 0),
+		    cached_tokens = d.cached_tokens + COALESCE(p_usage[3], 0)
+		    WHERE d.user_id = p_user
+		    AND d.day = (now() AT TIME ZONE 'UTC')::date
+		    AND EXISTS (SELECT FROM c)
+		    RETURNING 1)
+	SELECT a.id, (SELECT count(*) FROM d) INTO answer, counted FROM a;
+	-- The user's first answer of the day makes the day's row.
+	IF answer IS NOT NULL AND counted = 0 THEN
+		PERFORM chat_usage_add(p_user, 1, p_usage);
 	END IF;
 	RETURN answer;
 END
@@ -927,7 +985,8 @@ $$;
 
 -- Deletes the user's conversation (its messages go by cascade) and
 -- takes it and its messages off the user's counts; false when it is not
--- the user's. The user's row is locked first, as a turn locks it.
+-- the user's. The conversation is locked first, then the user's row, as
+-- a turn takes them.
 CREATE OR REPLACE FUNCTION chat_conversation_delete(p_user text,
 	p_conversation bigint)
 RETURNS boolean
@@ -938,21 +997,22 @@ AS $$
 DECLARE
 	n	bigint;
 BEGIN
-	PERFORM chat_user_lock(p_user);
+	PERFORM FROM conversations c
+	    WHERE c.id = p_conversation AND c.user_id = p_user FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
 	SELECT count(*) INTO n FROM messages m
 	    WHERE m.conversation_id = p_conversation AND m.user_id = p_user;
 	DELETE FROM conversations
 	    WHERE id = p_conversation AND user_id = p_user;
-	IF NOT FOUND THEN
-		RETURN false;
-	END IF;
+	PERFORM chat_user_lock(p_user);
 	UPDATE chat_users SET conversations = greatest(conversations - 1, 0),
 	    messages = greatest(messages - n, 0)
 	    WHERE user_id = p_user;
 	RETURN true;
 END
 $$;
-
 -- The user's use today and this month (UTC), from usage_days: at most a
 -- month of rows, read along its primary key.
 CREATE OR REPLACE FUNCTION chat_usage(p_user text)

@@ -280,19 +280,22 @@ is count(q{SELECT tasks FROM chat_users WHERE user_id = 'tasks'}), 2,
 
 # ------------------------------------------------ 7. a worker that dies
 
-# A running entry left by a dead worker, as its lease ran out: it no
-# longer counts, and the next turn's statement clears it.
+# Running entries left by dead workers, as their leases ran out: they no
+# longer count, and a turn clears them once there are as many entries as
+# the limit or four, whichever is more (four here).
 $r = turn('crash', 'before the crash');
-$s->sql(q{UPDATE chat_users SET running_conversations = '{1,2,3}',
+$s->sql(q{UPDATE chat_users SET running_conversations = '{1,2,3,4}',
     running_until = ARRAY[now() - interval '1 second',
-    now() - interval '1 second', now() + interval '1 minute']
+    now() - interval '1 second', now() - interval '1 second',
+    now() + interval '1 minute']
     WHERE user_id = 'crash'});
 $r = turn('crash', 'after a crash',
     conversation_id => $r->{json}{conversation_id});
 is $r->{status}, 200, 'dead worker: turns whose lease ran out do not count'
     or diag $r->{body};
 is count(q{SELECT cardinality(running_conversations) FROM chat_users
-    WHERE user_id = 'crash'}), 1, '... and are cleared';
+    WHERE user_id = 'crash'}), 1,
+    '... and are cleared once there are as many as the limit';
 
 # ---------------------------------- 8. the check MCP's tools/call uses
 
