@@ -521,6 +521,7 @@ DECLARE
 	-- and a few with no limit (the entries of dead workers' turns).
 	prune_at	integer := greatest(p_limits[1], 4);
 	refusal		record;
+	counted		boolean := false;
 	conv		bigint;
 	msg		bigint;
 BEGIN
@@ -551,7 +552,9 @@ BEGIN
 			RETURN;
 		END IF;
 	END IF;
-	LOOP
+	-- Twice at most: the first time may find no row (the user's first
+	-- turn), which chat_turn_refusal() makes.
+	FOR attempt IN 1 .. 2 LOOP
 		-- The turn counted as started and running, and its message
 		-- (and conversation) as stored, if it is under every limit.
 		-- The quick look: arrays shorter than their limit need no
@@ -596,7 +599,8 @@ BEGIN
 		    AND (p_limits[4] <= 0 OR p_conversation IS NOT NULL
 		     OR u.conversations < p_limits[4])
 		    AND (p_limits[5] <= 0 OR u.messages < p_limits[5]);
-		EXIT WHEN FOUND;
+		counted := FOUND;
+		EXIT WHEN counted;
 		refusal := chat_turn_refusal(p_user, p_conversation IS NULL,
 		    p_limits);
 		IF refusal.code IS NOT NULL THEN
@@ -608,6 +612,10 @@ BEGIN
 			RETURN;
 		END IF;
 	END LOOP;
+	IF NOT counted THEN
+		RAISE EXCEPTION 'the limits of user % could not be checked',
+		    p_user;
+	END IF;
 	IF p_conversation IS NULL THEN
 		INSERT INTO conversations (id, user_id, title)
 		    VALUES (conv, p_user, p_title);
