@@ -146,9 +146,10 @@ ALTER TABLE messages ADD COLUMN IF NOT EXISTS cached_tokens integer;
 --   tasks, conversations, messages: what the user stores, counted as it
 --     is written and deleted (the storage caps), so that no turn counts
 --     rows.
--- A statement that takes it and a conversation's row takes the
--- conversation's first, so that two of them never wait on each other in
--- turn; a statement takes one conversation at most.
+-- Statements take the rows of one user in one order, so that two of
+-- them never wait on each other in turn: a conversation's (one at
+-- most), then the user's, then the user's row of the day in
+-- usage_days.
 CREATE TABLE IF NOT EXISTS chat_users (
 	user_id		text PRIMARY KEY,
 	turn_starts	timestamptz[] NOT NULL DEFAULT '{}',
@@ -951,8 +952,10 @@ DECLARE
 	answer	bigint;
 	counted	bigint;
 BEGIN
-	-- One statement: the user's row after the conversation's (its
-	-- UPDATE reads c), nothing but the conversation's when it is gone.
+	-- One statement, its rows in the order every statement takes them:
+	-- the conversation's, the user's (u reads c), the day's (d reads
+	-- u); nothing but the conversation's when it is gone. Unread, the
+	-- updates would run in an order of PostgreSQL's choosing.
 	WITH c AS (
 		UPDATE conversations SET updated_at = now()
 		    WHERE id = p_conversation AND user_id = p_user
@@ -971,7 +974,8 @@ BEGIN
 		    running_until = chat_running_without(u.running_until,
 		     u.running_conversations, p_conversation),
 		    messages = u.messages + 1
-		    WHERE u.user_id = p_user AND EXISTS (SELECT FROM c)),
+		    WHERE u.user_id = p_user AND EXISTS (SELECT FROM c)
+		    RETURNING 1),
 	d AS (
 		UPDATE usage_days d SET turns = d.turns + 1,
 		    prompt_tokens = d.prompt_tokens + COALESCE(p_usage[1], 0),
@@ -980,7 +984,7 @@ BEGIN
 		    cached_tokens = d.cached_tokens + COALESCE(p_usage[3], 0)
 		    WHERE d.user_id = p_user
 		    AND d.day = (now() AT TIME ZONE 'UTC')::date
-		    AND EXISTS (SELECT FROM c)
+		    AND EXISTS (SELECT FROM u)
 		    RETURNING 1)
 	SELECT a.id, (SELECT count(*) FROM d) INTO answer, counted FROM a;
 	-- The user's first answer of the day makes the day's row.
