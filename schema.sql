@@ -196,6 +196,12 @@ CREATE TABLE IF NOT EXISTS usage_days (
 --     whole conversation and a sort, whose cost grows with the
 --     conversation: the cost of a turn must not grow with the
 --     length of the conversation.
+--   plan_cache_mode force_generic_plan (the first and last statements
+--     of a turn): their statements read the limits and the usage from
+--     parameters, and a plan made for given values drops the checks of
+--     limits that are off, so PostgreSQL finds such custom plans cheaper
+--     than the generic one and makes one anew on every call: the
+--     planning then cost a turn more than the checks themselves.
 --   lock_timeout 5 s: a turn waiting for a row lock held too long fails
 --     (503) instead of holding its worker. A bound on whole statements
 --     (statement_timeout) cannot be set from inside a statement; set it
@@ -512,7 +518,7 @@ CREATE OR REPLACE FUNCTION chat_turn_begin(p_user text,
 RETURNS SETOF chat_turn_row
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
-SET lock_timeout = '5s'
+SET lock_timeout = '5s' SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	max_running	integer := p_limits[1];
@@ -946,7 +952,7 @@ CREATE OR REPLACE FUNCTION chat_turn_finish(p_user text,
 RETURNS bigint
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
-SET lock_timeout = '5s'
+SET lock_timeout = '5s' SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	answer	bigint;
