@@ -295,6 +295,27 @@ out:
 	return rc;
 }
 
+/* At least the bytes of the request for t: every byte of text may take
+ * six once escaped (\u00XX), and each message and call some framing. */
+static size_t
+request_bytes_at_most(const struct transcript *t)
+{
+	const struct transcript_msg	*m;
+	size_t				 i, k, n;
+
+	n = openai_request_base_bytes(config()->model, 1);
+	for (i = 0; i < t->n; i++) {
+		m = &t->msgs[i];
+		n += 64 + 6 * ((m->content != NULL ? strlen(m->content) : 0) +
+		    (m->tool_call_id != NULL ? strlen(m->tool_call_id) : 0));
+		for (k = 0; k < m->ncalls; k++)
+			n += 96 + 6 * (strlen(m->calls[k].id) +
+			    strlen(m->calls[k].name) +
+			    strlen(call_arguments(&m->calls[k])));
+	}
+	return n;
+}
+
 /* Leaves out the oldest history until the next model request fits
  * CHAT_MAX_REQUEST_BYTES (bounds.h). 0 when it fits, 1 when it cannot
  * even without history, -1 on ENOMEM. */
@@ -306,6 +327,10 @@ fit_request(struct turn_state *ts)
 	unsigned char		*is_tool;
 	long			 drop = -1;
 
+	/* Nearly every request is far below the bound: an upper bound of
+	 * its size, cheap to take, spares the exact count. */
+	if (request_bytes_at_most(t) <= config()->max_request_bytes)
+		return 0;
 	bytes = calloc(t->n, sizeof(*bytes));
 	is_tool = calloc(t->n, 1);
 	if (bytes != NULL && is_tool != NULL) {
