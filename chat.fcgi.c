@@ -31,6 +31,7 @@
 #include "text.h"
 #include "turn.h"
 #include "url.h"
+#include "usage.h"
 
 /* What a handler gets: the request, the caller (when the route needs
  * one) and the path segment the route's '*' matched. */
@@ -50,6 +51,7 @@ static int	conversation_stop(struct call *, struct chat_err *);
 static int	tasks(struct call *, struct chat_err *);
 static int	mcp(struct call *, struct chat_err *);
 static int	protected_resource(struct call *, struct chat_err *);
+static int	usage(struct call *, struct chat_err *);
 
 /* The routes: a '*' segment matches one non-empty path segment. A path
  * that matches no pattern is a 404; one that matches under other methods
@@ -84,6 +86,7 @@ static const struct route {
 	{ "GET",    MCP_METADATA_PATH "/mcp",		protected_resource,
 								0, 0 },
 	{ "GET",    "/chat/tasks",			tasks,		1, 0 },
+	{ "GET",    "/chat/usage",			usage,		1, 0 },
 };
 
 #define NROUTES	(sizeof(routes) / sizeof(routes[0]))
@@ -342,6 +345,16 @@ mcp_guard(struct call *c, char *metadata_url, struct chat_err *err)
 		return err_set(err, 403, "forbidden_origin", "Requests from "
 		    "another origin's pages are refused.");
 	return 0;
+}
+
+static int
+usage(struct call *c, struct chat_err *err)
+{
+	cJSON	*reply = NULL;
+	int	 rc;
+
+	rc = usage_report(c->user_id, &reply, err);
+	return send_page(c, rc, reply);
 }
 
 /* What tokens are checked against: set from the configuration before the

@@ -134,6 +134,54 @@ CREATE INDEX IF NOT EXISTS turn_streams_conversation_idx
 CREATE INDEX IF NOT EXISTS turn_streams_user_idx
 	ON turn_streams (user_id, created_at);
 
+-- What each model call reported it used, on the message it produced (an
+-- assistant message); NULL where the model said nothing (the offline
+-- model, a server that sends no usage, a stream cut short).
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS prompt_tokens integer;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS completion_tokens integer;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS cached_tokens integer;
+
+-- One row per user: the row every turn of the user locks first, so that
+-- the per-user limits hold across all workers and hosts (through
+-- pgbouncer in transaction mode, where session locks are no use), and
+-- what those limits read:
+--   turn_starts: when the user's turns of the last minute started (at
+--     most CHAT_USER_TURNS_PER_MINUTE of them are kept);
+--   running_conversations, running_until: the turns running now, one
+--     entry each: its conversation and when its lease runs out. A turn
+--     renews its lease each round and drops its entry as it ends; the
+--     entry of a turn whose worker died stops counting at lease end.
+--   tasks, conversations, messages: what the user stores, counted as it
+--     is written and deleted (the storage caps), so that no turn counts
+--     rows.
+-- Statements take the rows of one user in one order, so that two of
+-- them never wait on each other in turn: a conversation's (one at
+-- most), then the user's, then the user's row of the day in
+-- usage_days.
+CREATE TABLE IF NOT EXISTS chat_users (
+	user_id		text PRIMARY KEY,
+	turn_starts	timestamptz[] NOT NULL DEFAULT '{}',
+	running_conversations bigint[] NOT NULL DEFAULT '{}',
+	running_until	timestamptz[] NOT NULL DEFAULT '{}',
+	tasks		integer NOT NULL DEFAULT 0,
+	conversations	integer NOT NULL DEFAULT 0,
+	messages	bigint NOT NULL DEFAULT 0
+) WITH (fillfactor = 70);	-- room for the updates of every turn
+
+-- A user's use per UTC day, added to by the statements that store a
+-- model call's messages (chat_round(), chat_turn_finish()): what
+-- GET /chat/usage and CHAT_USER_TOKENS_PER_DAY read without scanning a
+-- user's history. turns counts answered turns.
+CREATE TABLE IF NOT EXISTS usage_days (
+	user_id		text NOT NULL,
+	day		date NOT NULL,
+	turns		integer NOT NULL DEFAULT 0,
+	prompt_tokens	bigint NOT NULL DEFAULT 0,
+	completion_tokens bigint NOT NULL DEFAULT 0,
+	cached_tokens	bigint NOT NULL DEFAULT 0,
+	PRIMARY KEY (user_id, day)
+) WITH (fillfactor = 70);
+
 -- The statements of a turn, as functions: lib/db.c sends one call per
 -- statement. PostgreSQL keeps the plans of a PL/pgSQL function for the
 -- life of the server connection, so each is parsed and planned once per
@@ -156,6 +204,12 @@ CREATE INDEX IF NOT EXISTS turn_streams_user_idx
 --     whole conversation and a sort, whose cost grows with the
 --     conversation: the cost of a turn must not grow with the
 --     length of the conversation.
+--   plan_cache_mode force_generic_plan (the first and last statements
+--     of a turn): their statements read the limits and the usage from
+--     parameters, and a plan made for given values drops the checks of
+--     limits that are off, so PostgreSQL finds such custom plans cheaper
+--     than the generic one and makes one anew on every call: the
+--     planning then cost a turn more than the checks themselves.
 --   lock_timeout 5 s: a turn waiting for a row lock held too long fails
 --     (503) instead of holding its worker. A bound on whole statements
 --     (statement_timeout) cannot be set from inside a statement; set it
@@ -209,42 +263,282 @@ EXCEPTION WHEN duplicate_object THEN
 	NULL;
 END
 $$;
+-- Added since: a turn refused by a per-user limit ('refused': the error
+-- code and the seconds to wait), and what each 'own' message's model
+-- call used (so that a replayed turn reports its usage again).
+DO $$
+BEGIN
+	ALTER TYPE chat_turn_row ADD ATTRIBUTE refusal text,
+	    ADD ATTRIBUTE retry_after integer,
+	    ADD ATTRIBUTE prompt_tokens integer,
+	    ADD ATTRIBUTE completion_tokens integer;
+EXCEPTION WHEN duplicate_column THEN
+	NULL;
+END
+$$;
 
 -- Earlier versions of schema.sql returned other shapes, or took other
 -- arguments; CREATE OR REPLACE cannot change either.
-DO $$
-BEGIN
-	IF EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'chat_turn_begin'
-	    AND prorettype <> 'chat_turn_row'::regtype) THEN
-		DROP FUNCTION chat_turn_begin(text, bigint, text, text,
-		    integer, text, text);
-	END IF;
-END
-$$;
+DROP FUNCTION IF EXISTS chat_turn_begin(text, bigint, text, text, integer,
+	text, text);
 DROP FUNCTION IF EXISTS chat_tool(text, bigint, bigint, text, text, text,
 	bigint, text, text, text);
+DROP FUNCTION IF EXISTS chat_round(text, bigint, bigint, integer, text,
+	jsonb, text);
+DROP FUNCTION IF EXISTS chat_turn_finish(text, bigint, text, bigint);
+DROP FUNCTION IF EXISTS chat_turn_release(text, text);
+DROP FUNCTION IF EXISTS chat_rate_window(timestamptz[], integer);
+DROP FUNCTION IF EXISTS chat_running_drop(text, bigint, integer);
 
--- The first statement of a turn. With an Idempotency-Key (p_key) already
--- used by the user, one 'prior' row describes that turn and nothing is
--- written. Otherwise: the conversation created (p_conversation NULL) or
--- locked (the user's; no row at all when it is not), the user message
--- stored, the key recorded, and a 'new' row returned with the window of
--- at most p_history messages before it. The conversation's row lock
--- orders every write to it, so the messages of concurrent turns never
--- interleave inside a round. A concurrent first attempt with the same key
--- fails on the turns primary key, which rolls the whole turn back
--- (lib/db.c: 409).
-CREATE OR REPLACE FUNCTION chat_turn_begin(p_user text,
-	p_conversation bigint, p_title text, p_message text,
-	p_history integer, p_key text, p_hash text)
-RETURNS SETOF chat_turn_row
+-- The user's row of chat_users, locked until the transaction ends;
+-- made on the user's first use, its counters then taken from what the
+-- user already stores (once: a cost a user pays only once). Two first
+-- uses at once: ON CONFLICT waits for the other's row, which the second
+-- SELECT then sees.
+CREATE OR REPLACE FUNCTION chat_user_lock(p_user text)
+RETURNS chat_users
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	u	chat_users;
+BEGIN
+	SELECT * INTO u FROM chat_users c WHERE c.user_id = p_user
+	    FOR NO KEY UPDATE;
+	IF FOUND THEN
+		RETURN u;
+	END IF;
+	INSERT INTO chat_users (user_id, tasks, conversations, messages)
+	    SELECT p_user,
+	    (SELECT count(*) FROM tasks t WHERE t.user_id = p_user),
+	    (SELECT count(*) FROM conversations c WHERE c.user_id = p_user),
+	    (SELECT count(*) FROM conversations c JOIN messages m
+	     ON m.conversation_id = c.id WHERE c.user_id = p_user)
+	    ON CONFLICT (user_id) DO NOTHING;
+	SELECT * INTO u FROM chat_users c WHERE c.user_id = p_user
+	    FOR NO KEY UPDATE;
+	RETURN u;
+END
+$$;
+
+-- The window of CHAT_USER_TURNS_PER_MINUTE: a turn counts against the
+-- limit for this long after it started.
+CREATE OR REPLACE FUNCTION chat_rate_window()
+RETURNS interval
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT interval '1 minute' $$;
+
+-- Seconds until one more turn may start under a limit of p_limit turns
+-- a window (0: now; p_limit 0: no limit), p_starts being when the
+-- user's turns of the window started, oldest first: with n of them, the
+-- (n - p_limit + 1)-th oldest must leave the window first. A plain
+-- expression, which PostgreSQL inlines where it is called.
+CREATE OR REPLACE FUNCTION chat_rate_wait(p_starts timestamptz[],
+	p_limit integer)
+RETURNS integer
+LANGUAGE sql STABLE
+AS $$
+	SELECT CASE WHEN p_limit > 0 AND cardinality(p_starts) >= p_limit
+	    THEN greatest(1, ceil(extract(epoch FROM
+	    p_starts[cardinality(p_starts) - p_limit + 1]
+	    + chat_rate_window() - now())))::integer
+	    ELSE 0 END
+$$;
+
+-- Counts one turn start for p_user against a limit of p_turns_per_minute
+-- (0: none), taking the user's row lock: 0 when it was counted, else the
+-- seconds until it would be, nothing written. A turn's chat_turn_begin()
+-- does the same; what calls a tool outside a turn (MCP's tools/call)
+-- calls this in the statement that runs the tool, and runs the tool only
+-- on 0.
+CREATE OR REPLACE FUNCTION chat_rate_check(p_user text,
+	p_turns_per_minute integer)
+RETURNS integer
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
 SET lock_timeout = '5s'
 AS $$
 DECLARE
-	conv	bigint;
-	msg	bigint;
+	starts	timestamptz[];
+	wait	integer;
+BEGIN
+	IF p_turns_per_minute <= 0 THEN
+		RETURN 0;
+	END IF;
+	PERFORM chat_user_lock(p_user);
+	SELECT ARRAY(SELECT s FROM unnest(c.turn_starts) s
+	    WHERE s > now() - chat_rate_window() ORDER BY s)
+	    INTO starts FROM chat_users c WHERE c.user_id = p_user;
+	wait := chat_rate_wait(starts, p_turns_per_minute);
+	IF wait > 0 THEN
+		RETURN wait;
+	END IF;
+	UPDATE chat_users SET turn_starts = starts || now()
+	    WHERE user_id = p_user;
+	RETURN 0;
+END
+$$;
+
+-- Seconds from now to the next UTC midnight, when a day's quota renews.
+CREATE OR REPLACE FUNCTION chat_until_tomorrow()
+RETURNS integer
+LANGUAGE sql STABLE
+AS $$
+	SELECT greatest(1, ceil(extract(epoch FROM
+	    date_trunc('day', now() AT TIME ZONE 'UTC') + interval '1 day'
+	    - (now() AT TIME ZONE 'UTC'))))::integer
+$$;
+
+-- How long a refusal for stored rows tells the client to wait: nothing
+-- frees them but the user deleting some, so a retry is a day away.
+CREATE OR REPLACE FUNCTION chat_storage_retry()
+RETURNS integer
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT 86400 $$;
+
+-- Adds a model call's usage (p_usage: prompt, completion and cached
+-- tokens, each NULL when not reported) and p_turns answered turns to the
+-- user's row of the UTC day. PL/pgSQL, not SQL: its plan is kept for the
+-- connection, where a SQL function called from PL/pgSQL is planned anew
+-- on every call. chat_turn_finish() adds to the day's row in the
+-- statement that stores the answer, and calls this only for the day's
+-- first answer: an update costs less than an insert that finds a
+-- conflict (which locks the row before it updates it).
+CREATE OR REPLACE FUNCTION chat_usage_add(p_user text, p_turns integer,
+	p_usage integer[])
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	INSERT INTO usage_days AS d (user_id, day, turns, prompt_tokens,
+	    completion_tokens, cached_tokens)
+	    VALUES (p_user, (now() AT TIME ZONE 'UTC')::date, p_turns,
+	    COALESCE(p_usage[1], 0), COALESCE(p_usage[2], 0),
+	    COALESCE(p_usage[3], 0))
+	    ON CONFLICT (user_id, day) DO UPDATE SET
+	    turns = d.turns + EXCLUDED.turns,
+	    prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens,
+	    completion_tokens = d.completion_tokens
+	    + EXCLUDED.completion_tokens,
+	    cached_tokens = d.cached_tokens + EXCLUDED.cached_tokens;
+END
+$$;
+
+-- An array of a user's running entries (p_entries: running_conversations
+-- or running_until) without the first entry of conversation
+-- p_conversation: the arrays before it and after it, joined; when there
+-- is none (the slices are NULL), as it was. A plain expression, inlined
+-- where it is called. Entries are per conversation, not per turn: the
+-- turns of one conversation that run at once are alike to the limit.
+CREATE OR REPLACE FUNCTION chat_running_without(p_entries anyarray,
+	p_conversations bigint[], p_conversation bigint)
+RETURNS anyarray
+LANGUAGE sql IMMUTABLE
+AS $$
+	SELECT COALESCE(p_entries[:array_position(p_conversations,
+	    p_conversation) - 1] || p_entries[array_position(p_conversations,
+	    p_conversation) + 1:], p_entries)
+$$;
+
+-- A turn of the user's conversation p_conversation ends without its
+-- answer (it failed): it no longer counts as running.
+CREATE OR REPLACE FUNCTION chat_running_drop(p_user text,
+	p_conversation bigint)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	UPDATE chat_users c SET
+	    running_conversations = chat_running_without(
+	     c.running_conversations, c.running_conversations,
+	     p_conversation),
+	    running_until = chat_running_without(c.running_until,
+	     c.running_conversations, p_conversation)
+	    WHERE c.user_id = p_user;
+END
+$$;
+
+-- Why a turn of p_user may not start now under p_limits (as
+-- chat_turn_begin() takes them; p_new: it starts a conversation): the
+-- error code and the seconds to wait, or NULLs when nothing stops it
+-- (any more: it may have freed up meanwhile). Makes the user's row on
+-- their first turn. Only for a turn that chat_turn_begin()'s quick
+-- check did not let through, so every count here is taken exactly.
+CREATE OR REPLACE FUNCTION chat_turn_refusal(p_user text, p_new boolean,
+	p_limits integer[], OUT code text, OUT wait integer)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	u	chat_users;
+	running	bigint;
+	used	bigint;
+BEGIN
+	u := chat_user_lock(p_user);
+	SELECT count(*) INTO running FROM unnest(u.running_until) t
+	    WHERE t > now();
+	wait := chat_rate_wait(ARRAY(SELECT t FROM unnest(u.turn_starts) t
+	    WHERE t > now() - chat_rate_window() ORDER BY t), p_limits[2]);
+	SELECT d.prompt_tokens + d.completion_tokens INTO used
+	    FROM usage_days d WHERE d.user_id = p_user
+	    AND d.day = (now() AT TIME ZONE 'UTC')::date;
+	IF p_limits[1] > 0 AND running >= p_limits[1] THEN
+		-- A turn takes seconds: a short wait, not the lease's.
+		code := 'too_many_turns';
+		wait := 5;
+	ELSIF wait > 0 THEN
+		code := 'rate_limited';
+	ELSIF p_limits[3] > 0 AND used >= p_limits[3] THEN
+		code := 'quota_exceeded';
+		wait := chat_until_tomorrow();
+	ELSIF (p_limits[4] > 0 AND p_new AND u.conversations >= p_limits[4])
+	    OR (p_limits[5] > 0 AND u.messages >= p_limits[5]) THEN
+		code := 'quota_exceeded';
+		wait := chat_storage_retry();
+	ELSE
+		wait := NULL;
+	END IF;
+END
+$$;
+
+-- The first statement of a turn. With an Idempotency-Key (p_key) already
+-- used by the user, one 'prior' row describes that turn and nothing is
+-- written: the same turn, never refused by a limit. Then the per-user
+-- limits (p_limits, below; 0 turns one off): one over them is a single
+-- 'refused' row (the error code and the seconds to wait) and nothing
+-- written. Otherwise: the conversation created (p_conversation NULL) or
+-- locked (the user's; no row at all when it is not), the user message
+-- stored, the key recorded, the turn counted as started and running, and
+-- a 'new' row returned with the window of at most p_history messages
+-- before it. The limits are checked in the update of the user's row
+-- (chat_users), whose row lock orders the turns of one user across every
+-- worker, so that exactly the limit pass however many start at once
+-- (one that waits for the lock checks the row as the other left it);
+-- the conversation's row lock orders every write to it,
+-- so the messages of concurrent turns never interleave inside a round.
+-- A concurrent first attempt with the same key fails on the turns
+-- primary key, which rolls the whole turn back (lib/db.c: 409).
+--
+-- p_limits: concurrent turns, turns per minute, tokens per UTC day,
+-- conversations, messages, and the seconds a running turn's lease lasts
+-- (lib/db.c: db_turn_begin()).
+CREATE OR REPLACE FUNCTION chat_turn_begin(p_user text,
+	p_conversation bigint, p_title text, p_message text,
+	p_history integer, p_key text, p_hash text, p_limits integer[])
+RETURNS SETOF chat_turn_row
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+SET lock_timeout = '5s' SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	max_running	integer := p_limits[1];
+	per_minute	integer := p_limits[2];
+	lease		interval := make_interval(secs => p_limits[6]);
+	-- Entries kept before the running arrays are pruned: the limit,
+	-- and a few with no limit (the entries of dead workers' turns).
+	prune_at	integer := greatest(p_limits[1], 4);
+	refusal		record;
+	counted		boolean := false;
+	conv		bigint;
+	msg		bigint;
 BEGIN
 	IF p_key IS NOT NULL THEN
 		RETURN QUERY SELECT 'prior'::text, t.conversation_id,
@@ -252,16 +546,19 @@ BEGIN
 		    NULL::text, t.request_hash, t.lease_until > now(), EXISTS (
 		     SELECT 1 FROM messages a
 		     WHERE a.reply_to = t.user_message_id
-		     AND a.role = 'assistant' AND a.tool_calls IS NULL)
+		     AND a.role = 'assistant' AND a.tool_calls IS NULL),
+		    NULL::text, NULL::integer, NULL::integer, NULL::integer
 		    FROM turns t
 		    WHERE t.user_id = p_user AND t.idempotency_key = p_key;
 		IF FOUND THEN
 			RETURN;
 		END IF;
 	END IF;
+	-- The conversation first, then the user's row, in every statement
+	-- that takes both (so that two never wait on each other). A new
+	-- one's id is taken now, the row made once the turn may start.
 	IF p_conversation IS NULL THEN
-		INSERT INTO conversations (user_id, title)
-		    VALUES (p_user, p_title) RETURNING conversations.id INTO conv;
+		conv := nextval('conversations_id_seq');
 	ELSE
 		SELECT c.id INTO conv FROM conversations c
 		    WHERE c.id = p_conversation AND c.user_id = p_user
@@ -270,12 +567,78 @@ BEGIN
 			RETURN;
 		END IF;
 	END IF;
+	-- Twice at most: the first time may find no row (the user's first
+	-- turn), which chat_turn_refusal() makes.
+	FOR attempt IN 1 .. 2 LOOP
+		-- The turn counted as started and running, and its message
+		-- (and conversation) as stored, if it is under every limit.
+		-- The quick look: arrays shorter than their limit need no
+		-- pruning, so that a user far from the limits (nearly every
+		-- turn) costs a plain update; an array is pruned of what has
+		-- run out once it is that long.
+		UPDATE chat_users u SET
+		    turn_starts = CASE WHEN per_minute <= 0 THEN '{}'
+		     WHEN cardinality(u.turn_starts) < per_minute
+		     THEN u.turn_starts || now()
+		     ELSE ARRAY(SELECT t FROM unnest(u.turn_starts) t
+		     WHERE t > now() - chat_rate_window() ORDER BY t) || now()
+		     END,
+		    running_conversations = CASE
+		     WHEN cardinality(u.running_until) < prune_at
+		     THEN u.running_conversations
+		     ELSE ARRAY(SELECT r.c FROM unnest(u.running_conversations,
+		     u.running_until) r(c, t) WHERE r.t > now()) END || conv,
+		    running_until = CASE
+		     WHEN cardinality(u.running_until) < prune_at
+		     THEN u.running_until
+		     ELSE ARRAY(SELECT t FROM unnest(u.running_until) t
+		     WHERE t > now()) END || (now() + lease),
+		    conversations = u.conversations
+		    + (p_conversation IS NULL)::integer,
+		    messages = u.messages + 1
+		    WHERE u.user_id = p_user
+		    AND (max_running <= 0
+		     OR cardinality(u.running_until) < max_running
+		     OR (SELECT count(*) FROM unnest(u.running_until) t
+		     WHERE t > now()) < max_running)
+		    AND (per_minute <= 0
+		     OR cardinality(u.turn_starts) < per_minute
+		     OR chat_rate_wait(ARRAY(SELECT t FROM unnest(u.turn_starts) t
+		     WHERE t > now() - chat_rate_window() ORDER BY t),
+		     per_minute) = 0)
+		    AND (p_limits[3] <= 0 OR COALESCE((SELECT d.prompt_tokens
+		     + d.completion_tokens FROM usage_days d
+		     WHERE d.user_id = p_user
+		     AND d.day = (now() AT TIME ZONE 'UTC')::date), 0)
+		     < p_limits[3])
+		    AND (p_limits[4] <= 0 OR p_conversation IS NOT NULL
+		     OR u.conversations < p_limits[4])
+		    AND (p_limits[5] <= 0 OR u.messages < p_limits[5]);
+		counted := FOUND;
+		EXIT WHEN counted;
+		refusal := chat_turn_refusal(p_user, p_conversation IS NULL,
+		    p_limits);
+		IF refusal.code IS NOT NULL THEN
+			RETURN QUERY SELECT 'refused'::text, NULL::bigint,
+			    NULL::bigint, NULL::text, NULL::text, NULL::text,
+			    NULL::text, NULL::text, NULL::boolean,
+			    NULL::boolean, refusal.code, refusal.wait,
+			    NULL::integer, NULL::integer;
+			RETURN;
+		END IF;
+	END LOOP;
+	IF NOT counted THEN
+		RAISE EXCEPTION 'the limits of user % could not be checked',
+		    p_user;
+	END IF;
+	IF p_conversation IS NULL THEN
+		INSERT INTO conversations (id, user_id, title)
+		    VALUES (conv, p_user, p_title);
+	END IF;
 	INSERT INTO messages (conversation_id, user_id, role, content)
 	    VALUES (conv, p_user, 'user', p_message)
 	    RETURNING messages.id INTO msg;
 	IF p_key IS NOT NULL THEN
-		-- A key guards retries, which come within minutes: a user's
-		-- new keyed turn clears their keys older than a day.
 		DELETE FROM turns t WHERE t.user_id = p_user
 		    AND t.idempotency_key <> p_key
 		    AND t.created_at < now() - interval '24 hours';
@@ -285,10 +648,12 @@ BEGIN
 		    now() + chat_turn_lease());
 	END IF;
 	RETURN QUERY SELECT 'new'::text, conv, msg, NULL::text, NULL::text,
-	    NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::boolean;
+	    NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::boolean,
+	    NULL::text, NULL::integer, NULL::integer, NULL::integer;
 	RETURN QUERY SELECT 'hist'::text, conv, h.id, h.role, h.content,
 	    h.tool_calls, h.tool_call_id, NULL::text, NULL::boolean,
-	    NULL::boolean
+	    NULL::boolean, NULL::text, NULL::integer, NULL::integer,
+	    NULL::integer
 	    FROM chat_history(p_user, conv, msg, p_history) h
 	    ORDER BY h.id DESC;
 END
@@ -305,17 +670,20 @@ AS $$
 BEGIN
 	RETURN QUERY SELECT 'turn'::text, p_conversation, p_message,
 	    NULL::text, NULL::text, NULL::text, NULL::text, NULL::text,
-	    NULL::boolean, NULL::boolean;
+	    NULL::boolean, NULL::boolean, NULL::text, NULL::integer,
+	    NULL::integer, NULL::integer;
 	RETURN QUERY SELECT 'own'::text, p_conversation, m.id, m.role,
 	    m.content, m.tool_calls::text, m.tool_call_id, NULL::text,
-	    NULL::boolean, NULL::boolean
+	    NULL::boolean, NULL::boolean, NULL::text, NULL::integer,
+	    m.prompt_tokens, m.completion_tokens
 	    FROM messages m
 	    WHERE m.conversation_id = p_conversation AND m.user_id = p_user
 	    AND m.id > p_message AND m.reply_to = p_message
 	    ORDER BY m.id;
 	RETURN QUERY SELECT 'hist'::text, p_conversation, h.id, h.role,
 	    h.content, h.tool_calls, h.tool_call_id, NULL::text,
-	    NULL::boolean, NULL::boolean
+	    NULL::boolean, NULL::boolean, NULL::text, NULL::integer,
+	    NULL::integer, NULL::integer
 	    FROM chat_history(p_user, p_conversation, p_message, p_history) h
 	    ORDER BY h.id DESC;
 END
@@ -369,32 +737,47 @@ BEGIN
 END
 $$;
 
--- A failed attempt gives its turn up at once, so that the client's retry
--- resumes it instead of waiting out the lease.
-CREATE OR REPLACE FUNCTION chat_turn_release(p_user text, p_key text)
-RETURNS void
-LANGUAGE sql
-AS $$
-	UPDATE turns SET lease_until = now()
-	WHERE user_id = p_user AND idempotency_key = p_key
-$$;
-
--- A round of tool calls begins: the conversation's row lock (taken as an
--- UPDATE would take it, without writing a new row version: only the
--- turn's last statement bumps updated_at), the assistant message asking
--- for the calls as round p_round of the turn answering p_reply_to, and
--- the lease of the turn's key renewed. A conversation deleted meanwhile
--- is a foreign key violation (lib/db.c: 404); a round stored twice fails
--- on messages_round_once_idx (409). The calls follow, in the same
--- transaction: chat_tool().
-CREATE OR REPLACE FUNCTION chat_round(p_user text, p_conversation bigint,
-	p_reply_to bigint, p_round integer, p_content text,
-	p_tool_calls jsonb, p_key text)
+-- A failed attempt gives its turn up at once: it stops counting as
+-- running, and, with its key (p_key not NULL), the client's retry resumes
+-- it instead of waiting out the lease.
+CREATE OR REPLACE FUNCTION chat_turn_release(p_user text, p_key text,
+	p_conversation bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
 SET lock_timeout = '5s'
 AS $$
+BEGIN
+	PERFORM chat_running_drop(p_user, p_conversation);
+	IF p_key IS NOT NULL THEN
+		UPDATE turns SET lease_until = now()
+		    WHERE user_id = p_user AND idempotency_key = p_key;
+	END IF;
+END
+$$;
+
+-- A round of tool calls begins: the conversation's row lock (taken as an
+-- UPDATE would take it, without writing a new row version: only the
+-- turn's last statement bumps updated_at), the user's row (the turn's
+-- running entry renewed for p_lease seconds, the round's messages
+-- counted, the model call's usage, p_usage as chat_usage_add() takes it,
+-- added to the day), the assistant message asking for the calls as round
+-- p_round of the turn answering p_reply_to, and the lease of the turn's
+-- key renewed. A conversation deleted meanwhile is a foreign key
+-- violation (lib/db.c: 404); a round stored twice fails on
+-- messages_round_once_idx (409). The calls follow, in the same
+-- transaction: chat_tool().
+CREATE OR REPLACE FUNCTION chat_round(p_user text, p_conversation bigint,
+	p_reply_to bigint, p_round integer, p_content text,
+	p_tool_calls jsonb, p_key text, p_usage integer[], p_lease integer)
+RETURNS void
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+SET lock_timeout = '5s'
+AS $$
+DECLARE
+	u	chat_users;
+	i	integer;
 BEGIN
 	PERFORM FROM conversations c
 	    WHERE c.id = p_conversation AND c.user_id = p_user
@@ -403,10 +786,21 @@ BEGIN
 		RAISE foreign_key_violation
 		    USING MESSAGE = 'conversation is gone';
 	END IF;
+	u := chat_user_lock(p_user);
+	i := array_position(u.running_conversations, p_conversation);
+	IF i IS NOT NULL THEN
+		u.running_until[i] := now() + make_interval(secs => p_lease);
+	END IF;
+	UPDATE chat_users SET running_until = u.running_until,
+	    messages = messages + 1 + jsonb_array_length(p_tool_calls)
+	    WHERE user_id = p_user;
+	PERFORM chat_usage_add(p_user, 0, p_usage);
 	INSERT INTO messages (conversation_id, user_id, role, content,
-	    tool_calls, reply_to, round)
+	    tool_calls, reply_to, round, prompt_tokens, completion_tokens,
+	    cached_tokens)
 	    VALUES (p_conversation, p_user, 'assistant', p_content,
-	    p_tool_calls, p_reply_to, p_round);
+	    p_tool_calls, p_reply_to, p_round, p_usage[1], p_usage[2],
+	    p_usage[3]);
 	IF p_key IS NOT NULL THEN
 		UPDATE turns SET lease_until = now() + chat_turn_lease()
 		    WHERE user_id = p_user AND idempotency_key = p_key;
@@ -424,13 +818,24 @@ RETURNS text
 LANGUAGE plpgsql
 AS $$
 DECLARE
-	result	text;
+	-- CHAT_USER_MAX_TASKS, which lib/tools.c adds to the arguments.
+	max_tasks	integer := COALESCE((p_args->>'max_tasks')::integer, 0);
+	u		chat_users;
+	result		text;
 BEGIN
+	u := chat_user_lock(p_user);
+	IF max_tasks > 0 AND u.tasks >= max_tasks THEN
+		RETURN json_build_object('error', format('The user already '
+		    'has %s tasks, the most they may keep: nothing was '
+		    'added. They can delete tasks they no longer need.',
+		    u.tasks))::text;
+	END IF;
 	INSERT INTO tasks (user_id, title, description)
 	    VALUES (p_user, p_args->>'title',
 	    COALESCE(p_args->>'description', ''))
 	    RETURNING json_build_object('task_id', id, 'status', 'created',
 	    'title', title)::text INTO result;
+	UPDATE chat_users SET tasks = tasks + 1 WHERE user_id = p_user;
 	RETURN result;
 END
 $$;
@@ -482,6 +887,10 @@ BEGIN
 	    WHERE id = (p_args->>'task_id')::bigint AND user_id = p_user
 	    RETURNING json_build_object('task_id', id, 'status', 'deleted',
 	    'title', title)::text INTO result;
+	IF result IS NOT NULL THEN
+		UPDATE chat_users SET tasks = greatest(tasks - 1, 0)
+		    WHERE user_id = p_user;
+	END IF;
 	RETURN result;
 END
 $$;
@@ -569,31 +978,116 @@ BEGIN
 END
 $$;
 
--- The last statement of a turn: the answer stored and the conversation's
--- updated_at bumped. Returns the answer's id; NULL when the conversation
--- is gone. A second answer to the same turn fails on
+-- The last statement of a turn: the answer stored with what its model
+-- call used (p_usage, as chat_usage_add() takes it), the conversation's
+-- updated_at bumped, the turn no longer running, and the user's day
+-- counted: one answered turn, the call's tokens (a round's were counted
+-- by its chat_round()). Returns the answer's id; NULL when the
+-- conversation is gone. A second answer to the same turn fails on
 -- messages_answer_once_idx (409).
 CREATE OR REPLACE FUNCTION chat_turn_finish(p_user text,
-	p_conversation bigint, p_answer text, p_reply_to bigint)
+	p_conversation bigint, p_answer text, p_reply_to bigint,
+	p_usage integer[])
 RETURNS bigint
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+SET lock_timeout = '5s' SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	answer	bigint;
+	counted	bigint;
+BEGIN
+	-- One statement, its rows in the order every statement takes them:
+	-- the conversation's, the user's (u reads c), the day's (d reads
+	-- u); nothing but the conversation's when it is gone. Unread, the
+	-- updates would run in an order of PostgreSQL's choosing.
+	WITH c AS (
+		UPDATE conversations SET updated_at = now()
+		    WHERE id = p_conversation AND user_id = p_user
+		    RETURNING id),
+	a AS (
+		INSERT INTO messages (conversation_id, user_id, role, content,
+		    reply_to, prompt_tokens, completion_tokens, cached_tokens)
+		    SELECT c.id, p_user, 'assistant', p_answer, p_reply_to,
+		    p_usage[1], p_usage[2], p_usage[3] FROM c
+		    RETURNING id),
+	u AS (
+		UPDATE chat_users u SET
+		    running_conversations = chat_running_without(
+		     u.running_conversations, u.running_conversations,
+		     p_conversation),
+		    running_until = chat_running_without(u.running_until,
+		     u.running_conversations, p_conversation),
+		    messages = u.messages + 1
+		    WHERE u.user_id = p_user AND EXISTS (SELECT FROM c)
+		    RETURNING 1),
+	d AS (
+		UPDATE usage_days d SET turns = d.turns + 1,
+		    prompt_tokens = d.prompt_tokens + COALESCE(p_usage[1], 0),
+		    completion_tokens = d.completion_tokens
+		    + COALESCE(p_usage[2], 0),
+		    cached_tokens = d.cached_tokens + COALESCE(p_usage[3], 0)
+		    WHERE d.user_id = p_user
+		    AND d.day = (now() AT TIME ZONE 'UTC')::date
+		    AND EXISTS (SELECT FROM u)
+		    RETURNING 1)
+	SELECT a.id, (SELECT count(*) FROM d) INTO answer, counted FROM a;
+	-- The user's first answer of the day makes the day's row.
+	IF answer IS NOT NULL AND counted = 0 THEN
+		PERFORM chat_usage_add(p_user, 1, p_usage);
+	END IF;
+	RETURN answer;
+END
+$$;
+
+-- Deletes the user's conversation (its messages go by cascade) and
+-- takes it and its messages off the user's counts; false when it is not
+-- the user's. The conversation is locked first, then the user's row, as
+-- a turn takes them.
+CREATE OR REPLACE FUNCTION chat_conversation_delete(p_user text,
+	p_conversation bigint)
+RETURNS boolean
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
 SET lock_timeout = '5s'
 AS $$
 DECLARE
-	answer	bigint;
+	n	bigint;
 BEGIN
-	UPDATE conversations SET updated_at = now()
-	    WHERE id = p_conversation AND user_id = p_user;
+	PERFORM FROM conversations c
+	    WHERE c.id = p_conversation AND c.user_id = p_user FOR UPDATE;
 	IF NOT FOUND THEN
-		RETURN NULL;
+		RETURN false;
 	END IF;
-	INSERT INTO messages (conversation_id, user_id, role, content,
-	    reply_to)
-	    VALUES (p_conversation, p_user, 'assistant', p_answer, p_reply_to)
-	    RETURNING id INTO answer;
-	RETURN answer;
+	SELECT count(*) INTO n FROM messages m
+	    WHERE m.conversation_id = p_conversation AND m.user_id = p_user;
+	DELETE FROM conversations
+	    WHERE id = p_conversation AND user_id = p_user;
+	PERFORM chat_user_lock(p_user);
+	UPDATE chat_users SET conversations = greatest(conversations - 1, 0),
+	    messages = greatest(messages - n, 0)
+	    WHERE user_id = p_user;
+	RETURN true;
 END
+$$;
+-- The user's use today and this month (UTC), from usage_days: at most a
+-- month of rows, read along its primary key.
+CREATE OR REPLACE FUNCTION chat_usage(p_user text)
+RETURNS TABLE (day_turns bigint, day_prompt bigint, day_completion bigint,
+	month_turns bigint, month_prompt bigint, month_completion bigint)
+LANGUAGE sql STABLE
+SET enable_seqscan = off SET enable_bitmapscan = off
+AS $$
+	SELECT COALESCE(sum(d.turns) FILTER (WHERE d.day = t.today), 0),
+	    COALESCE(sum(d.prompt_tokens) FILTER (WHERE d.day = t.today), 0),
+	    COALESCE(sum(d.completion_tokens) FILTER (WHERE d.day = t.today),
+	    0),
+	    COALESCE(sum(d.turns), 0), COALESCE(sum(d.prompt_tokens), 0),
+	    COALESCE(sum(d.completion_tokens), 0)
+	FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS today) t
+	LEFT JOIN usage_days d ON d.user_id = p_user
+	    AND d.day >= date_trunc('month', t.today)::date
+	    AND d.day <= t.today
 $$;
 
 -- A streamed turn's worker writes its record: at its start (which makes

@@ -1,8 +1,11 @@
 #!/usr/bin/perl
 # bench/perf.pl: how close does a chat turn come to what PostgreSQL alone
 # can do? Starts the real stack (nginx, WORKERS workers, PostgreSQL with
-# stock durability and pg_stat_statements, the built-in model), seeds 300
-# conversations of 20 messages with SQL, then for each concurrency:
+# stock durability and pg_stat_statements, the built-in model, the
+# per-user limits at their defaults), seeds BENCH_USERS conversations of
+# 20 messages with SQL, each of a user of its own, so that turns spread
+# over enough users that none reaches a limit (the checks run, nothing is
+# refused), then for each concurrency:
 #
 #   service   wrk + bench/turn.lua through nginx, turns that call no tool;
 #             turns/s, p50/p99, statements and round trips per turn (from
@@ -41,8 +44,10 @@
 # token is HS256 with the stack's secret; eddsa: an EdDSA token, the
 # workers given CHAT_JWT_JWKS as a file of its one Ed25519 public key, to
 # see what checking a signature from a provider costs a turn; made with
-# the openssl command, so the benchmark needs no Node). The default run
-# takes about two minutes.
+# the openssl command, so the benchmark needs no Node), BENCH_USERS
+# (6000: users, one conversation each; a run makes some 50,000 turns a
+# minute, under 10 a user against CHAT_USER_TURNS_PER_MINUTE's 30). The
+# default run takes about two minutes.
 use strict;
 use warnings;
 use FindBin;
@@ -71,7 +76,8 @@ my $TRACK_PLANNING = $ENV{BENCH_TRACK_PLANNING} // 0;
 my $TOKEN_KIND = $ENV{BENCH_TOKEN} // 'hs256';
 $TOKEN_KIND =~ /\A(?:hs256|eddsa)\z/
     or die "BENCH_TOKEN must be hs256 or eddsa\n";
-my $NCONV = 300;		# seeded conversations
+my $NCONV = $ENV{BENCH_USERS} // 6000;	# seeded conversations, a user each
+$NCONV =~ /\A[1-9]\d*\z/ or die "BENCH_USERS: a positive number\n";
 my $NTURNS = 5;			# seeded turns of 4 messages each
 my $USER = 'bench';
 my $MESSAGE = 'how are you today';
@@ -114,10 +120,13 @@ progress("starting the stack: $WORKERS workers ($PROCS processes of "
     . "$THREADS threads), stock durability");
 # An EdDSA key pair and the JWKS of its public half, before the stack:
 # the workers read the JWKS as they start.
-my ($ed_token, $jwks_file);
-($ed_token, $jwks_file) = eddsa_setup() if $TOKEN_KIND eq 'eddsa';
+my ($ed_key, $jwks_file);
+($ed_key, $jwks_file) = eddsa_setup() if $TOKEN_KIND eq 'eddsa';
+# The per-user turn limits at the workers' defaults (Stack turns them
+# off for tests).
 my $s = Stack->new(workers => $PROCS, pg_conf => \%stock,
     env => { CHAT_WORKER_THREADS => $THREADS,
+    CHAT_USER_CONCURRENT_TURNS => undef, CHAT_USER_TURNS_PER_MINUTE => undef,
     $jwks_file ? (CHAT_JWT_JWKS => $jwks_file) : () },
     max_seconds => 600 + 6 * $SECONDS * @CONC);
 my $dbname = 'todo_chat';
@@ -158,15 +167,38 @@ $s->sql(qq{INSERT INTO messages (conversation_id, user_id, role, content,
      AS r(k, role)
     WHERE c.user_id = '$USER'
     ORDER BY g, c.id, r.k});
+# Each conversation its own user, named by its id: pgbench's variable
+# for the conversation then names its user too.
+$s->sql(qq{UPDATE messages SET user_id = conversation_id::text
+    WHERE user_id = '$USER'});
+$s->sql(qq{UPDATE conversations SET user_id = id::text
+    WHERE user_id = '$USER'});
+# Each user as their traffic leaves them: the row of their own that a
+# turn locks (schema.sql: chat_users, made on a user's first turn) and a
+# row of today's use, which a turn adds to rather than makes. A build
+# from before them has neither: this script measures it on the same
+# data, for a comparison.
+$s->sql(q{DO $$ BEGIN IF to_regclass('chat_users') IS NOT NULL THEN
+    INSERT INTO chat_users (user_id, conversations, messages)
+    SELECT c.user_id, 1, count(*) FROM conversations c
+    JOIN messages m ON m.conversation_id = c.id
+    WHERE c.title LIKE 'bench %' GROUP BY c.user_id;
+    INSERT INTO usage_days (user_id, day, turns)
+    SELECT user_id, (now() AT TIME ZONE 'UTC')::date, 5 FROM chat_users;
+    END IF; END $$});
 $s->sql('ANALYZE');
 psql('postgres', 'CHECKPOINT');
 my ($lo, $hi, $n) = @{ $s->sql(qq{SELECT min(id), max(id), count(*)
-    FROM conversations WHERE user_id = '$USER'})->[0] };
+    FROM conversations WHERE title LIKE 'bench %'})->[0] };
 $hi - $lo + 1 == $n && $n == $NCONV
     or die "seeded conversations are not ids $lo..$hi\n";
 
-my $token = $ed_token // $s->token($USER, exp => time + 86400);
-my $first = $s->request(POST => '/chat', token => $token,
+# A token for each conversation's user; wrk reads them from a file.
+progress("signing $NCONV tokens");
+my %token = map { $_ => $ed_key ? eddsa_token($ed_key, $_)
+    : $s->token("$_", exp => time + 86400) } $lo .. $hi;
+write_file("$tmp/tokens", join '', map { "$_ $token{$_}\n" } $lo .. $hi);
+my $first = $s->request(POST => '/chat', token => $token{$lo},
     body => { message => $MESSAGE, conversation_id => $lo });
 $first->{status} == 200 && !@{ $first->{json}{tool_calls} // [1] }
     or die "a turn failed or called a tool: $first->{status} "
@@ -194,7 +226,7 @@ for my $try (1 .. 5) {
 # becomes the answer's reply_to, as in a real turn.
 my @minimal = (q{WITH m AS (
  INSERT INTO messages (conversation_id, user_id, role, content)
- VALUES (:conv, :uid, 'user', :msg) RETURNING id)
+ VALUES (:conv, :conv, 'user', :msg) RETURNING id)
 SELECT m.id AS mid, h.* FROM m LEFT JOIN LATERAL (
  SELECT id, role, content, tool_calls::text AS tool_calls, tool_call_id
  FROM messages WHERE conversation_id = :conv ORDER BY id DESC LIMIT 40
@@ -202,7 +234,7 @@ SELECT m.id AS mid, h.* FROM m LEFT JOIN LATERAL (
  UPDATE conversations SET updated_at = now() WHERE id = :conv
  RETURNING id)
 INSERT INTO messages (conversation_id, user_id, role, content, reply_to)
-SELECT id, :uid, 'assistant', :answer, :r_mid FROM c});
+SELECT id, :conv, 'assistant', :answer, :r_mid FROM c});
 write_file("$tmp/minimal.sql", "\\set conv random(:conv_lo, :conv_hi)\n"
     . "$minimal[0]\n\\aset r_\n$minimal[1];\n");
 
@@ -298,8 +330,9 @@ $out->("a turn as the workers send it (statement log): %s\n",
     join(' | ', map { join(' + ', map { $_->{label} } @$_) } @trips));
 $out->("load: %d s a run (%s s interleaved: service, minimal, ours, "
     . "ours, minimal, service)\n  after %d s of warm-up; %d conversations "
-    . "of %d messages; \"%s\"\n\n", $SECONDS, join('+', @halves),
-    $WARMUP, $NCONV, 4 * $NTURNS + 1, $MESSAGE);
+    . "of %d messages, each of a user of its own; \"%s\"\n"
+    . "  per-user limits at their defaults\n\n", $SECONDS,
+    join('+', @halves), $WARMUP, $NCONV, 4 * $NTURNS + 1, $MESSAGE);
 
 my @cols = (
     [ 'conc', '%4s', '%4d', 'conc' ],
@@ -451,9 +484,9 @@ exit 0;
 
 sub progress { printf STDERR "perf: %s\n", $_[0] }
 
-# An Ed25519 key made by openssl, the JWKS file of its public key, and an
-# EdDSA token for $USER signed with it: (token, file). The raw public key
-# is the last 32 bytes of the key's DER SubjectPublicKeyInfo.
+# An Ed25519 key made by openssl and the JWKS file of its public key:
+# (key file, JWKS file). The raw public key is the last 32 bytes of the
+# key's DER SubjectPublicKeyInfo.
 sub eddsa_setup {
 	my $key = "$tmp/ed25519.pem";
 	run({}, 'openssl', 'genpkey', '-algorithm', 'ed25519', '-out', $key);
@@ -465,15 +498,22 @@ sub eddsa_setup {
 	write_file($file, JSON::PP->new->canonical->encode({ keys => [ {
 	    kty => 'OKP', crv => 'Ed25519', alg => 'EdDSA', use => 'sig',
 	    kid => $kid, x => encode_base64url(substr $der, -32) } ] }));
+	return ($key, $file);
+}
+
+# An EdDSA token for user $sub signed with the key eddsa_setup() made.
+sub eddsa_token {
+	my ($key, $sub) = @_;
 	my $now = time;
 	my $input = join '.', map { encode_base64url(JSON::PP->new->canonical
-	    ->encode($_)) } { alg => 'EdDSA', typ => 'JWT', kid => $kid },
-	    { sub => $USER, iat => int $now, exp => int($now) + 86400 };
+	    ->encode($_)) } { alg => 'EdDSA', typ => 'JWT',
+	    kid => 'bench-ed25519' },
+	    { sub => "$sub", iat => int $now, exp => int($now) + 86400 };
 	write_file("$tmp/signing-input", $input);
 	my $sig = run({}, 'openssl', 'pkeyutl', '-sign', '-inkey', $key,
 	    '-rawin', '-in', "$tmp/signing-input");
 	length $sig == 64 or die "openssl pkeyutl: no Ed25519 signature\n";
-	return ("$input." . encode_base64url($sig), $file);
+	return "$input." . encode_base64url($sig);
 }
 
 sub write_file {
@@ -525,8 +565,7 @@ sub connected {
 sub wrk {
 	my ($c, $seconds) = @_;
 	my $threads = min($c, 2);
-	my $text = run({ TOKEN => $token, CONVERSATIONS => join(',',
-	    $lo .. $hi) }, '/usr/bin/wrk', '-t', $threads, '-c', $c, '-d',
+	my $text = run({ TOKENS_FILE => "$tmp/tokens" }, '/usr/bin/wrk', '-t', $threads, '-c', $c, '-d',
 	    "${seconds}s", '--timeout', '10s', '-s', "$FindBin::Bin/turn.lua",
 	    'http://127.0.0.1:' . $s->port . '/chat');
 	my %w;
@@ -600,8 +639,9 @@ sub capture_turn {
 	psql('postgres', q{ALTER SYSTEM SET log_statement = 'all'});
 	psql('postgres', 'SELECT pg_reload_conf()');
 	# A backend rereads its settings between statements: every worker
-	# serves a turn first (they take requests in turn).
-	turn($hi) for 1 .. 2 * $WORKERS;
+	# serves a turn first (they take requests in turn), each of another
+	# user, so that none nears the limit of turns a minute.
+	turn($hi - $_) for 1 .. 2 * $WORKERS;
 	my $offset = -s $log;
 	my $answer = turn($hi);
 	sleep 0.3;	# the log is written a moment later
@@ -641,7 +681,8 @@ sub capture_turn {
 sub as_variable {
 	my ($v, $reply_to, $answer) = @_;
 	return 'NULL' unless defined $v;
-	my %var = ($USER => ':uid', $MESSAGE => ':msg', $hi => ':conv',
+	# The conversation's id is its user's too.
+	my %var = ($MESSAGE => ':msg', $hi => ':conv',
 	    $HISTORY => ':lim', $answer => ':answer', $reply_to => ':rt');
 	return $var{$v} if $var{$v};
 	die "a value pgbench would read as a variable: $v\n"
@@ -652,7 +693,7 @@ sub as_variable {
 
 sub turn {
 	my ($conv) = @_;
-	my $r = $s->request(POST => '/chat', token => $token,
+	my $r = $s->request(POST => '/chat', token => $token{$conv},
 	    body => { message => $MESSAGE, conversation_id => $conv });
 	die "a turn failed: $r->{status} $r->{body}\n" if $r->{status} != 200;
 	return $r->{json}{response};
@@ -814,7 +855,7 @@ sub pgbench {
 	my $text = run({ pg_env() }, "$PG_BIN/pgbench", '-n', '-M', 'extended',
 	    '-c', $c, '-j', min($c, 2), '-T', $seconds,
 	    '-f', "$tmp/$script.sql",
-	    '-D', "conv_lo=$lo", '-D', "conv_hi=$hi", '-D', "uid=$USER",
+	    '-D', "conv_lo=$lo", '-D', "conv_hi=$hi",
 	    '-D', "msg=$MESSAGE", '-D', "answer=$ANSWER", '-D', "lim=$HISTORY",
 	    '-l', "--log-prefix=$prefix", $dbname);
 	my ($tps) = $text =~ /tps = ([\d.]+)/ or die "pgbench said:\n$text";

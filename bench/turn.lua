@@ -1,17 +1,31 @@
 -- bench/turn.lua: wrk script for chat turns that call no tool. Each
 -- connection posts to a conversation of its own, picked in turn from the
 -- list bench passes in CONVERSATIONS (comma-separated ids); TOKEN is the
--- bearer token. Answers of 400 and above (wrk's status errors) are
+-- bearer token. Or TOKENS_FILE names a file of "conversation token"
+-- lines: each conversation with its own user's token (bench/perf.pl,
+-- whose turns spread over many users, as the per-user limits would stop
+-- one user's). Answers of 400 and above (wrk's status errors) are
 -- counted and printed at the end as "non-200".
 --
 -- The requests are formatted once per thread, and no response() hook is
 -- set (it makes wrk hand every response to Lua): the load generator's
 -- CPU counts against the service on a 2-core machine, as pgbench's does
 -- against the minimal turn, so it is kept as small as wrk allows.
-local token = os.getenv("TOKEN")
-local ids = {}
-for id in string.gmatch(os.getenv("CONVERSATIONS") or "", "%d+") do
-	ids[#ids + 1] = id
+local ids, tokens = {}, {}
+local file = os.getenv("TOKENS_FILE")
+if file then
+	for line in io.lines(file) do
+		local id, t = string.match(line, "^(%d+) (%S+)$")
+		if id then
+			ids[#ids + 1] = id
+			tokens[#tokens + 1] = t
+		end
+	end
+else
+	for id in string.gmatch(os.getenv("CONVERSATIONS") or "", "%d+") do
+		ids[#ids + 1] = id
+		tokens[#tokens + 1] = os.getenv("TOKEN")
+	end
 end
 local counter = 0
 
@@ -25,7 +39,7 @@ function init(args)
 	requests = {}
 	for i, conv in ipairs(ids) do
 		requests[i] = wrk.format("POST", "/chat", {
-			["Authorization"] = "Bearer " .. token,
+			["Authorization"] = "Bearer " .. tokens[i],
 			["Content-Type"] = "application/json"
 		}, '{"message":"how are you today","conversation_id":' ..
 		    conv .. '}')

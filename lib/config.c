@@ -89,6 +89,49 @@ static const struct config_var vars[] = {
 	  "workers in each process: threads that each serve one request at "
 	  "a time with a database connection of their own (see "
 	  "[How many workers](#how-many-workers))" },
+	/* The per-user limits travel to the database as integers; a limit
+	 * of turns per minute is that many timestamps in the user's row. */
+	{ "CHAT_USER_CONCURRENT_TURNS", INT(user_concurrent_turns), "4", 0,
+	  10000, NO_FALLBACK, OPTIONAL, AS_DEF,
+	  "turns of one user running at once, across all workers; `0`: no "
+	  "limit (see [Limits](#limits-and-usage))" },
+	{ "CHAT_USER_TURNS_PER_MINUTE", INT(user_turns_per_minute), "30", 0,
+	  10000, NO_FALLBACK, OPTIONAL, AS_DEF,
+	  "turns (and MCP tool calls) one user may start in any 60 seconds; "
+	  "`0`: no limit" },
+	{ "CHAT_USER_TOKENS_PER_DAY", LONG(user_tokens_per_day), "0", 0,
+	  2000000000, NO_FALLBACK, OPTIONAL, AS_DEF,
+	  "model tokens (prompt + completion, as the model reports them) "
+	  "one user may use per UTC day; `0`: no limit" },
+	{ "CHAT_USER_MAX_TASKS", LONG(user_max_tasks), "10000", 0,
+	  2000000000, NO_FALLBACK, OPTIONAL, AS_DEF,
+	  "tasks one user may keep; past it `add_task` answers the model an "
+	  "error; `0`: no limit" },
+	{ "CHAT_USER_MAX_CONVERSATIONS", LONG(user_max_conversations), "1000",
+	  0, 2000000000, NO_FALLBACK, OPTIONAL, AS_DEF,
+	  "conversations one user may keep; past it a new one is a 429 "
+	  "`quota_exceeded`; `0`: no limit" },
+	{ "CHAT_USER_MAX_MESSAGES", LONG(user_max_messages), "100000", 0,
+	  2000000000, NO_FALLBACK, OPTIONAL, AS_DEF,
+	  "messages one user may keep, all conversations together; past it "
+	  "a turn is a 429 `quota_exceeded`; `0`: no limit" },
+	/* A reply holds at most 32 calls (reply.h). */
+	{ "CHAT_MAX_TOOL_CALLS", INT(max_tool_calls), "8", 1, 32, NO_FALLBACK,
+	  OPTIONAL, AS_DEF,
+	  "tool calls run per round; the model's further calls of that round "
+	  "get an error as their result" },
+	/* Room for the error that replaces a result that cannot be cut. */
+	{ "CHAT_MAX_TOOL_RESULT_BYTES", SIZE(max_tool_result_bytes), "16384",
+	  1024, 4 * 1024 * 1024, NO_FALLBACK, OPTIONAL, AS_DEF,
+	  "bytes of one tool result sent to the model; a longer `list_tasks` "
+	  "result is cut to fewer tasks, with a note saying so" },
+	/* A request must hold a maximal message (32,000 bytes), the system
+	 * prompt and the tool definitions. */
+	{ "CHAT_MAX_REQUEST_BYTES", SIZE(max_request_bytes), "262144", 65536,
+	  64 * 1024 * 1024, NO_FALLBACK, OPTIONAL, AS_DEF,
+	  "bytes of one model request: the oldest history goes first; a turn "
+	  "that cannot fit even without history answers that it was too "
+	  "large" },
 };
 
 static struct config	 loaded;

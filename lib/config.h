@@ -23,6 +23,17 @@ struct config {
 	long		 history_tokens;
 	size_t		 max_body_bytes;
 	int		 threads;	/* worker threads in the process */
+	/* Per-user limits, across every worker; 0: none. */
+	int		 user_concurrent_turns;
+	int		 user_turns_per_minute;
+	long		 user_tokens_per_day;
+	long		 user_max_tasks;
+	long		 user_max_conversations;
+	long		 user_max_messages;
+	/* Bounds inside one turn. */
+	int		 max_tool_calls;	/* handled per round */
+	size_t		 max_tool_result_bytes;	/* one, to the model */
+	size_t		 max_request_bytes;	/* one model request */
 };
 
 /* An HS256 key shorter than the hash is weaker than the hash: RFC 7518

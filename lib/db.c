@@ -61,22 +61,27 @@ no_conversation(struct chat_err *err)
  * settings. The three that start or take up a turn return rows of one
  * shape, chat_turn_row, read by turn_rows() below. */
 static const char SQL_TURN_BEGIN[] =
-    "SELECT * FROM chat_turn_begin($1, $2, $3, $4, $5, $6, $7)";
+    "SELECT * FROM chat_turn_begin($1, $2, $3, $4, $5, $6, $7, $8)";
 static const char SQL_ROUND[] =
-    "SELECT chat_round($1, $2, $3, $4, $5, $6, $7)";
+    "SELECT chat_round($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 static const char SQL_TOOL[] =
     "SELECT chat_tool($1, $2, $3, $4, $5, $6, $7)";
 /* A tool called over MCP, through the same task_tool() as chat_tool(). */
 static const char SQL_MCP_TOOL[] =
     "SELECT mcp_tool($1, $2, $3)";
 static const char SQL_TURN_FINISH[] =
-    "SELECT chat_turn_finish($1, $2, $3, $4)";
+    "SELECT chat_turn_finish($1, $2, $3, $4, $5)";
 static const char SQL_TURN_RESUME[] =
     "SELECT * FROM chat_turn_resume($1, $2, $3)";
 static const char SQL_TURN_REPLAY[] =
     "SELECT * FROM chat_turn_replay($1, $2, $3)";
 static const char SQL_TURN_RELEASE[] =
-    "SELECT chat_turn_release($1, $2)";
+    "SELECT chat_turn_release($1, $2, $3)";
+static const char SQL_RATE_CHECK[] =
+    "SELECT chat_rate_check($1, $2)";
+static const char SQL_USAGE[] =
+    "SELECT day_turns, day_prompt, day_completion, month_turns,"
+    " month_prompt, month_completion FROM chat_usage($1)";
 /* A streamed turn's live record (schema.sql: turn_streams). */
 static const char SQL_STREAM_PUT[] =
     "SELECT stop, followed FROM chat_stream_put($1, $2, $3, $4, $5)";
@@ -199,7 +204,7 @@ db_fail(const PGresult *res, struct chat_err *err)
 struct stmt {
 	const char	*sql;
 	int		 nparams;
-	const char	*params[7];
+	const char	*params[9];
 	PGresult	*res;
 };
 
@@ -302,7 +307,8 @@ value_or_null(const PGresult *res, int row, int col)
  * result: a column added or moved there cannot be misread here. */
 struct turn_cols {
 	int	 kind, conversation_id, message_id, role, content, tool_calls,
-		 tool_call_id, request_hash, running, done;
+		 tool_call_id, request_hash, running, done, refusal,
+		 retry_after, prompt_tokens, completion_tokens;
 };
 
 static int
@@ -318,16 +324,36 @@ turn_cols(const PGresult *res, struct turn_cols *c)
 	c->request_hash = PQfnumber(res, "request_hash");
 	c->running = PQfnumber(res, "running");
 	c->done = PQfnumber(res, "done");
+	c->refusal = PQfnumber(res, "refusal");
+	c->retry_after = PQfnumber(res, "retry_after");
+	c->prompt_tokens = PQfnumber(res, "prompt_tokens");
+	c->completion_tokens = PQfnumber(res, "completion_tokens");
 	return c->kind < 0 || c->conversation_id < 0 || c->message_id < 0 ||
 	    c->role < 0 || c->content < 0 || c->tool_calls < 0 ||
 	    c->tool_call_id < 0 || c->request_hash < 0 || c->running < 0 ||
-	    c->done < 0 ? -1 : 0;
+	    c->done < 0 || c->refusal < 0 || c->retry_after < 0 ||
+	    c->prompt_tokens < 0 || c->completion_tokens < 0 ? -1 : 0;
 }
 
 static long long
 id_at(const PGresult *res, int row, int col)
 {
 	return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* Adds an 'own' row's usage (NULL: not reported) to sum. */
+static void
+own_usage_add(const PGresult *res, int row, const struct turn_cols *c,
+    struct model_usage *sum)
+{
+	struct model_usage	 u;
+
+	usage_init(&u);
+	if (!PQgetisnull(res, row, c->prompt_tokens))
+		u.prompt_tokens = id_at(res, row, c->prompt_tokens);
+	if (!PQgetisnull(res, row, c->completion_tokens))
+		u.completion_tokens = id_at(res, row, c->completion_tokens);
+	usage_add(sum, &u);
 }
 
 static void
@@ -340,6 +366,8 @@ message_at(const PGresult *res, int row, const struct turn_cols *c,
 	m->tool_calls = value_or_null(res, row, c->tool_calls);
 	m->tool_call_id = value_or_null(res, row, c->tool_call_id);
 }
+
+static int	refused(const char *, const char *, struct chat_err *);
 
 /* Reads chat_turn_row rows into out, which takes res over: the first
  * row describes the turn, then come its own messages ('own', oldest
@@ -360,6 +388,12 @@ turn_rows(PGresult *res, struct db_turn *out, struct chat_err *err)
 		return err_set(err, 503, "database_unavailable",
 		    "The database is unavailable; try again shortly.");
 	}
+	if (strcmp(PQgetvalue(res, 0, c.kind), "refused") == 0) {
+		refused(PQgetvalue(res, 0, c.refusal),
+		    PQgetvalue(res, 0, c.retry_after), err);
+		db_turn_free(out);
+		return -1;
+	}
 	out->conversation_id = id_at(res, 0, c.conversation_id);
 	out->user_message_id = id_at(res, 0, c.message_id);
 	if (strcmp(PQgetvalue(res, 0, c.kind), "prior") == 0) {
@@ -374,31 +408,84 @@ turn_rows(PGresult *res, struct db_turn *out, struct chat_err *err)
 		db_turn_free(out);
 		return err_oom(err);
 	}
+	usage_init(&out->own_usage);
 	for (i = 1; i < n; i++) {
 		kind = PQgetvalue(res, i, c.kind);
-		if (strcmp(kind, "own") == 0)
+		if (strcmp(kind, "own") == 0) {
 			message_at(res, i, &c, &out->own[out->nown++]);
-		else
+			own_usage_add(res, i, &c, &out->own_usage);
+		} else
 			message_at(res, i, &c, &out->history[out->nhistory++]);
 	}
 	return 0;
+}
+
+/* The 429 of a turn refused by a per-user limit: the code the database
+ * gave, as one of ours (err keeps a literal). */
+static int
+refused(const char *code, const char *retry_after, struct chat_err *err)
+{
+	static const struct {
+		const char	*code;
+		const char	*message;
+	} refusals[] = {
+		{ "too_many_turns", "Too many of your turns are running at "
+		    "once; wait for one to finish." },
+		{ "rate_limited", "You started too many turns in the last "
+		    "minute; wait a little." },
+		{ "quota_exceeded", "You have used your quota: today's "
+		    "tokens, or the conversations or messages you may keep "
+		    "(delete old conversations to free some)." },
+	};
+	size_t	 i;
+	long	 wait = strtol(retry_after, NULL, 10);
+
+	for (i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++)
+		if (strcmp(code, refusals[i].code) == 0)
+			break;
+	if (i == sizeof(refusals) / sizeof(refusals[0]))
+		i = 0;
+	err_set(err, 429, refusals[i].code, "%s", refusals[i].message);
+	err->retry_after_s = wait > 0 && wait < 1000000 ? (int)wait : 1;
+	return -1;
+}
+
+void
+db_limits_of_config(struct db_limits *out)
+{
+	const struct config	*cfg = config();
+
+	out->concurrent_turns = cfg->user_concurrent_turns;
+	out->turns_per_minute = cfg->user_turns_per_minute;
+	out->tokens_per_day = cfg->user_tokens_per_day;
+	out->max_conversations = cfg->user_max_conversations;
+	out->max_messages = cfg->user_max_messages;
+	/* A turn shows it lives between its model calls, each of which may
+	 * take the whole timeout; a margin for the database around it. */
+	out->lease_seconds = cfg->model_timeout_ms / 1000 + 30;
 }
 
 int
 db_turn_begin(const char *user_id, long long conversation_id,
     const char *title, const char *message, size_t max_history,
     const char *idempotency_key, const char *request_hash,
-    struct db_turn *out, struct chat_err *err)
+    const struct db_limits *limits, struct db_turn *out,
+    struct chat_err *err)
 {
-	char		 conv[24], limit[24];
-	const char	*params[7] = { user_id, conversation_id != 0 ? conv :
-	    NULL, title, message, limit, idempotency_key, request_hash };
+	char		 conv[24], limit[24], lim[160];
+	const char	*params[8] = { user_id, conversation_id != 0 ? conv :
+	    NULL, title, message, limit, idempotency_key, request_hash, lim };
 	PGresult	*res;
 
 	memset(out, 0, sizeof(*out));
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
 	snprintf(limit, sizeof(limit), "%zu", max_history);
-	if (call(SQL_TURN_BEGIN, 7, params, &res, err) == -1)
+	/* The order chat_turn_begin() reads them in. */
+	snprintf(lim, sizeof(lim), "{%ld,%ld,%ld,%ld,%ld,%ld}",
+	    limits->concurrent_turns, limits->turns_per_minute,
+	    limits->tokens_per_day, limits->max_conversations,
+	    limits->max_messages, limits->lease_seconds);
+	if (call(SQL_TURN_BEGIN, 8, params, &res, err) == -1)
 		return -1;
 	if (PQntuples(res) == 0) {
 		PQclear(res);
@@ -432,15 +519,39 @@ db_turn_load(const char *user_id, const char *idempotency_key,
 }
 
 void
-db_turn_release(const char *user_id, const char *idempotency_key)
+db_turn_release(const char *user_id, const char *idempotency_key,
+    long long conversation_id)
 {
-	const char	*params[2] = { user_id, idempotency_key };
+	char		 conv[24];
+	const char	*params[3] = { user_id, idempotency_key, conv };
 	struct chat_err	 err;
 	PGresult	*res;
 
-	if (run(SQL_TURN_RELEASE, 2, params, PGRES_TUPLES_OK, &res,
+	snprintf(conv, sizeof(conv), "%lld", conversation_id);
+	if (run(SQL_TURN_RELEASE, 3, params, PGRES_TUPLES_OK, &res,
 	    &err) == 0)
 		PQclear(res);
+}
+
+/* A model call's usage as chat_usage_add() reads it: an integer array
+ * {prompt,completion,cached}, NULL where not reported. */
+static void
+usage_param(const struct model_usage *u, char *out, size_t size)
+{
+	const long long	 v[3] = { u->prompt_tokens, u->completion_tokens,
+	    u->cached_tokens };
+	size_t		 i, o = 0;
+
+	for (i = 0; i < 3 && o < size; i++) {
+		if (v[i] >= 0 && v[i] <= 2000000000LL)
+			o += snprintf(out + o, size - o, "%s%lld",
+			    i == 0 ? "{" : ",", v[i]);
+		else
+			o += snprintf(out + o, size - o, "%sNULL",
+			    i == 0 ? "{" : ",");
+	}
+	if (o < size)
+		snprintf(out + o, size - o, "}");
 }
 
 void
@@ -554,10 +665,12 @@ tool_stmts(const char *user_id, const char *conv, const char *reply_to,
 int
 db_round(const char *user_id, const char *idempotency_key,
     long long conversation_id, long long user_message_id, int round,
-    const char *content, const char *tool_calls, struct db_tool_call *calls,
-    size_t ncalls, struct chat_err *err)
+    const char *content, const struct model_usage *usage, long lease_seconds,
+    const char *tool_calls, struct db_tool_call *calls, size_t ncalls,
+    struct chat_err *err)
 {
-	char		 conv[24], reply_to[24], nround[24];
+	char		 conv[24], reply_to[24], nround[24], used[80];
+	char		 lease[24];
 	struct stmt	*s;
 	PGconn		*c;
 	PGresult	*failed;
@@ -568,10 +681,13 @@ db_round(const char *user_id, const char *idempotency_key,
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
 	snprintf(reply_to, sizeof(reply_to), "%lld", user_message_id);
 	snprintf(nround, sizeof(nround), "%d", round);
+	snprintf(lease, sizeof(lease), "%ld", lease_seconds);
+	usage_param(usage, used, sizeof(used));
 	if ((s = calloc(n, sizeof(*s))) == NULL)
 		return err_oom(err);
-	s[0] = (struct stmt){ SQL_ROUND, 7, { user_id, conv, reply_to,
-	    nround, content, tool_calls, idempotency_key }, NULL };
+	s[0] = (struct stmt){ SQL_ROUND, 9, { user_id, conv, reply_to,
+	    nround, content, tool_calls, idempotency_key, used, lease },
+	    NULL };
 	tool_stmts(user_id, conv, reply_to, calls, ncalls, s + 1);
 
 	for (attempt = 1; attempt <= ROUND_ATTEMPTS; attempt++) {
@@ -628,16 +744,19 @@ db_tool(const char *user_id, const char *function, const char *args,
 
 int
 db_turn_finish(const char *user_id, long long conversation_id,
-    long long user_message_id, const char *answer, struct chat_err *err)
+    long long user_message_id, const char *answer,
+    const struct model_usage *usage, struct chat_err *err)
 {
-	char		 conv[24], reply_to[24];
-	const char	*params[4] = { user_id, conv, answer, reply_to };
+	char		 conv[24], reply_to[24], used[80];
+	const char	*params[5] = { user_id, conv, answer, reply_to,
+	    used };
 	PGresult	*res;
 	int		 rc = 0;
 
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
 	snprintf(reply_to, sizeof(reply_to), "%lld", user_message_id);
-	if (call(SQL_TURN_FINISH, 4, params, &res, err) == -1)
+	usage_param(usage, used, sizeof(used));
+	if (call(SQL_TURN_FINISH, 5, params, &res, err) == -1)
 		return -1;
 	if (PQgetisnull(res, 0, 0))
 		rc = err_set(err, 404, "conversation_not_found",
@@ -687,8 +806,9 @@ static const char SQL_TASKS[] =
     " AND ($3::bigint = 0 OR id < $3::bigint)"
     " ORDER BY id DESC LIMIT $4";
 
+/* Takes the conversation and its messages off the user's counts too. */
 static const char SQL_CONVERSATION_DELETE[] =
-    "DELETE FROM conversations WHERE id = $2 AND user_id = $1";
+    "SELECT chat_conversation_delete($1, $2)";
 
 const char *
 db_rows_value(const struct db_rows *rows, int row, int col)
@@ -774,10 +894,10 @@ db_conversation_delete(const char *user_id, long long conversation_id,
 	int		 rc = 0;
 
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
-	if (run(SQL_CONVERSATION_DELETE, 2, params, PGRES_COMMAND_OK, &res,
+	if (run(SQL_CONVERSATION_DELETE, 2, params, PGRES_TUPLES_OK, &res,
 	    err) == -1)
 		return -1;
-	if (strcmp(PQcmdTuples(res), "0") == 0)
+	if (*PQgetvalue(res, 0, 0) != 't')
 		rc = no_conversation(err);
 	PQclear(res);
 	return rc;
@@ -901,4 +1021,51 @@ db_stream_stop(const char *user_id, long long conversation_id,
 		rc = no_conversation(err);
 	PQclear(res);
 	return rc;
+}
+
+int
+db_rate_limited(int retry_after_s, struct chat_err *err)
+{
+	err_set(err, 429, "rate_limited", "You started too many turns in "
+	    "the last minute; wait a little.");
+	err->retry_after_s = retry_after_s > 0 ? retry_after_s : 1;
+	return -1;
+}
+
+int
+db_rate_check(const char *user_id, long turns_per_minute,
+    struct chat_err *err)
+{
+	char		 limit[24];
+	const char	*params[2] = { user_id, limit };
+	PGresult	*res;
+	long		 wait;
+
+	snprintf(limit, sizeof(limit), "%ld", turns_per_minute);
+	if (call(SQL_RATE_CHECK, 2, params, &res, err) == -1)
+		return -1;
+	wait = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return wait > 0 ? db_rate_limited((int)wait, err) : 0;
+}
+
+int
+db_usage(const char *user_id, struct db_usage *out, struct chat_err *err)
+{
+	const char	*params[1] = { user_id };
+	PGresult	*res;
+
+	memset(out, 0, sizeof(*out));
+	if (run(SQL_USAGE, 1, params, PGRES_TUPLES_OK, &res, err) == -1)
+		return -1;
+	if (PQntuples(res) == 1) {
+		out->day_turns = id_at(res, 0, 0);
+		out->day_prompt_tokens = id_at(res, 0, 1);
+		out->day_completion_tokens = id_at(res, 0, 2);
+		out->month_turns = id_at(res, 0, 3);
+		out->month_prompt_tokens = id_at(res, 0, 4);
+		out->month_completion_tokens = id_at(res, 0, 5);
+	}
+	PQclear(res);
+	return 0;
 }

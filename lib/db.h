@@ -13,6 +13,7 @@
 
 #include "err.h"
 #include "history.h"
+#include "reply.h"
 
 /* Closes the worker's connection at exit. */
 void	 db_cleanup(void);
@@ -35,22 +36,42 @@ struct db_turn {
 	size_t		 nhistory;
 	struct hist_msg	*own;		/* db_turn_load(): the turn's own */
 	size_t		 nown;		/* messages, oldest first */
+	struct model_usage own_usage;	/* what their model calls used */
 	void		*res;		/* the PGresult the strings live in */
 };
 
-/* One round trip. With idempotency_key NULL: creates the conversation
- * (conversation_id 0, titled from title) or checks that it is the
- * user's, stores the user message and reads at most max_history
- * messages that came before it. With a key: the same and the key
- * recorded with request_hash, unless the user already used the key;
- * then nothing is written and the earlier turn described (prior = 1).
- * 0, or -1 with err: 404 conversation_not_found, 409 turn_in_progress (a
- * first attempt with the same key is storing its message right now),
- * 503. */
+/* The per-user limits a turn starts under (0: none), checked in
+ * db_turn_begin()'s one round trip. */
+struct db_limits {
+	long	 concurrent_turns;	/* running at once */
+	long	 turns_per_minute;	/* started in any 60 s */
+	long	 tokens_per_day;	/* prompt + completion, UTC day */
+	long	 max_conversations;	/* stored, for a new one */
+	long	 max_messages;		/* stored, all together */
+	long	 lease_seconds;		/* a running turn counts this
+					 * long after its last sign of
+					 * life */
+};
+
+/* The limits of the configuration (config.h). */
+void	 db_limits_of_config(struct db_limits *out);
+
+/* One round trip. With idempotency_key NULL: checks the user's limits,
+ * creates the conversation (conversation_id 0, titled from title) or
+ * checks that it is the user's, stores the user message, counts the turn
+ * as started and running, and reads at most max_history messages that
+ * came before it. With a key: the same and the key recorded with
+ * request_hash, unless the user already used the key; then nothing is
+ * written and the earlier turn described (prior = 1), whatever the
+ * limits say. 0, or -1 with err: 404 conversation_not_found, 409
+ * turn_in_progress (a first attempt with the same key is storing its
+ * message right now), 429 too_many_turns, rate_limited or
+ * quota_exceeded with err->retry_after_s (nothing written), 503. */
 int	 db_turn_begin(const char *user_id, long long conversation_id,
 	    const char *title, const char *message, size_t max_history,
 	    const char *idempotency_key, const char *request_hash,
-	    struct db_turn *out, struct chat_err *err);
+	    const struct db_limits *limits, struct db_turn *out,
+	    struct chat_err *err);
 
 /* One round trip: reads back the turn of the user's key: its own stored
  * messages (assistant calls, tool results, the answer) and the window of
@@ -61,9 +82,12 @@ int	 db_turn_load(const char *user_id, const char *idempotency_key,
 	    size_t max_history, int take_over, struct db_turn *out,
 	    struct chat_err *err);
 
-/* Gives up the lease of a failed attempt, so a retry need not wait for
- * it to run out. Best effort: a failure is only logged. */
-void	 db_turn_release(const char *user_id, const char *idempotency_key);
+/* A failed attempt of a turn in conversation_id stops counting as
+ * running and, with its key (idempotency_key not NULL), gives up its
+ * lease, so a retry need not wait for it to run out. Best effort: a
+ * failure is only logged. */
+void	 db_turn_release(const char *user_id, const char *idempotency_key,
+	    long long conversation_id);
 
 /* Releases what db_turn_begin() or db_turn_load() filled; harmless on a
  * zeroed struct. */
@@ -79,18 +103,21 @@ struct db_tool_call {
 	char		*result;	/* out: the stored result */
 };
 
-/* One round trip, one transaction: locks the conversation, stores the
- * assistant message (content, may be NULL) asking for tool_calls (the
- * OpenAI JSON array as text) as round `round` of the turn answering
- * user_message_id, runs each call for user_id and stores its result as a
- * tool message (and renews the lease of idempotency_key's turn, when
- * not NULL). On success every calls[i].result is set (freed with the
- * call, tools_call_free()) and 0 is returned. -1 with err: 409 turn_in_progress when another
- * attempt already stored this round of this turn, 404 when the
- * conversation is gone, 503; nothing of the round is kept then. */
+/* One round trip, one transaction: renews the turn's running lease for
+ * lease_seconds, locks the conversation, stores the assistant message
+ * (content, may be NULL) asking for tool_calls (the OpenAI JSON array as
+ * text) as round `round` of the turn answering user_message_id with what
+ * its model call used (usage, added to the user's day), runs each call
+ * for user_id and stores its result as a tool message (and renews the
+ * lease of idempotency_key's turn, when not NULL). On success every
+ * calls[i].result is set (freed with the call, tools_call_free()) and 0
+ * is returned. -1 with err: 409 turn_in_progress when another attempt
+ * already stored this round of this turn, 404 when the conversation is
+ * gone, 503; nothing of the round is kept then. */
 int	 db_round(const char *user_id, const char *idempotency_key,
 	    long long conversation_id, long long user_message_id, int round,
-	    const char *content,
+	    const char *content, const struct model_usage *usage,
+	    long lease_seconds,
 	    const char *tool_calls, struct db_tool_call *calls, size_t ncalls,
 	    struct chat_err *err);
 
@@ -103,10 +130,38 @@ int	 db_tool(const char *user_id, const char *function, const char *args,
 	    char **result, struct chat_err *err);
 
 /* One round trip: stores the final answer of the turn that answers
- * user_message_id and bumps the conversation's updated_at. 0, or -1 with
- * err (409 when the turn already has its answer, 404, 503). */
+ * user_message_id with what its model call used (usage; all -1 when the
+ * answer is not the model's), bumps the conversation's updated_at, ends
+ * the turn's running count and adds the answered turn and usage to the
+ * user's day. 0, or -1 with err (409 when the turn already has its
+ * answer, 404, 503). */
 int	 db_turn_finish(const char *user_id, long long conversation_id,
 	    long long user_message_id, const char *answer,
+	    const struct model_usage *usage, struct chat_err *err);
+
+/* Counts one turn start of user_id against turns_per_minute (0: none),
+ * in one round trip: 0 when counted; -1 with err 429 rate_limited and
+ * err->retry_after_s when the user is at the limit (nothing counted), or
+ * 503. For what starts model-free work on the user's behalf outside a
+ * turn: an MCP tools/call counts as one turn. The check is the SQL
+ * function chat_rate_check(user, turns_per_minute) (0, or the seconds
+ * to wait), which a statement that runs the work can call first, so
+ * that check and work stay one round trip. */
+int	 db_rate_check(const char *user_id, long turns_per_minute,
+	    struct chat_err *err);
+
+/* The err of a chat_rate_check() that answered retry_after_s > 0. */
+int	 db_rate_limited(int retry_after_s, struct chat_err *err);
+
+/* The user's use (GET /chat/usage): answered turns and the tokens their
+ * model calls reported, today and this month (UTC). */
+struct db_usage {
+	long long	 day_turns, day_prompt_tokens, day_completion_tokens;
+	long long	 month_turns, month_prompt_tokens,
+			 month_completion_tokens;
+};
+/* One round trip; 0, or -1 with err 503. */
+int	 db_usage(const char *user_id, struct db_usage *out,
 	    struct chat_err *err);
 
 /* Rows of a browsing query. Strings are borrowed from the result and

@@ -14,6 +14,7 @@ struct chat_err {
 	const char	*resource_metadata; /* on 401 from an MCP endpoint:
 					 * the URL of its metadata (RFC 9728),
 					 * borrowed; NULL elsewhere */
+	int		 retry_after_s;	/* 429: its Retry-After */
 };
 
 /* Fills err (keeping conversation_id) and returns -1, so a caller can

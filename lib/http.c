@@ -32,6 +32,7 @@ static const struct {
 	{ 409, "Conflict" },
 	{ 413, "Content Too Large" },
 	{ 415, "Unsupported Media Type" },
+	{ 429, "Too Many Requests" },
 	{ 500, "Internal Server Error" },
 	{ 502, "Bad Gateway" },
 	{ 503, "Service Unavailable" },
@@ -296,6 +297,9 @@ http_reply_error(struct request *r, const struct chat_err *err)
 	else if (err->status == 401)
 		snprintf(headers, sizeof(headers),
 		    "WWW-Authenticate: Bearer realm=\"todo-chat\"\r\n");
+	else if (err->status == 429 && err->retry_after_s > 0)
+		snprintf(headers, sizeof(headers), "Retry-After: %d\r\n",
+		    err->retry_after_s);
 
 	text = err_json(err);
 	http_reply(r, err->status, headers, text != NULL ? text : fallback);

@@ -78,8 +78,8 @@ int	 http_stream_write(struct request *r, const char *p, size_t len);
 int	 http_stream_flush(struct request *r);
 
 /* Writes err as {"error": {"code", "message"}} (plus "conversation_id"
- * when set), with Allow on 405 and WWW-Authenticate on 401 (naming
- * err->resource_metadata when set). */
+ * when set), with Allow on 405, WWW-Authenticate on 401 (naming
+ * err->resource_metadata when set) and Retry-After on 429. */
 void	 http_reply_error(struct request *r, const struct chat_err *err);
 
 /* The reason phrase of a status we send ("Not Found"). */

@@ -44,14 +44,26 @@ fail:
 	return NULL;
 }
 
+/* Their printed size, taken once as they are built. */
+static size_t		 definitions_bytes;
+
 static const cJSON *
 tool_definitions(void)
 {
 	const cJSON	*d;
+	char		*text;
 
 	pthread_mutex_lock(&definitions_lock);
-	if (definitions == NULL)
-		definitions = build_definitions();
+	if (definitions == NULL && (definitions = build_definitions()) !=
+	    NULL) {
+		if ((text = cJSON_PrintUnformatted(definitions)) == NULL) {
+			cJSON_Delete(definitions);
+			definitions = NULL;
+		} else {
+			definitions_bytes = strlen(text);
+			cJSON_free(text);
+		}
+	}
 	d = definitions;
 	pthread_mutex_unlock(&definitions_lock);
 	return d;
@@ -185,6 +197,67 @@ out:
 	return text;
 }
 
+/* Bytes s takes printed as a JSON string by cJSON, quotes included;
+ * NULL prints as null. */
+static size_t
+string_bytes(const char *s)
+{
+	const unsigned char	*p;
+	size_t			 n = 2;
+
+	if (s == NULL)
+		return 4;
+	for (p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\' || *p == '\b' || *p == '\f' ||
+		    *p == '\n' || *p == '\r' || *p == '\t')
+			n += 2;
+		else if (*p < 0x20)
+			n += 6;		/* \u00XX */
+		else
+			n++;
+	}
+	return n;
+}
+
+/* {"model":M,"messages":[...],"tools":T,"stream":true,
+ * "stream_options":{"include_usage":true}}: the stream options are
+ * counted whether asked for or not, a few bytes on the safe side. */
+size_t
+openai_request_base_bytes(const char *model, int offer_tools)
+{
+	size_t	 n = sizeof("{\"model\":,\"messages\":[]}") - 1 +
+	    string_bytes(model) + sizeof(",\"stream\":true,\"stream_options\":"
+	    "{\"include_usage\":true}") - 1;
+
+	if (offer_tools && ntools > 0 && tool_definitions() != NULL)
+		n += sizeof(",\"tools\":") - 1 + definitions_bytes;
+	return n;
+}
+
+/* {"role":R,"content":C,"tool_calls":[{"id":I,"type":"function",
+ * "function":{"name":N,"arguments":A}},...],"tool_call_id":T}, and the
+ * comma before it. */
+size_t
+openai_message_bytes(const struct transcript_msg *m)
+{
+	size_t	 i, n = 1 + sizeof("{\"role\":,\"content\":}") - 1 +
+	    string_bytes(transcript_role_name(m->role)) +
+	    string_bytes(m->content);
+
+	if (m->ncalls > 0)
+		n += sizeof(",\"tool_calls\":[]") - 1 + m->ncalls - 1;
+	for (i = 0; i < m->ncalls; i++)
+		n += sizeof("{\"id\":,\"type\":\"function\",\"function\":"
+		    "{\"name\":,\"arguments\":}}") - 1 +
+		    string_bytes(m->calls[i].id) +
+		    string_bytes(m->calls[i].name) +
+		    string_bytes(call_arguments(&m->calls[i]));
+	if (m->tool_call_id != NULL)
+		n += sizeof(",\"tool_call_id\":") - 1 +
+		    string_bytes(m->tool_call_id);
+	return n;
+}
+
 char *
 openai_calls_text(const struct model_call *calls, size_t n)
 {
@@ -266,6 +339,36 @@ parse_content(const cJSON *message, struct model_reply *out)
 	    strlen(content->valuestring));
 }
 
+/* A token count as "usage" gives it: a whole number from 0 up; -1 for
+ * anything else, which we then treat as not reported (a count is never
+ * worth failing a turn for). */
+static long long
+token_count(const cJSON *n)
+{
+	if (!cJSON_IsNumber(n) || n->valuedouble < 0 ||
+	    n->valuedouble > 1e15 ||
+	    n->valuedouble != (double)(long long)n->valuedouble)
+		return -1;
+	return (long long)n->valuedouble;
+}
+
+/* "usage": {"prompt_tokens", "completion_tokens",
+ * "prompt_tokens_details": {"cached_tokens"}}, each part optional; an
+ * absent or null usage leaves u as it was. */
+static void
+parse_usage(const cJSON *usage, struct model_usage *u)
+{
+	if (!cJSON_IsObject(usage))
+		return;
+	u->prompt_tokens = token_count(cJSON_GetObjectItemCaseSensitive(usage,
+	    "prompt_tokens"));
+	u->completion_tokens = token_count(cJSON_GetObjectItemCaseSensitive(
+	    usage, "completion_tokens"));
+	u->cached_tokens = token_count(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens_details"),
+	    "cached_tokens"));
+}
+
 int
 openai_parse_reply(const char *body, size_t len, struct model_reply *out)
 {
@@ -286,6 +389,9 @@ openai_parse_reply(const char *body, size_t len, struct model_reply *out)
 		rc = 0;
 	if (rc == -1)
 		reply_free(out);
+	else
+		parse_usage(cJSON_GetObjectItemCaseSensitive(root, "usage"),
+		    &out->usage);
 	cJSON_Delete(root);
 	return rc;
 }
@@ -397,6 +503,7 @@ openai_parse_chunk(const char *chunk, size_t len, struct model_reply *out,
 			rc = 0;
 		else if (choices->child->next == NULL)
 			rc = parse_choice(choices->child, out, c);
+		parse_usage(usage, &out->usage);
 	}
 	c->text_len = out->text.len - before;
 	cJSON_Delete(root);

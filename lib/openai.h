@@ -32,6 +32,15 @@
 char	*openai_request(const struct transcript *t, const char *model,
 	    int offer_tools, int stream);
 
+/* What openai_request() would print, in bytes, without printing it: the
+ * part around the messages (model, tools when offer_tools, stream
+ * options) and each message, commas included; the request is the first
+ * plus the sum of the second over the transcript. Exact for what cJSON
+ * prints (escapes counted; a comma per message, a few bytes over at
+ * most), so a bound on the request holds. */
+size_t	 openai_request_base_bytes(const char *model, int offer_tools);
+size_t	 openai_message_bytes(const struct transcript_msg *m);
+
 /* Parses a chat-completions response body into *out (reply_init()ed
  * here). Rules, for a server we do not control: the body is one JSON
  * object, parsed whole; choices[0].message an object; content a string

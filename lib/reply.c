@@ -12,6 +12,29 @@ reply_init(struct model_reply *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->text = (struct buf)BUF_INIT(REPLY_TEXT_MAX);
+	usage_init(&r->usage);
+}
+
+void
+usage_init(struct model_usage *u)
+{
+	u->prompt_tokens = u->completion_tokens = u->cached_tokens = -1;
+}
+
+static void
+count_add(long long *sum, long long n)
+{
+	if (n < 0)
+		return;
+	*sum = (*sum < 0 ? 0 : *sum) + n;
+}
+
+void
+usage_add(struct model_usage *sum, const struct model_usage *b)
+{
+	count_add(&sum->prompt_tokens, b->prompt_tokens);
+	count_add(&sum->completion_tokens, b->completion_tokens);
+	count_add(&sum->cached_tokens, b->cached_tokens);
 }
 
 int

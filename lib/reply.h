@@ -31,6 +31,15 @@ struct model_call {
 					 * .data NULL while none arrived */
 };
 
+/* What one model call reported it used ("usage"), in tokens; -1 where
+ * it reported nothing (a server that sends no usage, a stream cut short
+ * before its usage chunk, the offline model). */
+struct model_usage {
+	long long	 prompt_tokens;
+	long long	 completion_tokens;
+	long long	 cached_tokens;	/* of prompt_tokens, cached */
+};
+
 /* The model's answer. All memory is owned by the reply. */
 struct model_reply {
 	struct buf		 text;	/* .data NULL: the model sent none */
@@ -38,10 +47,17 @@ struct model_reply {
 	size_t			 ncalls;
 	int			 stopped; /* a streamed call was stopped: text
 					 * is what came before, no calls */
+	struct model_usage	 usage;
 };
 
-/* An empty reply; reply_free() leaves one too. */
+/* An empty reply (its usage unknown); reply_free() leaves one too. */
 void	 reply_init(struct model_reply *r);
+
+/* Sets u to "nothing reported". */
+void	 usage_init(struct model_usage *u);
+/* Adds what b reports to the sum (whose unknown parts count as 0 once
+ * something is added): the usage of a turn's several calls. */
+void	 usage_add(struct model_usage *sum, const struct model_usage *b);
 
 /* Appends to the reply's words. content "" marks an answer that is
  * empty, as opposed to none. 0, or -1 on ENOMEM or past REPLY_TEXT_MAX. */

@@ -6,6 +6,7 @@
 
 #include <cJSON.h>
 
+#include "config.h"
 #include "text.h"
 #include "tools.h"
 
@@ -139,11 +140,20 @@ check_task_id(const cJSON *in, cJSON *out, char *why, size_t whylen)
 static int
 check_add(const cJSON *in, cJSON *out, char *why, size_t whylen)
 {
+	long	 max_tasks = config()->user_max_tasks;
+
 	if (string_arg(in, "title", TITLE_MAX_BYTES, 1, out, why,
-	    whylen) == -1)
+	    whylen) == -1 || string_arg(in, "description",
+	    DESCRIPTION_MAX_BYTES, 0, out, why, whylen) == -1)
 		return -1;
-	return string_arg(in, "description", DESCRIPTION_MAX_BYTES, 0, out,
-	    why, whylen);
+	/* CHAT_USER_MAX_TASKS, which tool_add_task() enforces under the
+	 * user's row lock. */
+	if (max_tasks > 0 && cJSON_AddNumberToObject(out, "max_tasks",
+	    (double)max_tasks) == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -312,6 +322,19 @@ tools_prepare(const struct model_call *call, struct db_tool_call *out)
 		tools_call_free(out);
 		return -1;
 	}
+	return 0;
+}
+
+int
+tools_refuse(struct db_tool_call *c, const char *why)
+{
+	char	*fallback;
+
+	if ((fallback = error_json(why)) == NULL)
+		return -1;
+	free(c->fallback);
+	c->fallback = fallback;
+	c->function = NULL;
 	return 0;
 }
 

@@ -64,6 +64,11 @@ void	 tools_no_result(long long task_id, char *why, size_t whylen);
 int	 tools_prepare(const struct model_call *call,
 	    struct db_tool_call *out);
 
+/* Makes a prepared call one that is not run: its result is {"error":
+ * why} (a call past the round's CHAT_MAX_TOOL_CALLS). 0, or -1 on
+ * ENOMEM (c unchanged). */
+int	 tools_refuse(struct db_tool_call *c, const char *why);
+
 /* Frees what tools_prepare() and db_round() put in c. */
 void	 tools_call_free(struct db_tool_call *c);
 

@@ -117,16 +117,37 @@ transcript_init(struct transcript *t)
 	return 0;
 }
 
+static void
+msg_free(struct transcript_msg *m)
+{
+	free(m->content);
+	free(m->tool_call_id);
+	calls_free(m->calls, m->ncalls);
+}
+
+void
+transcript_drop(struct transcript *t, size_t first, size_t n)
+{
+	size_t	 i;
+
+	if (first >= t->n)
+		return;
+	if (n > t->n - first)
+		n = t->n - first;
+	for (i = first; i < first + n; i++)
+		msg_free(&t->msgs[i]);
+	memmove(&t->msgs[first], &t->msgs[first + n],
+	    (t->n - first - n) * sizeof(*t->msgs));
+	t->n -= n;
+}
+
 void
 transcript_free(struct transcript *t)
 {
 	size_t	 i;
 
-	for (i = 0; i < t->n; i++) {
-		free(t->msgs[i].content);
-		free(t->msgs[i].tool_call_id);
-		calls_free(t->msgs[i].calls, t->msgs[i].ncalls);
-	}
+	for (i = 0; i < t->n; i++)
+		msg_free(&t->msgs[i]);
 	free(t->msgs);
 	memset(t, 0, sizeof(*t));
 }

@@ -49,6 +49,10 @@ int	 transcript_add(struct transcript *t, enum chat_role role,
 int	 transcript_add_calls(struct transcript *t, const char *content,
 	    struct model_call *calls, size_t n);
 
+/* Removes the n messages from msgs[first] on (the oldest history, to fit
+ * a request's bound), freeing them; the later ones move up. */
+void	 transcript_drop(struct transcript *t, size_t first, size_t n);
+
 /* The role's name in chat formats: "system", "user", "assistant",
  * "tool". */
 const char	*transcript_role_name(enum chat_role role);

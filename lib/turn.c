@@ -7,6 +7,7 @@
 #include <cJSON.h>
 #include <openssl/evp.h>
 
+#include "bounds.h"
 #include "config.h"
 #include "db.h"
 #include "history.h"
@@ -25,6 +26,16 @@
  * CHAT_MAX_TOOL_ROUNDS rounds: still a 200, which says so. */
 static const char TOO_MANY_STEPS[] = "Sorry, that request took too many "
     "steps for me to finish. Could you break it into smaller ones?";
+
+/* ...and when its next model request would be over
+ * CHAT_MAX_REQUEST_BYTES even without any history. */
+static const char TOO_LARGE[] = "Sorry, that request grew too large for "
+    "me to send on. Could you ask for less at once?";
+
+/* The result of the calls of a round past CHAT_MAX_TOOL_CALLS: the model
+ * must get a result for every call it made, and learns to ask for less. */
+static const char TOO_MANY_CALLS[] = "not run: too many tool calls at once; "
+    "make at most %d in one step";
 
 /* Copies the first line of message into title, whitespace runs made one
  * space, cut at TITLE_MAX_CHARS code points with an ellipsis. */
@@ -58,6 +69,24 @@ make_title(const char *message, char *title, size_t size)
 	title[o] = '\0';
 }
 
+/* A tool's result as the model reads it: cut to
+ * CHAT_MAX_TOOL_RESULT_BYTES (bounds.h). */
+static int
+add_tool_result(struct transcript *t, const char *result,
+    const char *call_id)
+{
+	char	*cut;
+	int	 rc;
+
+	if (bounds_tool_result(result, config()->max_tool_result_bytes,
+	    &cut) == -1)
+		return -1;
+	rc = transcript_add(t, ROLE_TOOL, cut != NULL ? cut : result,
+	    call_id);
+	free(cut);
+	return rc;
+}
+
 /* A stored message, as the model reads it. */
 static int
 add_stored(struct transcript *t, const struct hist_msg *h)
@@ -68,6 +97,8 @@ add_stored(struct transcript *t, const struct hist_msg *h)
 	struct model_call	*calls;
 	size_t			 n;
 
+	if (h->role == HIST_TOOL && h->content != NULL)
+		return add_tool_result(t, h->content, h->tool_call_id);
 	if (h->tool_calls == NULL)
 		return transcript_add(t, roles[h->role], h->content,
 		    h->tool_call_id);
@@ -77,10 +108,11 @@ add_stored(struct transcript *t, const struct hist_msg *h)
 }
 
 /* The model's input: system prompt, the window of history (oldest
- * first), the new message, and what a resumed turn already stored. */
+ * first), the new message, and what a resumed turn already stored. The
+ * window's length goes to *nhistory. */
 static int
 build_transcript(struct transcript *tr, const struct db_turn *t,
-    const char *message)
+    const char *message, size_t *nhistory)
 {
 	const struct config	*cfg = config();
 	size_t			 k, i;
@@ -89,6 +121,7 @@ build_transcript(struct transcript *tr, const struct db_turn *t,
 		return -1;
 	k = hist_window(t->history, t->nhistory, cfg->history_messages,
 	    cfg->history_tokens);
+	*nhistory = k;
 	for (i = k; i > 0; i--)
 		if (add_stored(tr, &t->history[i - 1]) == -1)
 			return -1;
@@ -111,6 +144,9 @@ struct turn_state {
 	long long		 user_message_id;
 	int			 rounds_done;	/* stored by an earlier attempt */
 	struct transcript	 transcript;	/* the model's input so far */
+	size_t			 nhistory;	/* its history, after
+						 * the system prompt */
+	struct model_usage	 usage;		/* its calls', summed */
 	cJSON			*calls_out;	/* the reply's tool_calls */
 };
 
@@ -212,18 +248,26 @@ run_round(struct turn_state *ts, int round, struct model_reply *mr,
 	size_t			 i, n = mr->ncalls;
 	int			 rc = -1;
 
+	const struct config	*cfg = config();
+	struct db_limits	 limits;
+	char			 why[128];
+
 	if ((dbc = calloc(n, sizeof(*dbc))) == NULL ||
 	    (calls_text = openai_calls_text(mr->calls, n)) == NULL)
 		goto oom;
+	snprintf(why, sizeof(why), TOO_MANY_CALLS, cfg->max_tool_calls);
 	for (i = 0; i < n; i++)
-		if (tools_prepare(&mr->calls[i], &dbc[i]) == -1)
+		if (tools_prepare(&mr->calls[i], &dbc[i]) == -1 ||
+		    (i >= (size_t)cfg->max_tool_calls &&
+		    tools_refuse(&dbc[i], why) == -1))
 			goto oom;
 	for (i = 0; i < n; i++)
 		tell(ts, TURN_TOOL_INPUT, (struct turn_event){ .call =
 		    &mr->calls[i] });
+	db_limits_of_config(&limits);
 	if (db_round(ts->req->user_id, ts->req->idempotency_key,
 	    ts->conversation_id, ts->user_message_id, round, reply_text(mr),
-	    calls_text, dbc, n, err) == -1)
+	    &mr->usage, limits.lease_seconds, calls_text, dbc, n, err) == -1)
 		goto out;
 	calls = mr->calls;
 	mr->calls = NULL;
@@ -232,7 +276,7 @@ run_round(struct turn_state *ts, int round, struct model_reply *mr,
 	    n) == -1)
 		goto oom;
 	for (i = 0; i < n; i++) {
-		if (transcript_add(&ts->transcript, ROLE_TOOL, dbc[i].result,
+		if (add_tool_result(&ts->transcript, dbc[i].result,
 		    calls[i].id) == -1 || client_call(ts->calls_out,
 		    &calls[i], dbc[i].result) == -1)
 			goto oom;
@@ -251,6 +295,64 @@ out:
 	return rc;
 }
 
+/* At least the bytes of the request for t: every byte of text may take
+ * six once escaped (\u00XX), and each message and call some framing. */
+static size_t
+request_bytes_at_most(const struct transcript *t)
+{
+	const struct transcript_msg	*m;
+	size_t				 i, k, n;
+
+	n = openai_request_base_bytes(config()->model, 1);
+	for (i = 0; i < t->n; i++) {
+		m = &t->msgs[i];
+		n += 64 + 6 * ((m->content != NULL ? strlen(m->content) : 0) +
+		    (m->tool_call_id != NULL ? strlen(m->tool_call_id) : 0));
+		for (k = 0; k < m->ncalls; k++)
+			n += 96 + 6 * (strlen(m->calls[k].id) +
+			    strlen(m->calls[k].name) +
+			    strlen(call_arguments(&m->calls[k])));
+	}
+	return n;
+}
+
+/* Leaves out the oldest history until the next model request fits
+ * CHAT_MAX_REQUEST_BYTES (bounds.h). 0 when it fits, 1 when it cannot
+ * even without history, -1 on ENOMEM. */
+static int
+fit_request(struct turn_state *ts)
+{
+	struct transcript	*t = &ts->transcript;
+	size_t			*bytes, i;
+	unsigned char		*is_tool;
+	long			 drop = -1;
+
+	/* Nearly every request is far below the bound: an upper bound of
+	 * its size, cheap to take, spares the exact count. */
+	if (request_bytes_at_most(t) <= config()->max_request_bytes)
+		return 0;
+	bytes = calloc(t->n, sizeof(*bytes));
+	is_tool = calloc(t->n, 1);
+	if (bytes != NULL && is_tool != NULL) {
+		for (i = 0; i < t->n; i++) {
+			bytes[i] = openai_message_bytes(&t->msgs[i]);
+			is_tool[i] = t->msgs[i].role == ROLE_TOOL;
+		}
+		drop = bounds_history_drop(bytes, is_tool, t->n, 1,
+		    ts->nhistory, openai_request_base_bytes(config()->model, 1),
+		    config()->max_request_bytes);
+	}
+	free(bytes);
+	free(is_tool);
+	if (bytes == NULL || is_tool == NULL)
+		return -1;
+	if (drop == -1)
+		return 1;
+	transcript_drop(t, 1, (size_t)drop);
+	ts->nhistory -= (size_t)drop;
+	return 0;
+}
+
 /* Asks the model and runs its tools until it answers in words or the
  * rounds run out; stores the answer. */
 static int
@@ -258,17 +360,28 @@ converse(struct turn_state *ts, char **answer, struct chat_err *err)
 {
 	struct model_stream	 stream = { stream_text, stream_idle, ts };
 	struct model_reply	 mr;
+	struct model_usage	 used;	/* the answering call's */
 	int			 round, rc;
 
+	usage_init(&used);
 	for (round = ts->rounds_done + 1; ; round++) {
+		if ((rc = fit_request(ts)) != 0) {
+			if (rc == -1)
+				return err_oom(err);
+			tell_text_step(ts, TOO_LARGE);
+			*answer = strdup(TOO_LARGE);
+			break;
+		}
 		tell(ts, TURN_STEP_START, (struct turn_event){ 0 });
 		ts->step_told = 0;
 		if (model_complete(&ts->transcript, 1, ts->observer != NULL ?
 		    &stream : NULL, &mr, err) == -1)
 			return -1;
+		usage_add(&ts->usage, &mr.usage);
 		tell_rest(ts, &mr);
 		/* Stopped: the words so far are the answer, no call runs. */
 		if (mr.ncalls == 0 || mr.stopped || ts->stop) {
+			used = mr.usage;
 			if ((*answer = reply_take_text(&mr)) == NULL)
 				*answer = strdup("");
 			reply_free(&mr);
@@ -276,6 +389,8 @@ converse(struct turn_state *ts, char **answer, struct chat_err *err)
 			break;
 		}
 		if (round > config()->max_tool_rounds) {
+			/* Its tokens were spent all the same. */
+			used = mr.usage;
 			reply_free(&mr);
 			tell(ts, TURN_STEP_FINISH, (struct turn_event){ 0 });
 			/* The answer is ours, not the model's: a step
@@ -298,7 +413,27 @@ converse(struct turn_state *ts, char **answer, struct chat_err *err)
 	if (*answer == NULL)
 		return err_oom(err);
 	return db_turn_finish(ts->req->user_id, ts->conversation_id,
-	    ts->user_message_id, *answer, err);
+	    ts->user_message_id, *answer, &used, err);
+}
+
+/* "usage": {"prompt_tokens", "completion_tokens", "total_tokens"}: what
+ * the turn's model calls reported, 0 where none did. */
+static int
+add_usage(cJSON *reply, const struct model_usage *u)
+{
+	cJSON		*o;
+	long long	 prompt = u->prompt_tokens > 0 ? u->prompt_tokens : 0;
+	long long	 completion = u->completion_tokens > 0 ?
+	    u->completion_tokens : 0;
+
+	if ((o = cJSON_AddObjectToObject(reply, "usage")) == NULL ||
+	    cJSON_AddNumberToObject(o, "prompt_tokens", (double)prompt) ==
+	    NULL || cJSON_AddNumberToObject(o, "completion_tokens",
+	    (double)completion) == NULL ||
+	    cJSON_AddNumberToObject(o, "total_tokens",
+	    (double)(prompt + completion)) == NULL)
+		return -1;
+	return 0;
 }
 
 static cJSON *
@@ -316,6 +451,10 @@ turn_reply(struct turn_state *ts, const char *answer)
 	}
 	cJSON_AddItemToObject(reply, "tool_calls", ts->calls_out);
 	ts->calls_out = NULL;
+	if (add_usage(reply, &ts->usage) == -1) {
+		cJSON_Delete(reply);
+		return NULL;
+	}
 	return reply;
 }
 
@@ -421,6 +560,8 @@ turn_prior(struct turn_state *ts, struct db_turn *t, const char *hash,
 		return -1;
 	ts->conversation_id = t->conversation_id;
 	ts->user_message_id = t->user_message_id;
+	/* What the earlier attempts' calls used is the turn's too. */
+	usage_add(&ts->usage, &t->own_usage);
 	tell_start(ts);
 	if (stored_rounds(ts, t, answer) == -1)
 		return err_oom(err);
@@ -436,6 +577,7 @@ turn_start(struct turn_state *ts, cJSON **reply, struct chat_err *err)
 {
 	const struct turn_request	*req = ts->req;
 	struct db_turn			 t;
+	struct db_limits		 limits;
 	const char			*answer = NULL;
 	char				 title[TITLE_MAX_CHARS * 4 + 8];
 	char				 hash[65];
@@ -444,9 +586,10 @@ turn_start(struct turn_state *ts, cJSON **reply, struct chat_err *err)
 	make_title(req->message, title, sizeof(title));
 	if (request_hash(req, hash) == -1)
 		return err_oom(err);
+	db_limits_of_config(&limits);
 	if (db_turn_begin(req->user_id, req->conversation_id, title,
 	    req->message, config()->history_messages, req->idempotency_key,
-	    hash, &t, err) == -1)
+	    hash, &limits, &t, err) == -1)
 		return -1;
 	ts->conversation_id = t.conversation_id;
 	ts->user_message_id = t.user_message_id;
@@ -456,7 +599,7 @@ turn_start(struct turn_state *ts, cJSON **reply, struct chat_err *err)
 	if (rc == 1 && (*reply = turn_reply(ts, answer)) == NULL)
 		rc = err_oom(err);
 	if (rc == 0 && build_transcript(&ts->transcript, &t,
-	    req->message) == -1)
+	    req->message, &ts->nhistory) == -1)
 		rc = err_oom(err);
 	db_turn_free(&t);
 	return rc;
@@ -474,6 +617,7 @@ turn_run(const struct turn_request *req, const struct turn_observer *observer,
 	memset(&ts, 0, sizeof(ts));
 	ts.req = req;
 	ts.observer = observer;
+	usage_init(&ts.usage);
 	if ((ts.calls_out = cJSON_CreateArray()) == NULL) {
 		err_oom(err);
 		goto out;
@@ -491,12 +635,13 @@ turn_run(const struct turn_request *req, const struct turn_observer *observer,
 	}
 out:
 	/* The stored message lets the client retry; with its key the retry
-	 * resumes the turn at once instead of waiting out our lease. */
-	if (rc == -1 && conversed && err->status >= 500) {
+	 * resumes the turn at once instead of waiting out our lease. Any
+	 * failed turn stops counting against the user's running turns. */
+	if (rc == -1 && conversed && err->status >= 500)
 		err->conversation_id = ts.conversation_id;
-		if (req->idempotency_key != NULL && ts.user_message_id != 0)
-			db_turn_release(req->user_id, req->idempotency_key);
-	}
+	if (rc == -1 && conversed && ts.user_message_id != 0)
+		db_turn_release(req->user_id, err->status >= 500 ?
+		    req->idempotency_key : NULL, ts.conversation_id);
 	if (ts.started) {
 		if (rc == -1)
 			tell(&ts, TURN_ERROR, (struct turn_event){ .err = err });

@@ -165,8 +165,8 @@ sub shape {
 # ------------------------------------ 1. without the header: unchanged
 
 my $j = json_turn('thanks!');
-is_deeply [ sort keys %$j ], [ qw(conversation_id response tool_calls) ],
-    'no Accept: the JSON answer, its three keys';
+is_deeply [ sort keys %$j ], [ qw(conversation_id response tool_calls
+    usage) ], 'no Accept: the JSON answer, its four keys';
 is_deeply $j->{tool_calls}, [], '... no tool calls';
 my $thanks = $j->{response};
 like $thanks, qr/\S \S/, '... an answer of several words';

@@ -18,9 +18,12 @@ use Stack;
 my $JSON = JSON::PP->new->utf8->canonical;
 
 # The main stack: retries get time enough to run out of tries before
-# they run out of time; three tool rounds at most.
+# they run out of time; three tool rounds at most; every call of a round
+# run, for the round of ten wrong calls below (t/78-bounds.t tests the
+# bound).
 my $s = Stack->new(workers => 2, model => 'mock', mock_key => 'k',
-    env => { CHAT_MODEL_TIMEOUT_MS => 5000, CHAT_MAX_TOOL_ROUNDS => 3 });
+    env => { CHAT_MODEL_TIMEOUT_MS => 5000, CHAT_MAX_TOOL_ROUNDS => 3,
+    CHAT_MAX_TOOL_CALLS => 32 });
 my $alice = $s->token('alice');
 my $bob = $s->token('bob');
 

@@ -15,7 +15,10 @@
 #      ends with [DONE] and the stored answer is the same text
 #   3. a tool call (add_task) in a whole turn: the task is created, and
 #      the answer after the tool result is stored
-#   4. a wrong key: mock-llm's 401 (OpenAI's body) is a 502 model_error
+#   4. usage: a rule's answer carries "usage" (cached tokens too): the
+#      turn's reply sums it, the message stores it, GET /chat/usage
+#      counts it
+#   5. a wrong key: mock-llm's 401 (OpenAI's body) is a 502 model_error
 # Every answer rule wants the key as a bearer token; any other request
 # gets mock-llm's 401.
 use strict;
@@ -45,12 +48,18 @@ my $AFTER_TOOL = 'Added "Buy milk" to your list.';
 # A chat.completion as mock-llm's rules give it: the text of the body.
 sub completion {
 	my (%message) = @_;
+	my $usage = delete $message{usage};
 	return $TEXT->encode({ id => 'chatcmpl-{{timestamp}}',
 	    object => 'chat.completion', created => 1700000000,
 	    model => 'mock-llm', choices => [ { index => 0,
 	    message => { role => 'assistant', content => undef, %message },
-	    finish_reason => $message{tool_calls} ? 'tool_calls' : 'stop' } ] });
+	    finish_reason => $message{tool_calls} ? 'tool_calls' : 'stop' } ],
+	    $usage ? (usage => $usage) : () });
 }
+my $COUNTED = 'Counted by mock-llm.';
+my $USAGE = { prompt_tokens => 1234, completion_tokens => 56,
+    total_tokens => 1290, prompt_tokens_details => { cached_tokens => 1024 },
+    completion_tokens_details => { reasoning_tokens => 0 } };
 
 my $authorized = "headers.authorization == 'Bearer $KEY'";
 my $config = {
@@ -82,6 +91,12 @@ my $config = {
 		  match => "$authorized && body.messages[-1].role == 'tool'",
 		  response => { status => 200,
 		  content => completion(content => $AFTER_TOOL) } },
+		{ path => '^/v1/chat/completions$', method => 'POST',
+		  match => "$authorized && body.messages[-1].role == 'user'"
+		  . " && contains(body.messages[-1].content, 'count me')",
+		  response => { status => 200,
+		  content => completion(content => $COUNTED,
+		  usage => $USAGE) } },
 	],
 };
 
@@ -163,7 +178,26 @@ like $rows->[1] // '', qr/\Aassistant: \(calls .*call_mockllm_1.*add_task/,
     'tool: the call is stored with mock-llm\'s id';
 is $rows->[3], "assistant: $AFTER_TOOL", 'tool: the answer is stored';
 
-# -------------------------------------------------------- 4. wrong key
+# ------------------------------------------------------------ 4. usage
+
+my $before = $s->request(GET => '/chat/usage', token => $s->token('carol'));
+$r = $s->request(POST => '/chat', token => $s->token('carol'),
+    body => { message => 'please count me in' });
+is $r->{status}, 200, 'usage: 200' or diag $r->{body}, $mock->log_text;
+is $r->{json}{response}, $COUNTED, 'usage: the rule\'s answer';
+is_deeply $r->{json}{usage}, { prompt_tokens => 1234,
+    completion_tokens => 56, total_tokens => 1290 },
+    'usage: the reply carries what mock-llm reported';
+is_deeply $s->sql(q{SELECT prompt_tokens, completion_tokens, cached_tokens
+    FROM messages WHERE conversation_id = $1 AND role = 'assistant'},
+    $r->{json}{conversation_id}), [ [ 1234, 56, 1024 ] ],
+    'usage: stored with the answer, cached tokens too';
+my $after = $s->request(GET => '/chat/usage', token => $s->token('carol'));
+is_deeply [ map { $after->{json}{today}{$_} - $before->{json}{today}{$_} }
+    qw(turns prompt_tokens completion_tokens) ], [ 1, 1234, 56 ],
+    'usage: GET /chat/usage counts the turn and its tokens';
+
+# -------------------------------------------------------- 5. wrong key
 
 my $bad = Stack->new(workers => 1, env => {
     CHAT_MODEL_URL => "http://127.0.0.1:$port/v1",

@@ -15,6 +15,10 @@ otherwise answers from a script the test queues through a control API:
     {"raw": "text"}     200 with exactly that body (malformed replies).
     {"close": true}     drops the connection without answering.
     {"delay_ms": N}     waits first; combines with any of the above.
+    {"usage": {...} or null}   with a reply: the "usage" it reports
+                        (whole, or in the last chunk of a stream) instead
+                        of {"prompt_tokens": 10, "completion_tokens": 5,
+                        "total_tokens": 15}; null reports none.
 
 A request with "stream": true gets its reply (a scripted "reply" or the
 default one) as OpenAI streams it: 200 text/event-stream, chunked, one
@@ -235,7 +239,14 @@ def full_call(call, n):
                          args if isinstance(args, str) else json.dumps(args)}}
 
 
-def completion(body, message):
+DEFAULT_USAGE = {"prompt_tokens": 10, "completion_tokens": 5,
+                 "total_tokens": 15}
+
+
+def completion(body, message, step=None):
+    """A chat.completion; step's "usage" replaces the default usage
+    (null: none is reported)."""
+    usage = (step or {}).get("usage", DEFAULT_USAGE)
     with lock:
         counter[0] += 1
         n = counter[0]
@@ -243,14 +254,15 @@ def completion(body, message):
            "refusal": None}
     if message.get("tool_calls"):
         out["tool_calls"] = [full_call(c, n) for c in message["tool_calls"]]
-    return {"id": "chatcmpl-mock%d" % n, "object": "chat.completion",
-            "created": int(time.time()), "model": body["model"],
-            "system_fingerprint": "fp_mock",
-            "choices": [{"index": 0, "message": out, "logprobs": None,
-                         "finish_reason": "tool_calls" if "tool_calls" in out
-                         else "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5,
-                      "total_tokens": 15}}
+    whole = {"id": "chatcmpl-mock%d" % n, "object": "chat.completion",
+             "created": int(time.time()), "model": body["model"],
+             "system_fingerprint": "fp_mock",
+             "choices": [{"index": 0, "message": out, "logprobs": None,
+                          "finish_reason": "tool_calls"
+                          if "tool_calls" in out else "stop"}]}
+    if usage is not None:
+        whole["usage"] = usage
+    return whole
 
 
 def split(text, step):
@@ -268,7 +280,7 @@ def split(text, step):
 
 def chunks(body, message, step):
     """The chat.completion.chunk objects of a streamed reply."""
-    whole = completion(body, message)
+    whole = completion(body, message, step)
     choice = whole["choices"][0]
     out = choice["message"]
     usage = (body.get("stream_options") or {}).get("include_usage")
@@ -297,7 +309,7 @@ def chunks(body, message, step):
             yield chunk({"tool_calls": [{"index": k, "function": {
                 "arguments": piece}}]})
     yield chunk({}, choice["finish_reason"])
-    if usage:
+    if usage and whole.get("usage") is not None:
         yield dict(base, choices=[], usage=whole["usage"])
 
 
@@ -516,7 +528,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.stream(step, body, entry)
         entry["status"] = 200
         self.send(200, completion(body, step.get("reply") or
-                                  default_reply(body)))
+                                  default_reply(body), step))
 
     do_PUT = do_DELETE = do_PATCH = chat
 

@@ -26,7 +26,9 @@ answers through nginx, or dies with the tails of every log. Options:
   mock_key       --key for the mock, also sent as CHAT_MODEL_KEY
   mock_delay_ms  the mock answers after this long (a slow model)
   env            extra worker environment; undef deletes (CHAT_JWT_SECRET
-                 => undef starts workers without a secret)
+                 => undef starts workers without a secret). The per-user
+                 turn limits (CHAT_USER_CONCURRENT_TURNS,
+                 CHAT_USER_TURNS_PER_MINUTE) are 0 unless given here
   pgbouncer      1: pgbouncer in transaction mode between workers and
                  PostgreSQL (DATABASE_URL points at it)
   pgbouncer_conf extra pgbouncer.ini settings, { default_pool_size => 2 }
@@ -39,6 +41,9 @@ answers through nginx, or dies with the tails of every log. Options:
                  with these FastCGI parameters set over what the client
                  sent: HTTP_AUTHORIZATION => 'Bearer ...' gives a client
                  that cannot send a token (the MCP conformance suite) one
+  nginx_rate, nginx_burst   nginx.conf's per-address limit_req rate
+                 ("5r/s") and burst; without nginx_rate the rate is made
+                 1000000r/s, since every test client is one address
   read_timeout   nginx's fastcgi_read_timeout in seconds instead of
                  nginx.conf's (a proxy that gives up on a silent stream)
   pg_conf        extra postgresql settings, { log_statement => 'all' }
@@ -244,6 +249,8 @@ sub new {
 		read_timeout	=> $opt{read_timeout},
 		durable		=> $opt{durable} // 0,
 		mock_delay_ms	=> $opt{mock_delay_ms} // 0,
+		nginx_rate	=> $opt{nginx_rate},
+		nginx_burst	=> $opt{nginx_burst},
 		pg_conf		=> $opt{pg_conf} // {},
 		wait		=> $opt{wait} // 1,
 		ready_seconds	=> $opt{ready_seconds} // 20,
@@ -857,6 +864,12 @@ sub _worker_env {
 		PATH		=> $PATH,
 		DATABASE_URL	=> $self->database_url,
 		CHAT_JWT_SECRET	=> $self->{secret},
+		# Tests send one user's turns faster and more at once than a
+		# person does: the per-user turn limits are off unless a test
+		# sets them (t/76-limits.t), or deletes these (undef) for the
+		# workers' defaults.
+		CHAT_USER_CONCURRENT_TURNS => 0,
+		CHAT_USER_TURNS_PER_MINUTE => 0,
 	);
 	if ($self->{model} eq 'mock') {
 		$env{CHAT_MODEL_URL} = $self->mock_url;
@@ -955,6 +968,14 @@ sub _start_nginx {
 		    or die "nginx.conf: no single 'listen 127.0.0.1:8080;'\n";
 		$conf =~ s{\Qroot /srv/todo-chat/www;\E}{root $n/www;}g == 1
 		    or die "nginx.conf: no single 'root /srv/todo-chat/www;'\n";
+		# Every test client is 127.0.0.1: load runs would meet the
+		# per-address backstop, which is for many clients.
+		$conf =~ s{\bburst=\d+}{burst=$self->{nginx_burst}}g
+		    if defined $self->{nginx_burst};
+		$conf =~ s{\brate=\d+r/s;}
+		    {rate=@{[ $self->{nginx_rate} // '1000000r/s' ]};}g == 1
+		    or die "nginx.conf: no single limit_req_zone rate\n"
+		    if $conf =~ /limit_req_zone/;
 		$conf =~ s{fastcgi_read_timeout \d+s;}
 		    {fastcgi_read_timeout $self->{read_timeout}s;}g == 1
 		    or die "nginx.conf: no single fastcgi_read_timeout\n"
