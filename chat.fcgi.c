@@ -298,11 +298,15 @@ mcp(struct call *c, struct chat_err *err)
 	    http_param(r, "HTTP_MCP_METHOD"), http_param(r, "HTTP_MCP_NAME"),
 	    r->body.data, r->body.len, db_tool };
 	struct mcp_reply	 out;
+	char			 headers[64] = "";
 
 	mcp_post(&m, &out);
 	if (out.body == NULL && out.status != 202)
 		return err_oom(err);
-	http_reply(r, out.status, NULL, out.body);
+	if (out.status == 429)
+		snprintf(headers, sizeof(headers), "Retry-After: %d\r\n",
+		    out.retry_after_s);
+	http_reply(r, out.status, headers, out.body);
 	cJSON_free(out.body);
 	return 0;
 }

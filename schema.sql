@@ -965,16 +965,27 @@ $$;
 
 -- A tool called over MCP (lib/mcp.c): one statement, its own transaction,
 -- under the settings of a turn's statements, and no conversation: nothing
--- but the tool's own change is written. NULL when no task matched.
+-- but the tool's own change is written. It counts as a turn against
+-- p_turns_per_minute (0: no limit), in the same statement: over it,
+-- retry_after is the seconds to wait and nothing runs. Else result is
+-- the tool's, NULL when no task matched.
+DROP FUNCTION IF EXISTS mcp_tool(text, text, jsonb);
 CREATE OR REPLACE FUNCTION mcp_tool(p_user text, p_function text,
-	p_args jsonb)
-RETURNS text
+	p_args jsonb, p_turns_per_minute integer)
+RETURNS TABLE (result text, retry_after integer)
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
 SET lock_timeout = '5s'
 AS $$
+DECLARE
+	wait	integer;
 BEGIN
-	RETURN task_tool(p_user, p_function, p_args);
+	wait := chat_rate_check(p_user, p_turns_per_minute);
+	IF wait > 0 THEN
+		RETURN QUERY SELECT NULL::text, wait;
+		RETURN;
+	END IF;
+	RETURN QUERY SELECT task_tool(p_user, p_function, p_args), 0;
 END
 $$;
 

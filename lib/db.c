@@ -68,7 +68,7 @@ static const char SQL_TOOL[] =
     "SELECT chat_tool($1, $2, $3, $4, $5, $6, $7)";
 /* A tool called over MCP, through the same task_tool() as chat_tool(). */
 static const char SQL_MCP_TOOL[] =
-    "SELECT mcp_tool($1, $2, $3)";
+    "SELECT result, retry_after FROM mcp_tool($1, $2, $3, $4)";
 static const char SQL_TURN_FINISH[] =
     "SELECT chat_turn_finish($1, $2, $3, $4, $5)";
 static const char SQL_TURN_RESUME[] =
@@ -727,12 +727,19 @@ int
 db_tool(const char *user_id, const char *function, const char *args,
     char **result, struct chat_err *err)
 {
-	const char	*params[3] = { user_id, function, args };
+	char		 limit[24];
+	const char	*params[4] = { user_id, function, args, limit };
 	PGresult	*res;
+	int		 wait;
 
 	*result = NULL;
-	if (call(SQL_MCP_TOOL, 3, params, &res, err) == -1)
+	snprintf(limit, sizeof(limit), "%d", config()->user_turns_per_minute);
+	if (call(SQL_MCP_TOOL, 4, params, &res, err) == -1)
 		return -1;
+	if ((wait = atoi(PQgetvalue(res, 0, 1))) > 0) {
+		PQclear(res);
+		return db_rate_limited(wait, err);
+	}
 	if (!PQgetisnull(res, 0, 0) &&
 	    (*result = strdup(PQgetvalue(res, 0, 0))) == NULL) {
 		PQclear(res);

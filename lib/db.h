@@ -122,10 +122,12 @@ int	 db_round(const char *user_id, const char *idempotency_key,
 	    struct chat_err *err);
 
 /* One round trip, one transaction, outside any conversation (a tool
- * called over MCP): runs the tool's SQL function (a tools.c row's, with
- * the arguments its check wrote) for user_id. 0 and *result, the tool's
- * result as JSON text (caller frees; NULL when no task of the user's
- * matched), or -1 with err 503. */
+ * called over MCP): counts a turn start against the user's
+ * CHAT_USER_TURNS_PER_MINUTE and runs the tool's SQL function (a tools.c
+ * row's, with the arguments its check wrote) for user_id. 0 and
+ * *result, the tool's result as JSON text (caller frees; NULL when no
+ * task of the user's matched), or -1 with err 429 rate_limited (and
+ * retry_after_s; nothing ran) or 503. */
 int	 db_tool(const char *user_id, const char *function, const char *args,
 	    char **result, struct chat_err *err);
 

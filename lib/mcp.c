@@ -20,6 +20,7 @@
 /* MCP's own, of the stateless revision. */
 #define RPC_HEADER_MISMATCH	-32020
 #define RPC_UNSUPPORTED_VERSION	-32022
+#define RPC_RATE_LIMITED	-32029	/* a server error of ours */
 
 /* What the server calls itself in initialize and server/discover; a
  * client shows it. */
@@ -59,6 +60,7 @@ struct rpc_err {
 	int		 code;
 	int		 status;	/* HTTP status of a lone message */
 	char		 msg[200];
+	const char	*api_code;	/* RPC_RATE_LIMITED: the API's code */
 	const char	*requested;	/* RPC_UNSUPPORTED_VERSION: what the
 					 * client asked for, borrowed */
 };
@@ -68,6 +70,7 @@ struct exchange {
 	const struct mcp_request	*req;
 	const char			*version;
 	int				 stateless; /* the stateless one */
+	int				*retry_after_s; /* the reply's */
 };
 
 static int
@@ -137,6 +140,20 @@ version_data(cJSON *error, const char *requested)
 	return 0;
 }
 
+/* "data": the API's error object, {"error": {"code", "message"}}. */
+static int
+api_error_data(cJSON *error, const struct rpc_err *e)
+{
+	cJSON	*data, *api;
+
+	if ((data = cJSON_AddObjectToObject(error, "data")) == NULL ||
+	    (api = cJSON_AddObjectToObject(data, "error")) == NULL ||
+	    cJSON_AddStringToObject(api, "code", e->api_code) == NULL ||
+	    cJSON_AddStringToObject(api, "message", e->msg) == NULL)
+		return -1;
+	return 0;
+}
+
 /* The error response to the message with id (NULL: unknown), or NULL. */
 static cJSON *
 error_response(const cJSON *id, const struct rpc_err *e)
@@ -149,7 +166,9 @@ error_response(const cJSON *id, const struct rpc_err *e)
 	    cJSON_AddNumberToObject(error, "code", e->code) == NULL ||
 	    cJSON_AddStringToObject(error, "message", e->msg) == NULL ||
 	    (e->code == RPC_UNSUPPORTED_VERSION &&
-	    version_data(error, e->requested) == -1)) {
+	    version_data(error, e->requested) == -1) ||
+	    (e->code == RPC_RATE_LIMITED &&
+	    api_error_data(error, e) == -1)) {
 		cJSON_Delete(o);
 		return NULL;
 	}
@@ -563,6 +582,14 @@ m_tools_call(const struct exchange *x, const cJSON *params,
 	rc = x->req->run_tool(x->req->user_id, t->sql_function, args_text,
 	    &out, &err);
 	free(args_text);
+	/* Over the user's turns a minute (a tools/call counts as a turn):
+	 * HTTP 429 with Retry-After, as for a turn; a JSON-RPC error whose
+	 * data is the API's error, so a client of either kind reads it. */
+	if (rc == -1 && err.status == 429) {
+		*x->retry_after_s = err.retry_after_s;
+		e->api_code = err.code;
+		return rpc_fail(e, RPC_RATE_LIMITED, 429, err.msg);
+	}
 	if (rc == -1)
 		return rpc_fail(e, RPC_INTERNAL_ERROR, err.status, err.msg);
 	if (out == NULL) {
@@ -816,12 +843,13 @@ void
 mcp_post(const struct mcp_request *req, struct mcp_reply *out)
 {
 	struct rpc_err	 e = { 0 };
-	struct exchange	 x = { req, NULL, 0 };
+	struct exchange	 x = { req, NULL, 0, &out->retry_after_s };
 	const cJSON	*id;
 	cJSON		*body, *response;
 
 	out->status = 503;
 	out->body = NULL;
+	out->retry_after_s = 0;
 	if ((body = parse_body(req, &e)) == NULL) {
 		reply_error(out, NULL, &e);
 		return;

@@ -55,8 +55,10 @@ struct mcp_request {
  * response, a batch of them, or a JSON-RPC error for a request that
  * could not be read), which the caller cJSON_free()s. */
 struct mcp_reply {
-	int		 status;	/* 200, 202, 400, 404, 406, 415, 503 */
+	int		 status;	/* 200, 202, 400, 404, 406, 415, 429,
+					 * 503 */
 	char		*body;		/* NULL for 202 and on ENOMEM */
+	int		 retry_after_s;	/* 429: the Retry-After to send */
 };
 
 /* Answers one POST /mcp. Never fails as such: a request we cannot serve

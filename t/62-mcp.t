@@ -377,4 +377,35 @@ is $r->{status}, 200, 'back: 200';
 
 unlike $s->log, qr/AddressSanitizer|runtime error/, 'workers clean';
 
+# A tools/call counts as a turn against CHAT_USER_TURNS_PER_MINUTE,
+# shared with the user's turns (Stack turns the limits off unless asked):
+# with 5 a minute, 2 turns and 3 calls pass, the next call is a 429 with
+# Retry-After, the API's error inside the JSON-RPC error, and the tool
+# does not run.
+$s->stop;
+$s = Stack->new(workers => 2, env => { CHAT_USER_TURNS_PER_MINUTE => 5 });
+$tok{dave} = $s->token('dave');
+$tok{erin} = $s->token('erin');
+is $s->request(POST => '/chat', token => $tok{dave},
+    body => { message => 'Show me all my tasks' })->{status}, 200,
+    "rate: dave's turn $_ passes" for 1 .. 2;
+is call('dave', 'list_tasks', {}, $_)->{status}, 200,
+    "rate: dave's tool call $_ passes" for 1 .. 3;
+my $r = call('dave', 'add_task', { title => 'one too many' }, 31);
+is $r->{status}, 429, 'rate: the sixth in the minute is a 429';
+like $r->{headers}{'retry-after'} // '', qr/\A[1-9][0-9]*\z/,
+    'rate: ... with Retry-After in whole seconds';
+ok +($r->{headers}{'retry-after'} // 99) <= 60, 'rate: ... within the minute';
+is $r->{json}{id}, 31, 'rate: ... a JSON-RPC error for that request';
+is $r->{json}{error}{code}, -32029, 'rate: ... code -32029';
+is $r->{json}{error}{data}{error}{code}, 'rate_limited',
+    'rate: ... the API\'s error in its data';
+is $s->sql_value(q{SELECT count(*) FROM tasks WHERE user_id = 'dave'}), 0,
+    'rate: ... and the tool did not run';
+is $s->request(POST => '/chat', token => $tok{dave},
+    body => { message => 'Show me all my tasks' })->{status}, 429,
+    'rate: ... nor does a turn';
+is call('erin', 'list_tasks', {}, 32)->{status}, 200,
+    'rate: another user is not held back';
+
 done_testing;
