@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 # t/79-nginx-limit.t: nginx's per-address backstop (nginx.conf's
-# limit_req on /chat and /api/), here at 1 request a second with a burst
+# limit_req on /chat, /api/ and /mcp), here at 1 request a second with a burst
 # of 3: the first four requests pass, then the address gets 429 in the
 # API's error shape with a Retry-After, before any worker sees them. The
 # pages nginx serves itself are not limited.
@@ -25,8 +25,11 @@ is $r->{json}{error}{code}, 'rate_limited', '... in the API\'s error shape'
 like $r->{headers}{'retry-after'} // '', qr/\A\d+\z/, '... with Retry-After';
 $r = $s->request(POST => '/api/alice/chat', body => { message => 'hi' });
 is $r->{status}, 429, '/api/ is limited too';
+$r = $s->request(POST => '/mcp', body => { jsonrpc => '2.0', id => 1,
+    method => 'ping' });
+is $r->{status}, 429, '/mcp is limited too';
 $r = $s->request(GET => '/');
-is $r->{status}, 404, 'what nginx answers itself is not';
+is $r->{status}, 200, 'the chat page, which nginx serves itself, is not';
 unlike $s->log, qr/429/, 'the workers never saw the refused requests';
 
 done_testing;
