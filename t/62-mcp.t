@@ -391,7 +391,7 @@ is $s->request(POST => '/chat', token => $tok{dave},
     "rate: dave's turn $_ passes" for 1 .. 2;
 is call('dave', 'list_tasks', {}, $_)->{status}, 200,
     "rate: dave's tool call $_ passes" for 1 .. 3;
-my $r = call('dave', 'add_task', { title => 'one too many' }, 31);
+$r = call('dave', 'add_task', { title => 'one too many' }, 31);
 is $r->{status}, 429, 'rate: the sixth in the minute is a 429';
 like $r->{headers}{'retry-after'} // '', qr/\A[1-9][0-9]*\z/,
     'rate: ... with Retry-After in whole seconds';
