@@ -891,9 +891,11 @@ db_tasks(const char *user_id, const char *status, int limit,
 	return read_rows(SQL_TASKS, 4, params, out, err);
 }
 
-int
-db_conversation_delete(const char *user_id, long long conversation_id,
-    struct chat_err *err)
+/* A statement of (user_id, conversation_id) answering true, or false
+ * when the conversation is not the user's: 0, or -1 with err 404 or 503. */
+static int
+on_conversation(const char *sql, const char *user_id,
+    long long conversation_id, struct chat_err *err)
 {
 	char		 conv[24];
 	const char	*params[2] = { user_id, conv };
@@ -901,13 +903,20 @@ db_conversation_delete(const char *user_id, long long conversation_id,
 	int		 rc = 0;
 
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
-	if (run(SQL_CONVERSATION_DELETE, 2, params, PGRES_TUPLES_OK, &res,
-	    err) == -1)
+	if (run(sql, 2, params, PGRES_TUPLES_OK, &res, err) == -1)
 		return -1;
 	if (*PQgetvalue(res, 0, 0) != 't')
 		rc = no_conversation(err);
 	PQclear(res);
 	return rc;
+}
+
+int
+db_conversation_delete(const char *user_id, long long conversation_id,
+    struct chat_err *err)
+{
+	return on_conversation(SQL_CONVERSATION_DELETE, user_id,
+	    conversation_id, err);
 }
 
 /* The row of chat_stream_put() or chat_stream_check(): stop, followed. */
@@ -1015,19 +1024,8 @@ int
 db_stream_stop(const char *user_id, long long conversation_id,
     struct chat_err *err)
 {
-	char		 conv[24];
-	const char	*params[2] = { user_id, conv };
-	PGresult	*res;
-	int		 rc = 0;
-
-	snprintf(conv, sizeof(conv), "%lld", conversation_id);
-	if (run(SQL_STREAM_STOP, 2, params, PGRES_TUPLES_OK, &res,
-	    err) == -1)
-		return -1;
-	if (*PQgetvalue(res, 0, 0) != 't')
-		rc = no_conversation(err);
-	PQclear(res);
-	return rc;
+	return on_conversation(SQL_STREAM_STOP, user_id, conversation_id,
+	    err);
 }
 
 int
