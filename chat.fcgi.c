@@ -392,9 +392,9 @@ conversation_stream(struct call *c, struct chat_err *err)
 		last_id = 0;
 	rc = live_follow(c->user_id, id, (unsigned long)last_id,
 	    stream_write, stream_flush, c->req, err);
-	/* Nothing after Last-Event-ID before the turn ended is no stream
-	 * either: 204, not a response with no head at all (a 502). */
-	if (rc == 1 || (rc == 0 && !c->req->streaming))
+	/* No turn running, or nothing after Last-Event-ID before it ended
+	 * (live_follow() tells both apart from a stream): 204. */
+	if (rc == 1)
 		http_reply(c->req, 204, NULL, NULL);
 	return rc == -1 && !c->req->streaming ? -1 : 0;
 }

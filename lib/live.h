@@ -56,8 +56,10 @@ void	 live_free(struct live *l);
 
 /* Follows the running streamed turn of the user's conversation from its
  * start, or from the event after last_event_id (0: from the start), to
- * its end, writing its bytes to write. 0 when followed, 1 when no turn
- * runs (the caller answers 204, nothing written), -1 with err (404 not
+ * its end, writing its bytes to write. 0 when followed, 1 when there
+ * was nothing to follow (no turn runs, or it ended with nothing after
+ * last_event_id, or its worker died first: the caller answers 204,
+ * nothing written), -1 with err (404 not
  * the user's conversation, 503). A follower stops with the turn's
  * "[DONE]", when its worker's lease runs out (a worker that died), or
  * when its own client goes. */
