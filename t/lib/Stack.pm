@@ -54,6 +54,14 @@ answers through nginx, or dies with the tails of every log. Options:
   wait           0: do not wait for /chat/health (workers expected to fail)
   ready_seconds  how long /chat/health may take to answer (20)
   max_seconds    the stack's lifetime bound (env STACK_MAX_SECONDS, 900)
+  hosts          [ { name => 'a', addr => '10.9.0.2', port => 9000,
+                 netns => 'ns-a', workers => 2, params => 'max_fails=3' },
+                 ... ]: workers on TCP instead of the unix socket, one
+                 spawn-fcgi -a addr -p port + multiwatch per host, run
+                 with ip netns exec in netns when one is given (the test
+                 makes the namespace and its addresses: see HOSTS);
+                 nginx's upstream lists them in this order, each
+                 "server addr:port params;"
 
 The worker binary is ./chat.fcgi, or $ENV{CHAT_FCGI}, which may be a
 command line ("valgrind -q --error-exitcode=9 ./chat.fcgi"). ASAN_OPTIONS,
@@ -82,7 +90,8 @@ The mock is t/mock_model.py, or $ENV{MOCK_MODEL}.
                              header twice); say "Connection: close"
   fcgi($method, $path, same options, params => {...})  straight to the
                              FastCGI socket with cgi-fcgi; params adds or
-                             (undef) removes FastCGI parameters
+                             (undef) removes FastCGI parameters; connect
+                             => 'ADDR:PORT' to a host's workers instead
       all return { status, headers (lower-case names; a header given
       twice: a list), body, json } (json undef unless the body is JSON;
       status 599 and the error as body when no answer came)
@@ -94,8 +103,11 @@ The mock is t/mock_model.py, or $ENV{MOCK_MODEL}.
   sql_value($query, @params) first column of the first row
   mock_script(\@steps), mock_reset, mock_requests (decoded array)
   stop_postgres, start_postgres     fast shutdown and restart (same port)
-  stop_workers, start_workers
-  worker_pids                children of multiwatch, sorted
+  stop_workers, start_workers   start_workers (re)starts only what
+                             is not running: with hosts, a host whose
+                             processes a test killed comes back
+  worker_pids($name)         children of multiwatch, sorted; with hosts,
+                             of host $name's ('host-a' for a) multiwatch
   pids                       { name => pid } of the processes Stack started
                              (each a session leader: postgres, workers...)
   Stack::pg_bin()            the bin directory of the newest PostgreSQL
@@ -115,6 +127,18 @@ is too long for a unix socket or not reachable by the postgres user); it
 is removed after a passing test, kept after a failing one or when
 KEEP_TMP=1. A guardian process kills the servers if the test process
 vanishes or max_seconds pass.
+
+=head1 HOSTS
+
+With hosts, the workers of each host are one process group named
+"host-NAME" in pids (multiwatch, whose children are the workers), and
+workers.log takes every host's stderr. Stack neither makes nor removes
+network namespaces: a test that uses them makes them (ip netns add, a
+veth pair, addresses) before Stack->new and removes them in its own END
+block. The workers reach PostgreSQL on its unix socket, which is a path
+and so reachable from any network namespace; the mock model listens on
+127.0.0.1 of the test's namespace only, so hosts in other namespaces
+use the offline model. fcgi() and socket() have no meaning with hosts.
 
 =cut
 
@@ -252,6 +276,7 @@ sub new {
 		nginx_rate	=> $opt{nginx_rate},
 		nginx_burst	=> $opt{nginx_burst},
 		pg_conf		=> $opt{pg_conf} // {},
+		hosts		=> $opt{hosts},
 		wait		=> $opt{wait} // 1,
 		ready_seconds	=> $opt{ready_seconds} // 20,
 		max_seconds	=> $opt{max_seconds} // $ENV{STACK_MAX_SECONDS}
@@ -885,14 +910,21 @@ sub _worker_env {
 	return \%env;
 }
 
-sub start_workers {
-	my ($self) = @_;
+# The worker's command line: ./chat.fcgi or CHAT_FCGI's words.
+sub _worker_app {
 	my @app = split ' ', $ENV{CHAT_FCGI} // './chat.fcgi';
 	my ($bin) = $app[0] =~ m{/} ? ($app[0] =~ m{\A/} ? $app[0]
 	    : "$ROOT/$app[0]") : grep { -x } map { "$_/$app[0]" }
 	    split /:/, $PATH;
 	-x ($bin // '')
 	    or die "no worker binary $app[0] (make all, or set CHAT_FCGI)\n";
+	return @app;
+}
+
+sub start_workers {
+	my ($self) = @_;
+	return $self->_start_hosts if $self->{hosts};
+	my @app = _worker_app();
 	my $sock = $self->socket;
 	unlink $sock;
 	# -M 0666: nginx's workers run as nobody when the master is root.
@@ -912,6 +944,39 @@ sub stop_workers {
 	# multiwatch passes SIGTERM on as SIGUSR1, libfcgi's "finish the
 	# request, then exit"; under valgrind an exit takes a while.
 	$self->_stop_proc(workers => 'TERM', 20);
+	$self->_stop_proc("host-$_->{name}" => 'TERM', 20)
+	    for @{ $self->{hosts} // [] };
+}
+
+# Workers on TCP, a spawn-fcgi + multiwatch per host, each in its
+# network namespace: what a deployment on several machines runs on each
+# (README, "Several hosts"). ip netns exec execs spawn-fcgi, which
+# binds and then becomes multiwatch: one pid throughout.
+sub _start_hosts {
+	my ($self) = @_;
+	my @app = _worker_app();
+	my ($ip) = grep { -x } map { "$_/ip" } split /:/, $PATH;
+	for my $h (@{ $self->{hosts} }) {
+		my $name = "host-$h->{name}";
+		next if $self->_alive($name);
+		$self->_stop_proc($name => 'KILL', 5);	# forget a killed one
+		$h->{netns} && !$ip
+		    and die "no ip (iproute2) for netns $h->{netns}\n";
+		$self->_spawn($name => argv => [ $h->{netns}
+		    ? ($ip, 'netns', 'exec', $h->{netns}) : (),
+		    '/usr/bin/spawn-fcgi', '-a', $h->{addr}, '-p', $h->{port},
+		    '-b', $self->{backlog}, '-n', '--', '/usr/bin/multiwatch',
+		    '-f', $h->{workers} // $self->{workers}, '--', @app ],
+		    env => $self->_worker_env,
+		    log => "$self->{dir}/workers.log");
+		$self->wait_until(sub {
+			die "$name: spawn-fcgi exited\n"
+			    unless $self->_alive($name);
+			return IO::Socket::INET->new(PeerAddr => $h->{addr},
+			    PeerPort => $h->{port}, Proto => 'tcp',
+			    Timeout => 1);
+		}, 10, "$name listening on $h->{addr}:$h->{port}");
+	}
 }
 
 sub pids { return { %{ $_[0]{procs} } } }
@@ -923,8 +988,8 @@ sub postmaster_pid {
 }
 
 sub worker_pids {
-	my ($self) = @_;
-	my $parent = $self->{procs}{workers} or return ();
+	my ($self, $name) = @_;
+	my $parent = $self->{procs}{$name // 'workers'} or return ();
 	my @pids;
 	for my $stat (glob '/proc/[0-9]*/stat') {
 		my $s = _slurp($stat);
@@ -960,9 +1025,13 @@ sub _start_nginx {
 	for my $try (1 .. 3) {
 		$self->{port} = _free_port();
 		my $conf = $server;
-		$conf =~ s{\Qunix:/run/todo-chat/chat.sock\E}
-		    {unix:$dir/run/chat.sock}g == 1
-		    or die "nginx.conf: no single unix:/run/todo-chat/chat.sock\n";
+		my $servers = $self->{hosts} ? join "\n\t", map {
+		    "server $_->{addr}:$_->{port}"
+		    . ($_->{params} ? " $_->{params}" : '') . ';' }
+		    @{ $self->{hosts} } : "server unix:$dir/run/chat.sock;";
+		$conf =~ s{\Qserver unix:/run/todo-chat/chat.sock;\E}
+		    {$servers}g == 1
+		    or die "nginx.conf: no single 'server unix:/run/todo-chat/chat.sock;'\n";
 		$conf =~ s{\Qlisten 127.0.0.1:8080;\E}
 		    {listen 127.0.0.1:$self->{port};}g == 1
 		    or die "nginx.conf: no single 'listen 127.0.0.1:8080;'\n";
@@ -1047,8 +1116,9 @@ sub _wait_healthy {
 	my $http = HTTP::Tiny->new(timeout => 5);
 	my $url = "http://127.0.0.1:$self->{port}/chat/health";
 	$self->wait_until(sub {
-		die "spawn-fcgi/multiwatch exited\n"
-		    unless $self->_alive('workers');
+		die "spawn-fcgi/multiwatch exited\n" unless grep {
+		    $self->_alive($_) } $self->{hosts} ? map { "host-$_->{name}" }
+		    @{ $self->{hosts} } : 'workers';
 		die "the workers keep dying\n"
 		    if $self->log =~ /died to+ often/;
 		# 200, or 503 when the worker answers but not its database;
@@ -1210,8 +1280,8 @@ sub fcgi {
 		if (defined $v) { $env{$k} = $v } else { delete $env{$k} }
 	}
 	my ($status, $out, $err) = $self->_run([ $CGI_FCGI, '-bind',
-	    '-connect', $self->socket ], stdin => $content, env => \%env,
-	    timeout => $o{timeout} // 120);
+	    '-connect', $o{connect} // $self->socket ], stdin => $content,
+	    env => \%env, timeout => $o{timeout} // 120);
 	return _response(599, {}, "cgi-fcgi: exit $status: $err")
 	    if $status || !length $out;
 	my ($head, $body) = split /\r?\n\r?\n/, $out, 2;
