@@ -37,10 +37,12 @@ LIB_SRCS = $(LIB_OBJS:.o=.c)
 # code path the other stream tests take too (t/37's model silent for 2 s
 # idles the same loop) but for the ping's fixed write; and the chat
 # page's, which test the page, not the workers (the browser's would add
-# its half minute again).
+# its half minute again); and t/83-two-hosts.t, which tests nginx's
+# choice of worker host, not the workers, whose load and faults
+# t/88-load-faults.t gives the sanitizers.
 SAN_TESTS = $(filter-out t/91-valgrind.t t/92-unit-valgrind.t t/95-fuzz.t \
-	    t/41-stream-pings.t t/65-browser.t t/66-page-units.t, \
-	    $(wildcard t/*.t))
+	    t/41-stream-pings.t t/65-browser.t t/66-page-units.t \
+	    t/83-two-hosts.t, $(wildcard t/*.t))
 
 all: chat.fcgi
 
