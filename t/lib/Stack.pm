@@ -103,9 +103,9 @@ The mock is t/mock_model.py, or $ENV{MOCK_MODEL}.
   sql_value($query, @params) first column of the first row
   mock_script(\@steps), mock_reset, mock_requests (decoded array)
   stop_postgres, start_postgres     fast shutdown and restart (same port)
-  stop_workers, start_workers   start_workers (re)starts only what
-                             is not running: with hosts, a host whose
-                             processes a test killed comes back
+  stop_workers, start_workers   with hosts, start_workers starts
+                             the hosts that are not running (one whose
+                             processes a test killed comes back)
   worker_pids($name)         children of multiwatch, sorted; with hosts,
                              of host $name's ('host-a' for a) multiwatch
   pids                       { name => pid } of the processes Stack started
@@ -1116,9 +1116,11 @@ sub _wait_healthy {
 	my $http = HTTP::Tiny->new(timeout => 5);
 	my $url = "http://127.0.0.1:$self->{port}/chat/health";
 	$self->wait_until(sub {
-		die "spawn-fcgi/multiwatch exited\n" unless grep {
-		    $self->_alive($_) } $self->{hosts} ? map { "host-$_->{name}" }
-		    @{ $self->{hosts} } : 'workers';
+		for my $name ($self->{hosts} ? map { "host-$_->{name}" }
+		    @{ $self->{hosts} } : 'workers') {
+			die "spawn-fcgi/multiwatch exited ($name)\n"
+			    unless $self->_alive($name);
+		}
 		die "the workers keep dying\n"
 		    if $self->log =~ /died to+ often/;
 		# 200, or 503 when the worker answers but not its database;
