@@ -156,6 +156,15 @@ my $conf = Stack::_slurp($s->dir . '/nginx/server.conf');
 like $conf, qr/server \Q$A $PARAMS\E;\s*server \Q$B $PARAMS\E;/,
     'nginx has one upstream listing both hosts';
 
+# The server block's settings for several hosts, as README gives them:
+# nginx.conf is for one host and has neither.
+my $server_conf = $s->dir . '/nginx/server.conf';
+(my $patched = $conf) =~ s{^(\tfastcgi_read_timeout \d+s;\n)}
+    {$1\tfastcgi_connect_timeout 2s;\n\tfastcgi_next_upstream error timeout;\n}m
+    or die "server.conf: no fastcgi_read_timeout line\n";
+Stack::_spew($server_conf, $patched);
+reload_nginx();
+
 sub turn {
 	my ($key, $message, %o) = @_;
 	return $s->request(POST => '/chat', token => $o{token} // $alice,
@@ -311,6 +320,25 @@ for my $what (sort keys %first) {
 	    "... after host a refused it (answered in ${\ sprintf '%.0f', $ms} ms)";
 }
 is count_messages('Add a task to refused 1'), 1, 'the refused POST ran once';
+
+# ---------------------- a host gone from the network: the connect times out
+
+# Host a's address gone: nothing answers for it, not even a refusal, as
+# when a machine is switched off. nginx waits fastcgi_connect_timeout
+# (2 s), then passes the request on: nothing was sent.
+ip('-n', $host{a}{netns}, 'addr', 'del', "$host{a}{addr}/30", 'dev', 'eth0');
+reload_nginx();
+$mark = log_mark();
+my $t0 = time;
+$r = turn('vanished-1', 'Add a task to vanished 1');
+my $waited = time - $t0;
+is $r->{status}, 200, 'a POST with host a gone from the network: 200';
+ok $waited > 1.5 && $waited < 10, sprintf '... after the connect timeout '
+    . '(%.1f s)', $waited;
+like log_since($mark), qr/upstream timed out \(110: Connection timed out\) while connecting to upstream.*request: "POST \/chat HTTP[^"]*", upstream: "fastcgi:\/\/\Q$A\E/,
+    '... which nginx logged for host a';
+is count_messages('Add a task to vanished 1'), 1, '... and the turn ran once';
+ip('-n', $host{a}{netns}, 'addr', 'add', "$host{a}{addr}/30", 'dev', 'eth0');
 
 # ------------------------------------------------------- under load, kill a
 
