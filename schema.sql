@@ -154,10 +154,15 @@ ALTER TABLE messages ADD COLUMN IF NOT EXISTS cached_tokens integer;
 --   tasks, conversations, messages: what the user stores, counted as it
 --     is written and deleted (the storage caps), so that no turn counts
 --     rows.
+--   day and day_*: the user's use of that UTC day (answered turns and
+--     the tokens the model reported), added to by the statement that
+--     stores each model call's messages. Kept here rather than in a row
+--     of usage_days so that a turn writes one row of the user's, not
+--     two: the day moves to usage_days when the user's first call of a
+--     later day is stored (chat_user_roll()).
 -- Statements take the rows of one user in one order, so that two of
 -- them never wait on each other in turn: a conversation's (one at
--- most), then the user's, then the user's row of the day in
--- usage_days.
+-- most), then the user's, then the user's rows of usage_days.
 CREATE TABLE IF NOT EXISTS chat_users (
 	user_id		text PRIMARY KEY,
 	turn_starts	timestamptz[] NOT NULL DEFAULT '{}',
@@ -165,13 +170,18 @@ CREATE TABLE IF NOT EXISTS chat_users (
 	running_until	timestamptz[] NOT NULL DEFAULT '{}',
 	tasks		integer NOT NULL DEFAULT 0,
 	conversations	integer NOT NULL DEFAULT 0,
-	messages	bigint NOT NULL DEFAULT 0
+	messages	bigint NOT NULL DEFAULT 0,
+	day		date NOT NULL DEFAULT (now() AT TIME ZONE 'UTC')::date,
+	day_turns	integer NOT NULL DEFAULT 0,
+	day_prompt	bigint NOT NULL DEFAULT 0,
+	day_completion	bigint NOT NULL DEFAULT 0,
+	day_cached	bigint NOT NULL DEFAULT 0
 ) WITH (fillfactor = 70);	-- room for the updates of every turn
 
--- A user's use per UTC day, added to by the statements that store a
--- model call's messages (chat_round(), chat_turn_finish()): what
--- GET /chat/usage and CHAT_USER_TOKENS_PER_DAY read without scanning a
--- user's history. turns counts answered turns.
+-- A user's use of each UTC day before the one chat_users holds: what
+-- GET /chat/usage and the operator's query (README; the view
+-- usage_by_day) read without scanning a user's history. turns counts
+-- answered turns.
 CREATE TABLE IF NOT EXISTS usage_days (
 	user_id		text NOT NULL,
 	day		date NOT NULL,
@@ -181,6 +191,47 @@ CREATE TABLE IF NOT EXISTS usage_days (
 	cached_tokens	bigint NOT NULL DEFAULT 0,
 	PRIMARY KEY (user_id, day)
 ) WITH (fillfactor = 70);
+
+-- A database from before the day columns: they are added, and today's
+-- rows of usage_days move into them. Workers of the old schema.sql that
+-- still run may add to usage_days' row of today: every reader of
+-- today's use adds that row in too.
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_attribute
+	    WHERE attrelid = 'chat_users'::regclass AND attname = 'day'
+	    AND NOT attisdropped) THEN
+		ALTER TABLE chat_users
+		    ADD COLUMN day date NOT NULL
+		     DEFAULT (now() AT TIME ZONE 'UTC')::date,
+		    ADD COLUMN day_turns integer NOT NULL DEFAULT 0,
+		    ADD COLUMN day_prompt bigint NOT NULL DEFAULT 0,
+		    ADD COLUMN day_completion bigint NOT NULL DEFAULT 0,
+		    ADD COLUMN day_cached bigint NOT NULL DEFAULT 0;
+		UPDATE chat_users u SET day = d.day, day_turns = d.turns,
+		    day_prompt = d.prompt_tokens,
+		    day_completion = d.completion_tokens,
+		    day_cached = d.cached_tokens
+		    FROM usage_days d WHERE d.user_id = u.user_id
+		    AND d.day = (now() AT TIME ZONE 'UTC')::date;
+		DELETE FROM usage_days d USING chat_users u
+		    WHERE d.user_id = u.user_id AND d.day = u.day;
+	END IF;
+END
+$$;
+
+-- Every user's use by UTC day, the days of usage_days and each user's
+-- current day together (a day may show in two rows the day schema.sql
+-- is deployed: sum by day). What the operator's query in README reads.
+CREATE OR REPLACE VIEW usage_by_day AS
+	SELECT user_id, day, turns, prompt_tokens, completion_tokens,
+	    cached_tokens
+	FROM usage_days
+	UNION ALL
+	SELECT user_id, day, day_turns, day_prompt, day_completion, day_cached
+	FROM chat_users
+	WHERE day_turns > 0 OR day_prompt > 0 OR day_completion > 0
+	    OR day_cached > 0;
 
 -- The statements of a turn, as functions: lib/db.c sends one call per
 -- statement. PostgreSQL keeps the plans of a PL/pgSQL function for the
@@ -395,31 +446,40 @@ RETURNS integer
 LANGUAGE sql IMMUTABLE
 AS $$ SELECT 86400 $$;
 
--- Adds a model call's usage (p_usage: prompt, completion and cached
--- tokens, each NULL when not reported) and p_turns answered turns to the
--- user's row of the UTC day. PL/pgSQL, not SQL: its plan is kept for the
--- connection, where a SQL function called from PL/pgSQL is planned anew
--- on every call. chat_turn_finish() adds to the day's row in the
--- statement that stores the answer, and calls this only for the day's
--- first answer: an update costs less than an insert that finds a
--- conflict (which locks the row before it updates it).
-CREATE OR REPLACE FUNCTION chat_usage_add(p_user text, p_turns integer,
-	p_usage integer[])
+-- Moves the user's day in chat_users to usage_days when it is a day
+-- before today (UTC), and starts today's at zero; the user's row is
+-- locked (made on first use). For the statement that adds a model
+-- call's use and finds the row still on an earlier day: once a user and
+-- day at most.
+DROP FUNCTION IF EXISTS chat_usage_add(text, integer, integer[]);
+CREATE OR REPLACE FUNCTION chat_user_roll(p_user text)
 RETURNS void
 LANGUAGE plpgsql
 AS $$
+DECLARE
+	u	chat_users;
+	today	date := (now() AT TIME ZONE 'UTC')::date;
 BEGIN
-	INSERT INTO usage_days AS d (user_id, day, turns, prompt_tokens,
-	    completion_tokens, cached_tokens)
-	    VALUES (p_user, (now() AT TIME ZONE 'UTC')::date, p_turns,
-	    COALESCE(p_usage[1], 0), COALESCE(p_usage[2], 0),
-	    COALESCE(p_usage[3], 0))
-	    ON CONFLICT (user_id, day) DO UPDATE SET
-	    turns = d.turns + EXCLUDED.turns,
-	    prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens,
-	    completion_tokens = d.completion_tokens
-	    + EXCLUDED.completion_tokens,
-	    cached_tokens = d.cached_tokens + EXCLUDED.cached_tokens;
+	u := chat_user_lock(p_user);
+	IF u.day = today THEN
+		RETURN;
+	END IF;
+	IF u.day_turns > 0 OR u.day_prompt > 0 OR u.day_completion > 0
+	    OR u.day_cached > 0 THEN
+		INSERT INTO usage_days AS d (user_id, day, turns,
+		    prompt_tokens, completion_tokens, cached_tokens)
+		    VALUES (p_user, u.day, u.day_turns, u.day_prompt,
+		    u.day_completion, u.day_cached)
+		    ON CONFLICT (user_id, day) DO UPDATE SET
+		    turns = d.turns + EXCLUDED.turns,
+		    prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens,
+		    completion_tokens = d.completion_tokens
+		    + EXCLUDED.completion_tokens,
+		    cached_tokens = d.cached_tokens + EXCLUDED.cached_tokens;
+	END IF;
+	UPDATE chat_users SET day = today, day_turns = 0, day_prompt = 0,
+	    day_completion = 0, day_cached = 0
+	    WHERE user_id = p_user;
 END
 $$;
 
@@ -459,16 +519,18 @@ $$;
 
 -- Why a turn of p_user may not start now under p_limits (as
 -- chat_turn_begin() takes them; p_new: it starts a conversation): the
--- error code and the seconds to wait, or NULLs when nothing stops it
--- (any more: it may have freed up meanwhile). Makes the user's row on
--- their first turn. Only for a turn that chat_turn_begin()'s quick
--- check did not let through, so every count here is taken exactly.
+-- error code and the seconds to wait, or NULLs when nothing stops it.
+-- Makes the user's row on their first turn. Only for a turn that
+-- chat_turn_begin()'s quick check did not let through, so every count
+-- here is taken exactly; when nothing stops the turn, the arrays are
+-- pruned of what has run out, so that the quick check passes again.
 CREATE OR REPLACE FUNCTION chat_turn_refusal(p_user text, p_new boolean,
 	p_limits integer[], OUT code text, OUT wait integer)
 LANGUAGE plpgsql
 AS $$
 DECLARE
 	u	chat_users;
+	today	date := (now() AT TIME ZONE 'UTC')::date;
 	running	bigint;
 	used	bigint;
 BEGIN
@@ -477,9 +539,14 @@ BEGIN
 	    WHERE t > now();
 	wait := chat_rate_wait(ARRAY(SELECT t FROM unnest(u.turn_starts) t
 	    WHERE t > now() - chat_rate_window() ORDER BY t), p_limits[2]);
-	SELECT d.prompt_tokens + d.completion_tokens INTO used
-	    FROM usage_days d WHERE d.user_id = p_user
-	    AND d.day = (now() AT TIME ZONE 'UTC')::date;
+	-- Today's use: the user's day, and a row of usage_days that
+	-- workers of an older schema.sql may have written.
+	SELECT COALESCE(sum(d.prompt_tokens + d.completion_tokens), 0)
+	    INTO used FROM usage_days d
+	    WHERE d.user_id = p_user AND d.day = today;
+	IF u.day = today THEN
+		used := used + u.day_prompt + u.day_completion;
+	END IF;
 	IF p_limits[1] > 0 AND running >= p_limits[1] THEN
 		-- A turn takes seconds: a short wait, not the lease's.
 		code := 'too_many_turns';
@@ -495,6 +562,15 @@ BEGIN
 		wait := chat_storage_retry();
 	ELSE
 		wait := NULL;
+		UPDATE chat_users c SET
+		    turn_starts = ARRAY(SELECT t FROM unnest(c.turn_starts) t
+		     WHERE t > now() - chat_rate_window() ORDER BY t),
+		    running_conversations = ARRAY(SELECT r.c
+		     FROM unnest(c.running_conversations, c.running_until)
+		     r(c, t) WHERE r.t > now()),
+		    running_until = ARRAY(SELECT t FROM unnest(c.running_until) t
+		     WHERE t > now())
+		    WHERE c.user_id = p_user;
 	END IF;
 END
 $$;
@@ -532,9 +608,21 @@ DECLARE
 	max_running	integer := p_limits[1];
 	per_minute	integer := p_limits[2];
 	lease		interval := make_interval(secs => p_limits[6]);
-	-- Entries kept before the running arrays are pruned: the limit,
-	-- and a few with no limit (the entries of dead workers' turns).
-	prune_at	integer := greatest(p_limits[1], 4);
+	today		date := (now() AT TIME ZONE 'UTC')::date;
+	-- The quick check's bounds: each limit, or one that nothing
+	-- reaches when it is off (0).
+	starts_cap	integer := CASE WHEN p_limits[2] > 0 THEN p_limits[2]
+			    ELSE 2147483647 END;
+	running_cap	integer := CASE WHEN p_limits[1] > 0 THEN p_limits[1]
+			    ELSE 2147483647 END;
+	tokens_cap	bigint := CASE WHEN p_limits[3] > 0 THEN p_limits[3]
+			    ELSE 9223372036854775807 END;
+	conv_cap	integer := CASE WHEN p_limits[4] > 0
+			    AND p_conversation IS NULL THEN p_limits[4]
+			    ELSE 2147483647 END;
+	messages_cap	bigint := CASE WHEN p_limits[5] > 0 THEN p_limits[5]
+			    ELSE 9223372036854775807 END;
+	new_conv	integer := (p_conversation IS NULL)::integer;
 	refusal		record;
 	counted		boolean := false;
 	conv		bigint;
@@ -572,48 +660,31 @@ BEGIN
 	FOR attempt IN 1 .. 2 LOOP
 		-- The turn counted as started and running, and its message
 		-- (and conversation) as stored, if it is under every limit.
-		-- The quick look: arrays shorter than their limit need no
-		-- pruning, so that a user far from the limits (nearly every
-		-- turn) costs a plain update; an array is pruned of what has
-		-- run out once it is that long.
+		-- The quick check, in one plain update of the user's row:
+		-- arrays shorter than their limit, today's tokens under the
+		-- quota. Nearly every turn passes it; one that does not (near a
+		-- limit, or an array full of entries that have run out) gets
+		-- the exact count of chat_turn_refusal(), which prunes the
+		-- arrays when the turn may start after all. An array of a limit
+		-- that is off stays empty. (Subqueries here would cost every
+		-- turn their set-up, run or not: measured, a tenth of the
+		-- turn's time in the database.)
 		UPDATE chat_users u SET
-		    turn_starts = CASE WHEN per_minute <= 0 THEN '{}'
-		     WHEN cardinality(u.turn_starts) < per_minute
-		     THEN u.turn_starts || now()
-		     ELSE ARRAY(SELECT t FROM unnest(u.turn_starts) t
-		     WHERE t > now() - chat_rate_window() ORDER BY t) || now()
-		     END,
-		    running_conversations = CASE
-		     WHEN cardinality(u.running_until) < prune_at
-		     THEN u.running_conversations
-		     ELSE ARRAY(SELECT r.c FROM unnest(u.running_conversations,
-		     u.running_until) r(c, t) WHERE r.t > now()) END || conv,
-		    running_until = CASE
-		     WHEN cardinality(u.running_until) < prune_at
-		     THEN u.running_until
-		     ELSE ARRAY(SELECT t FROM unnest(u.running_until) t
-		     WHERE t > now()) END || (now() + lease),
-		    conversations = u.conversations
-		    + (p_conversation IS NULL)::integer,
+		    turn_starts = CASE WHEN per_minute > 0
+		     THEN u.turn_starts || now() ELSE '{}' END,
+		    running_conversations = CASE WHEN max_running > 0
+		     THEN u.running_conversations || conv ELSE '{}' END,
+		    running_until = CASE WHEN max_running > 0
+		     THEN u.running_until || (now() + lease) ELSE '{}' END,
+		    conversations = u.conversations + new_conv,
 		    messages = u.messages + 1
 		    WHERE u.user_id = p_user
-		    AND (max_running <= 0
-		     OR cardinality(u.running_until) < max_running
-		     OR (SELECT count(*) FROM unnest(u.running_until) t
-		     WHERE t > now()) < max_running)
-		    AND (per_minute <= 0
-		     OR cardinality(u.turn_starts) < per_minute
-		     OR chat_rate_wait(ARRAY(SELECT t FROM unnest(u.turn_starts) t
-		     WHERE t > now() - chat_rate_window() ORDER BY t),
-		     per_minute) = 0)
-		    AND (p_limits[3] <= 0 OR COALESCE((SELECT d.prompt_tokens
-		     + d.completion_tokens FROM usage_days d
-		     WHERE d.user_id = p_user
-		     AND d.day = (now() AT TIME ZONE 'UTC')::date), 0)
-		     < p_limits[3])
-		    AND (p_limits[4] <= 0 OR p_conversation IS NOT NULL
-		     OR u.conversations < p_limits[4])
-		    AND (p_limits[5] <= 0 OR u.messages < p_limits[5]);
+		    AND cardinality(u.turn_starts) < starts_cap
+		    AND cardinality(u.running_until) < running_cap
+		    AND (u.day <> today
+		     OR u.day_prompt + u.day_completion < tokens_cap)
+		    AND u.conversations < conv_cap
+		    AND u.messages < messages_cap;
 		counted := FOUND;
 		EXIT WHEN counted;
 		refusal := chat_turn_refusal(p_user, p_conversation IS NULL,
@@ -760,7 +831,7 @@ $$;
 -- UPDATE would take it, without writing a new row version: only the
 -- turn's last statement bumps updated_at), the user's row (the turn's
 -- running entry renewed for p_lease seconds, the round's messages
--- counted, the model call's usage, p_usage as chat_usage_add() takes it,
+-- counted, the model call's usage, p_usage as chat_turn_finish() takes it,
 -- added to the day), the assistant message asking for the calls as round
 -- p_round of the turn answering p_reply_to, and the lease of the turn's
 -- key renewed. A conversation deleted meanwhile is a foreign key
@@ -778,6 +849,7 @@ AS $$
 DECLARE
 	u	chat_users;
 	i	integer;
+	today	date := (now() AT TIME ZONE 'UTC')::date;
 BEGIN
 	PERFORM FROM conversations c
 	    WHERE c.id = p_conversation AND c.user_id = p_user
@@ -791,10 +863,20 @@ BEGIN
 	IF i IS NOT NULL THEN
 		u.running_until[i] := now() + make_interval(secs => p_lease);
 	END IF;
-	UPDATE chat_users SET running_until = u.running_until,
-	    messages = messages + 1 + jsonb_array_length(p_tool_calls)
-	    WHERE user_id = p_user;
-	PERFORM chat_usage_add(p_user, 0, p_usage);
+	-- The call's use added to the user's day; a day before today is
+	-- moved to usage_days first (once a user and day).
+	FOR attempt IN 1 .. 2 LOOP
+		UPDATE chat_users c SET running_until = u.running_until,
+		    messages = c.messages + 1
+		    + jsonb_array_length(p_tool_calls),
+		    day_prompt = c.day_prompt + COALESCE(p_usage[1], 0),
+		    day_completion = c.day_completion
+		    + COALESCE(p_usage[2], 0),
+		    day_cached = c.day_cached + COALESCE(p_usage[3], 0)
+		    WHERE c.user_id = p_user AND c.day = today;
+		EXIT WHEN FOUND;
+		PERFORM chat_user_roll(p_user);
+	END LOOP;
 	INSERT INTO messages (conversation_id, user_id, role, content,
 	    tool_calls, reply_to, round, prompt_tokens, completion_tokens,
 	    cached_tokens)
@@ -990,12 +1072,15 @@ END
 $$;
 
 -- The last statement of a turn: the answer stored with what its model
--- call used (p_usage, as chat_usage_add() takes it), the conversation's
--- updated_at bumped, the turn no longer running, and the user's day
--- counted: one answered turn, the call's tokens (a round's were counted
--- by its chat_round()). Returns the answer's id; NULL when the
--- conversation is gone. A second answer to the same turn fails on
--- messages_answer_once_idx (409).
+-- call used (p_usage: prompt, completion and cached tokens, each NULL
+-- when not reported), the conversation's updated_at bumped, the turn no
+-- longer running, and the user's day counted: one answered turn, the
+-- call's tokens (a round's were counted by its chat_round()). Returns
+-- the answer's id; NULL when the conversation is gone. A second answer
+-- to the same turn fails on messages_answer_once_idx (409). Plain
+-- statements, the rows in the order every statement takes them: the
+-- conversation's, then the user's (one statement with CTEs cost more
+-- to set up than the three).
 CREATE OR REPLACE FUNCTION chat_turn_finish(p_user text,
 	p_conversation bigint, p_answer text, p_reply_to bigint,
 	p_usage integer[])
@@ -1006,47 +1091,37 @@ SET lock_timeout = '5s' SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	answer	bigint;
-	counted	bigint;
+	today	date := (now() AT TIME ZONE 'UTC')::date;
 BEGIN
-	-- One statement, its rows in the order every statement takes them:
-	-- the conversation's, the user's (u reads c), the day's (d reads
-	-- u); nothing but the conversation's when it is gone. Unread, the
-	-- updates would run in an order of PostgreSQL's choosing.
-	WITH c AS (
-		UPDATE conversations SET updated_at = now()
-		    WHERE id = p_conversation AND user_id = p_user
-		    RETURNING id),
-	a AS (
-		INSERT INTO messages (conversation_id, user_id, role, content,
-		    reply_to, prompt_tokens, completion_tokens, cached_tokens)
-		    SELECT c.id, p_user, 'assistant', p_answer, p_reply_to,
-		    p_usage[1], p_usage[2], p_usage[3] FROM c
-		    RETURNING id),
-	u AS (
+	UPDATE conversations SET updated_at = now()
+	    WHERE id = p_conversation AND user_id = p_user;
+	IF NOT FOUND THEN
+		RETURN NULL;
+	END IF;
+	INSERT INTO messages (conversation_id, user_id, role, content,
+	    reply_to, prompt_tokens, completion_tokens, cached_tokens)
+	    VALUES (p_conversation, p_user, 'assistant', p_answer,
+	    p_reply_to, p_usage[1], p_usage[2], p_usage[3])
+	    RETURNING id INTO answer;
+	-- A day before today is moved to usage_days first (once a user
+	-- and day).
+	FOR attempt IN 1 .. 2 LOOP
 		UPDATE chat_users u SET
 		    running_conversations = chat_running_without(
 		     u.running_conversations, u.running_conversations,
 		     p_conversation),
 		    running_until = chat_running_without(u.running_until,
 		     u.running_conversations, p_conversation),
-		    messages = u.messages + 1
-		    WHERE u.user_id = p_user AND EXISTS (SELECT FROM c)
-		    RETURNING 1),
-	d AS (
-		UPDATE usage_days d SET turns = d.turns + 1,
-		    prompt_tokens = d.prompt_tokens + COALESCE(p_usage[1], 0),
-		    completion_tokens = d.completion_tokens
+		    messages = u.messages + 1,
+		    day_turns = u.day_turns + 1,
+		    day_prompt = u.day_prompt + COALESCE(p_usage[1], 0),
+		    day_completion = u.day_completion
 		    + COALESCE(p_usage[2], 0),
-		    cached_tokens = d.cached_tokens + COALESCE(p_usage[3], 0)
-		    WHERE d.user_id = p_user
-		    AND d.day = (now() AT TIME ZONE 'UTC')::date
-		    AND EXISTS (SELECT FROM u)
-		    RETURNING 1)
-	SELECT a.id, (SELECT count(*) FROM d) INTO answer, counted FROM a;
-	-- The user's first answer of the day makes the day's row.
-	IF answer IS NOT NULL AND counted = 0 THEN
-		PERFORM chat_usage_add(p_user, 1, p_usage);
-	END IF;
+		    day_cached = u.day_cached + COALESCE(p_usage[3], 0)
+		    WHERE u.user_id = p_user AND u.day = today;
+		EXIT WHEN FOUND;
+		PERFORM chat_user_roll(p_user);
+	END LOOP;
 	RETURN answer;
 END
 $$;
@@ -1081,24 +1156,31 @@ BEGIN
 	RETURN true;
 END
 $$;
--- The user's use today and this month (UTC), from usage_days: at most a
--- month of rows, read along its primary key.
+-- The user's use today and this month (UTC): the user's day in
+-- chat_users and at most a month of rows of usage_days, read along its
+-- primary key.
 CREATE OR REPLACE FUNCTION chat_usage(p_user text)
 RETURNS TABLE (day_turns bigint, day_prompt bigint, day_completion bigint,
 	month_turns bigint, month_prompt bigint, month_completion bigint)
 LANGUAGE sql STABLE
 SET enable_seqscan = off SET enable_bitmapscan = off
 AS $$
-	SELECT COALESCE(sum(d.turns) FILTER (WHERE d.day = t.today), 0),
-	    COALESCE(sum(d.prompt_tokens) FILTER (WHERE d.day = t.today), 0),
-	    COALESCE(sum(d.completion_tokens) FILTER (WHERE d.day = t.today),
-	    0),
-	    COALESCE(sum(d.turns), 0), COALESCE(sum(d.prompt_tokens), 0),
-	    COALESCE(sum(d.completion_tokens), 0)
-	FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS today) t
-	LEFT JOIN usage_days d ON d.user_id = p_user
+	SELECT COALESCE(sum(x.turns) FILTER (WHERE x.day = t.today), 0),
+	    COALESCE(sum(x.prompt) FILTER (WHERE x.day = t.today), 0),
+	    COALESCE(sum(x.completion) FILTER (WHERE x.day = t.today), 0),
+	    COALESCE(sum(x.turns), 0), COALESCE(sum(x.prompt), 0),
+	    COALESCE(sum(x.completion), 0)
+	FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS today) t,
+	LATERAL (SELECT d.day, d.turns, d.prompt_tokens AS prompt,
+	     d.completion_tokens AS completion
+	    FROM usage_days d WHERE d.user_id = p_user
 	    AND d.day >= date_trunc('month', t.today)::date
 	    AND d.day <= t.today
+	    UNION ALL
+	    SELECT u.day, u.day_turns, u.day_prompt, u.day_completion
+	    FROM chat_users u WHERE u.user_id = p_user
+	    AND u.day >= date_trunc('month', t.today)::date
+	    AND u.day <= t.today) x
 $$;
 
 -- A streamed turn's worker writes its record: at its start (which makes

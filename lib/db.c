@@ -533,7 +533,7 @@ db_turn_release(const char *user_id, const char *idempotency_key,
 		PQclear(res);
 }
 
-/* A model call's usage as chat_usage_add() reads it: an integer array
+/* A model call's usage as chat_turn_finish() and chat_round() read it: an integer array
  * {prompt,completion,cached}, NULL where not reported. */
 static void
 usage_param(const struct model_usage *u, char *out, size_t size)

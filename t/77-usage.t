@@ -116,6 +116,59 @@ is_deeply [ @{ $r->{json} }{qw(today month)} ], [ map { { turns => 0,
     prompt_tokens => 0, completion_tokens => 0 } } 1 .. 2 ],
     'usage: another user sees only their own (none)';
 
+# ------------------------------------------------- a day that ends
+
+# The user's day lives in their row of chat_users; the first model call
+# stored on a later day moves it to usage_days. Carol's row is made to
+# say it is yesterday's (1 turn, 10 + 5 tokens); her next turn moves it.
+my $today = $s->sql_value(q{SELECT (now() AT TIME ZONE 'UTC')::date});
+my $yesterday = $s->sql_value(q{SELECT (now() AT TIME ZONE 'UTC')::date - 1});
+$s->sql(q{INSERT INTO chat_users (user_id, day, day_turns, day_prompt,
+    day_completion, day_cached) VALUES ('carol',
+    (now() AT TIME ZONE 'UTC')::date - 1, 1, 10, 5, 2)});
+$s->mock_script([ { reply => { content => 'A new day.' },
+    usage => { prompt_tokens => 7, completion_tokens => 3,
+    total_tokens => 10 } } ]);
+$r = turn($s->token('carol'), 'good morning');
+is $r->{status}, 200, 'next day: 200' or diag $r->{body};
+is_deeply $s->sql(q{SELECT day::text, turns, prompt_tokens,
+    completion_tokens, cached_tokens FROM usage_days
+    WHERE user_id = 'carol'}), [ [ $yesterday, 1, 10, 5, 2 ] ],
+    'next day: yesterday moved to usage_days whole';
+is_deeply $s->sql(q{SELECT day::text, day_turns, day_prompt, day_completion,
+    day_cached FROM chat_users WHERE user_id = 'carol'}),
+    [ [ $today, 1, 7, 3, 0 ] ], '... and today counts from zero';
+$r = $s->request(GET => '/chat/usage', token => $s->token('carol'));
+my $same_month = $s->sql_value(q{SELECT date_trunc('month', $1::date)
+    = date_trunc('month', $2::date)}, $yesterday, $today) eq 't';
+is_deeply [ @{ $r->{json} }{qw(today month)} ],
+    [ { turns => 1, prompt_tokens => 7, completion_tokens => 3 },
+      $same_month ? { turns => 2, prompt_tokens => 17, completion_tokens => 8 }
+      : { turns => 1, prompt_tokens => 7, completion_tokens => 3 } ],
+    'next day: GET /chat/usage, today alone and the month with yesterday';
+is_deeply $s->sql(q{SELECT day::text, sum(turns), sum(prompt_tokens)
+    FROM usage_by_day WHERE user_id = 'carol' GROUP BY day ORDER BY day}),
+    [ [ $yesterday, 1, 10 ], [ $today, 1, 7 ] ],
+    'usage_by_day: both days, for the operator\'s query';
+
+# A database from before the day columns: schema.sql adds them and moves
+# today's rows of usage_days into them.
+$s->sql(q{ALTER TABLE chat_users DROP COLUMN day CASCADE, DROP COLUMN day_turns,
+    DROP COLUMN day_prompt, DROP COLUMN day_completion,
+    DROP COLUMN day_cached;
+    INSERT INTO usage_days (user_id, day, turns, prompt_tokens,
+    completion_tokens, cached_tokens) VALUES ('carol',
+    (now() AT TIME ZONE 'UTC')::date, 3, 30, 20, 1)});
+open my $fh, '<', "$FindBin::Bin/../schema.sql" or die "schema.sql: $!";
+my $schema = do { local $/; <$fh> };
+ok eval { $s->sql($schema); 1 }, 'schema.sql on a database from before '
+    . 'the day columns' or diag $@;
+is_deeply $s->sql(q{SELECT day::text, day_turns, day_prompt, day_completion,
+    day_cached FROM chat_users WHERE user_id = 'carol'}),
+    [ [ $today, 3, 30, 20, 1 ] ], '... today\'s row moved into chat_users';
+is $s->sql_value(q{SELECT count(*) FROM usage_days WHERE user_id = 'carol'
+    AND day = (now() AT TIME ZONE 'UTC')::date}), 0, '... and out of usage_days';
+
 # ------------------------------------- a streamed turn over a limit
 
 $s->sql(q{INSERT INTO chat_users (user_id, turn_starts) VALUES ('streamer',
