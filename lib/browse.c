@@ -50,8 +50,8 @@ add_text(cJSON *o, const char *name, const char *value)
 static int
 add_id(cJSON *o, const char *name, const char *value)
 {
-	return cJSON_AddNumberToObject(o, name, (double)strtoll(value, NULL,
-	    10)) != NULL ? 0 : -1;
+	return text_json_add_int(o, name, strtoll(value, NULL, 10)) != NULL ?
+	    0 : -1;
 }
 
 /* The page and its cursor: rows holds up to limit + 1, the extra one

@@ -25,6 +25,7 @@ struct word {
 	const char	*start, *end;
 	char		 norm[WORD_BYTES]; /* lower case, no apostrophes; ""
 					    * when too long to be a keyword */
+	size_t		 len;		/* of norm */
 };
 
 struct words {
@@ -61,7 +62,7 @@ struct intent {
 struct turn {
 	const struct transcript	*t;
 	const char		*text;	/* the last user message, "" if none */
-	uint64_t		 hash;	/* of the conversation up to it */
+	size_t			 user;	/* its index in t, t->n if none */
 	int			 rounds; /* assistant tool-call messages since */
 	size_t			 calls_at; /* the newest of those */
 };
@@ -287,6 +288,7 @@ split_words(const char *text, struct words *ws)
 		if (o == sizeof(w->norm))
 			o = 0;
 		w->norm[o] = '\0';
+		w->len = o;
 	}
 }
 
@@ -297,9 +299,13 @@ phrase_at(const struct words *ws, size_t i, const char *phrase)
 	size_t	 n = 0, len;
 
 	for (;;) {
+		/* The first letters differ for nearly every phrase of a
+		 * table: the cheap test first (a turn tries hundreds). */
+		if (i + n >= ws->n || ws->w[i + n].norm[0] != phrase[0])
+			return 0;
 		len = strcspn(phrase, " ");
-		if (i + n >= ws->n || strlen(ws->w[i + n].norm) != len ||
-		    strncmp(ws->w[i + n].norm, phrase, len) != 0)
+		if (ws->w[i + n].len != len ||
+		    memcmp(ws->w[i + n].norm, phrase, len) != 0)
 			return 0;
 		n++;
 		if (phrase[len] == '\0')
@@ -569,26 +575,17 @@ hash_str(uint64_t h, const char *s)
 static void
 read_turn(const struct transcript *tr, struct turn *t)
 {
-	const struct transcript_msg	*m;
-	size_t				 i, user;
+	size_t	 i, user;
 
 	memset(t, 0, sizeof(*t));
 	t->t = tr;
 	t->text = "";
-	t->hash = 0xcbf29ce484222325ULL;
 	for (i = tr->n, user = tr->n; i > 0 && user == tr->n; i--)
 		if (tr->msgs[i - 1].role == ROLE_USER)
 			user = i - 1;
+	t->user = user;
 	if (user == tr->n)
 		return;
-	/* The whole conversation up to the message goes into the ids, so
-	 * "list tasks" asked twice gets two sets of them. */
-	for (i = 0; i <= user; i++) {
-		m = &tr->msgs[i];
-		t->hash = hash_str(t->hash, transcript_role_name(m->role));
-		t->hash = hash_str(t->hash, m->content);
-		t->hash = hash_str(t->hash, m->tool_call_id);
-	}
 	if (tr->msgs[user].content != NULL)
 		t->text = tr->msgs[user].content;
 	for (i = user + 1; i < tr->n; i++)
@@ -597,6 +594,26 @@ read_turn(const struct transcript *tr, struct turn *t)
 			t->rounds++;
 			t->calls_at = i;
 		}
+}
+
+/* A hash of the whole conversation up to the turn's user message, for
+ * the ids of its calls: "list tasks" asked twice gets two sets of them.
+ * Made only for a reply that calls a tool, since it reads every message
+ * of the history. */
+static uint64_t
+turn_hash(const struct turn *t)
+{
+	const struct transcript_msg	*m;
+	uint64_t			 h = 0xcbf29ce484222325ULL;
+	size_t				 i;
+
+	for (i = 0; t->user < t->t->n && i <= t->user; i++) {
+		m = &t->t->msgs[i];
+		h = hash_str(h, transcript_role_name(m->role));
+		h = hash_str(h, m->content);
+		h = hash_str(h, m->tool_call_id);
+	}
+	return h;
 }
 
 /* The newest assistant message asking for calls. */
@@ -625,7 +642,7 @@ reply_call(const struct turn *t, const char *tool, cJSON *args,
 
 	if (args == NULL)
 		return -1;
-	h = (t->hash ^ (uint64_t)(t->rounds + 1)) * 0x100000001b3ULL;
+	h = (turn_hash(t) ^ (uint64_t)(t->rounds + 1)) * 0x100000001b3ULL;
 	snprintf(id, sizeof(id), "call_%016llx", (unsigned long long)h);
 	if ((text = cJSON_PrintUnformatted(args)) != NULL) {
 		rc = reply_add_call(out, out->ncalls, id, tool, text,

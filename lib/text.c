@@ -178,6 +178,22 @@ b64url_value(unsigned char c)
 	return -1;
 }
 
+cJSON *
+text_json_add_int(cJSON *object, const char *name, long long v)
+{
+	char			 digits[24], *p = digits + sizeof(digits);
+	unsigned long long	 u = v < 0 ? 0ULL - (unsigned long long)v :
+				    (unsigned long long)v;
+
+	*--p = '\0';
+	do
+		*--p = (char)('0' + u % 10);
+	while ((u /= 10) > 0);
+	if (v < 0)
+		*--p = '-';
+	return cJSON_AddRawToObject(object, name, p);
+}
+
 /* RFC 7515 section 2 drops the '=' padding, so '=' is as foreign as
  * any other byte. Leftover bits must be zero: otherwise several strings
  * carry one signature, and whatever keys on the token's text (a log, a

@@ -54,6 +54,16 @@ int	 text_id_json(const struct cJSON *v, int strings, long long *id);
  * then holds a part of the string). */
 int	 text_json_string(struct buf *b, const char *s, size_t len);
 
+/* Adds an integer member name: v to object, written in decimal once,
+ * here, as a raw item. cJSON prints a number with sprintf("%1.15g") and
+ * reads it back with sscanf() to check it, which cost a turn's reply
+ * more than the rest of its printing, and which rounds from 10^15 up
+ * (2^53 - 1, TEXT_ID_MAX, comes out as 9.00719925474099e+15). For
+ * numbers that are only printed (cJSON_GetNumberValue() does not read a
+ * raw item). The item, or NULL on ENOMEM. */
+struct cJSON	*text_json_add_int(struct cJSON *object, const char *name,
+		    long long v);
+
 /* Decodes unpadded base64url (the JOSE encoding) s[0..len) into out,
  * which has outsize bytes, at least len / 4 * 3 + 2. Strict: no padding,
  * no other byte, no stray bits. The length, or -1. */

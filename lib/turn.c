@@ -427,11 +427,10 @@ add_usage(cJSON *reply, const struct model_usage *u)
 	    u->completion_tokens : 0;
 
 	if ((o = cJSON_AddObjectToObject(reply, "usage")) == NULL ||
-	    cJSON_AddNumberToObject(o, "prompt_tokens", (double)prompt) ==
-	    NULL || cJSON_AddNumberToObject(o, "completion_tokens",
-	    (double)completion) == NULL ||
-	    cJSON_AddNumberToObject(o, "total_tokens",
-	    (double)(prompt + completion)) == NULL)
+	    text_json_add_int(o, "prompt_tokens", prompt) == NULL ||
+	    text_json_add_int(o, "completion_tokens", completion) == NULL ||
+	    text_json_add_int(o, "total_tokens", prompt + completion) ==
+	    NULL)
 		return -1;
 	return 0;
 }
@@ -443,8 +442,8 @@ turn_reply(struct turn_state *ts, const char *answer)
 
 	if ((reply = cJSON_CreateObject()) == NULL)
 		return NULL;
-	if (cJSON_AddNumberToObject(reply, "conversation_id",
-	    (double)ts->conversation_id) == NULL ||
+	if (text_json_add_int(reply, "conversation_id",
+	    ts->conversation_id) == NULL ||
 	    cJSON_AddStringToObject(reply, "response", answer) == NULL) {
 		cJSON_Delete(reply);
 		return NULL;

@@ -1,6 +1,7 @@
 /* t/unit/text.c: the checks on outside text: UTF-8 validation, JSON
  * parsed whole, positive ids (text.h), query string lookup and path
  * segment decoding (url.h). Prints TAP. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,6 +348,44 @@ json_string_case(int *count)
 	return bad == 0;
 }
 
+/* text_json_add_int() prints every digit, to the ends of long long, and
+ * what cJSON prints where cJSON is exact: below 10^15 (cJSON 1.7.15
+ * writes 2^53 - 1, our largest id, as 9.00719925474099e+15, off by one). */
+static int
+json_int_case(void)
+{
+	static const long long	 values[] = { 0, 1, -1, 9, 10, 42, -1234567,
+	    999999999999999LL, TEXT_ID_MAX, -TEXT_ID_MAX, LLONG_MIN,
+	    LLONG_MAX };
+	cJSON			*o, *item;
+	char			*text, *cjson;
+	char			 want[64];
+	size_t			 i;
+	int			 bad = 0;
+
+	for (i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		if ((o = cJSON_CreateObject()) == NULL ||
+		    (item = cJSON_CreateObject()) == NULL ||
+		    text_json_add_int(o, "n", values[i]) == NULL ||
+		    cJSON_AddNumberToObject(item, "n", (double)values[i]) ==
+		    NULL)
+			abort();
+		text = cJSON_PrintUnformatted(o);
+		cjson = cJSON_PrintUnformatted(item);
+		snprintf(want, sizeof(want), "{\"n\":%lld}", values[i]);
+		if (text == NULL || cjson == NULL || strcmp(text, want) != 0 ||
+		    (values[i] > -1000000000000000LL &&
+		    values[i] < 1000000000000000LL &&
+		    strcmp(text, cjson) != 0))
+			bad++;
+		cJSON_free(text);
+		cJSON_free(cjson);
+		cJSON_Delete(o);
+		cJSON_Delete(item);
+	}
+	return bad == 0;
+}
+
 int
 main(void)
 {
@@ -360,7 +399,7 @@ main(void)
 
 	int	 nstr;
 
-	printf("1..%zu\n", t + nj + ni + nji + 1);
+	printf("1..%zu\n", t + nj + ni + nji + 2);
 	for (i = 0; i < n; i++)
 		printf("%sok %zu - utf8: %s\n", utf8_case(i) ? "" : "not ",
 		    i + 1, utf8[i].name);
@@ -382,5 +421,7 @@ main(void)
 	printf("%sok %zu - text_json_string as cJSON prints", json_string_case(
 	    &nstr) ? "" : "not ", ++t);
 	printf(" (%d strings)\n", nstr);
+	printf("%sok %zu - text_json_add_int as cJSON prints, to the ends of "
+	    "long long\n", json_int_case() ? "" : "not ", ++t);
 	return 0;
 }
