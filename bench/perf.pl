@@ -557,13 +557,15 @@ for my $c (grep { $by{$_} } 1, 8) {
 	push @verdicts, sprintf "ratio at c=%d: %.3f, the median of %d "
 	    . "pair(s) (%.3f-%.3f) (target >= %.2f) %s", $c, @$r{qw(ratio
 	    pairs ratio_lo ratio_hi)}, $TARGET{ratio},
-	    $r->{ratio} >= $TARGET{ratio} ? 'ok' : 'MISSED';
+	    refused($r->{run}{turn}) ? 'REFUSED: no verdict'
+	    : $r->{ratio} >= $TARGET{ratio} ? 'ok' : 'MISSED';
 }
 if (my $r = $by{1}) {
 	push @verdicts, sprintf "p50 at c=1: %.2f ms / %.2f ms = %.2fx "
 	    . "(target <= %.2fx) %s", $r->{p50_ms}, $r->{min_p50_ms},
 	    $r->{p50_ratio}, $TARGET{p50},
-	    $r->{p50_ratio} <= $TARGET{p50} ? 'ok' : 'MISSED';
+	    refused($r->{run}{turn}) ? 'REFUSED: no verdict'
+	    : $r->{p50_ratio} <= $TARGET{p50} ? 'ok' : 'MISSED';
 	push @verdicts, sprintf "p50 at c=1 beyond our own SQL: %.2f ms "
 	    . "(service %.2f, our SQL in pgbench %.2f)",
 	    $r->{p50_ms} - $r->{ours_p50_ms}, $r->{p50_ms},
@@ -601,9 +603,10 @@ for my $r (@rows) {
 	for my $kind (@SERVICE) {
 		my $run = $r->{run}{$kind};
 		push @verdicts, sprintf "*** REFUSED: c=%d %s: %d answers of "
-		    . "400 or more and %d socket errors in %d requests: this "
+		    . "400 or more%s and %d socket errors in %d requests: this "
 		    . "row is NOT A MEASUREMENT ***", $r->{conc}, $NAME{$kind},
-		    @$run{qw(bad errors n)} if refused($run);
+		    $run->{bad}, $run->{codes} ? " ($run->{codes})" : '',
+		    @$run{qw(errors n)} if refused($run);
 	}
 }
 $out->("%s\n", $_) for @verdicts;
@@ -732,6 +735,8 @@ sub connected {
 sub wrk {
 	my ($kind, $c, $seconds) = @_;
 	my $threads = min($c, 2);
+	my $log = $s->dir . '/nginx/access.log';
+	my $log_from = -s $log // 0;
 	my $text = run({ TOKENS_FILE => "$tmp/tokens", REQUEST => $kind },
 	    '/usr/bin/wrk', '-t', $threads, '-c', $c, '-d', "${seconds}s",
 	    '--timeout', '10s', '-s', "$FindBin::Bin/turn.lua",
@@ -742,6 +747,9 @@ sub wrk {
 	    or die "wrk said:\n$text";
 	($w{bad}) = $text =~ /non-200: (\d+)/
 	    or die "wrk said (no count of non-200):\n$text";
+	# Which answers, from nginx's access log (Stack keeps one): read
+	# only when there were any, so that a clean run costs nothing more.
+	$w{codes} = statuses($log, $log_from) if $w{bad};
 	my ($p50, $p99) = $text =~ /p50_us (\d+) p99_us (\d+)/
 	    or die "wrk said (no percentiles):\n$text";
 	@w{qw(p50_ms p99_ms)} = ($p50 / 1000, $p99 / 1000);
@@ -913,6 +921,7 @@ sub combine {
 	for my $k (qw(n seconds bad errors)) {
 		$r{$k} = sum(map { $_->{$k} } @h);
 	}
+	$r{codes} = join '; ', grep { $_ } map { $_->{codes} } @h;
 	$r{rate} = $r{n} / $r{seconds};
 	if (defined $h[0]{us}) {
 		my @us = sort { $a <=> $b } map { @{ $_->{us} } } @h;
@@ -1101,8 +1110,22 @@ sub median {
 sub refused {
 	my ($res) = @_;
 	return '' unless $res->{bad} || $res->{errors};
-	return sprintf ' (%d non-2xx, %d socket errors: NOT A MEASUREMENT)',
-	    $res->{bad}, $res->{errors};
+	return sprintf ' (%d non-2xx%s, %d socket errors: NOT A MEASUREMENT)',
+	    $res->{bad}, $res->{codes} ? " ($res->{codes})" : '',
+	    $res->{errors};
+}
+
+# The statuses of 400 and above in nginx's access log after offset from,
+# counted: "429 x2424, 503 x3".
+sub statuses {
+	my ($log, $from) = @_;
+	open my $fh, '<', $log or return '';
+	seek $fh, $from, 0;
+	my %n;
+	while (<$fh>) {
+		$n{$1}++ if /" ([45]\d\d) /;
+	}
+	return join ', ', map { "$_ x$n{$_}" } sort keys %n;
 }
 
 sub pct {
