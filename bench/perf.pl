@@ -42,15 +42,16 @@
 # and turn/ours: what nginx and the workers cost beyond our own SQL),
 # always two adjacent runs, and reversing the round flips every pair's
 # order, so that a drift in one direction favours the first run of a pair
-# in one round and the second in the next. A minimal run shared by two
-# pairs (turn and stream in one, mcp alone in the other) keeps the round
-# at six runs instead of eight; it makes those rows' ratios move together
-# when that run is off, which the median of each row's own pairs (a value
-# of its own, not a mean an outlier drags) and its range printed beside
-# it show. turn/ours is paired rather than ours/minimal because what ours
-# is here to tell is the cost of the hops in front of our SQL. Each
-# headline ratio is the median over the pairs; the other figures (rates,
-# percentiles, CPU, SQL) are over all of a kind's runs at a concurrency.
+# in one round and the second in the next. The first minimal run is
+# shared by the turn's pair and the stream's, which keeps a round at six
+# runs instead of eight (independent pairs); the price is that when that
+# run is off, the two rows' ratios are off together in that round, one
+# pair each, which a median does not follow as a mean would, and which
+# the range printed beside it shows. turn/ours is paired rather than
+# ours/minimal because what ours is here to tell is what the hops in
+# front of our SQL (nginx, the workers) cost. Each headline ratio is the
+# median over the pairs; the other figures (rates, percentiles, CPU,
+# SQL) are over all of a kind's runs at a concurrency.
 #
 # Targets: turn/minimal >= 0.8 at concurrency 1 and 8; p50 at concurrency
 # 1 <= 1.25x the minimal turn's; <= 4 MiB per worker. A row whose runs
@@ -66,8 +67,9 @@
 #
 # Environment: BENCH_SECONDS (6) per measured run, BENCH_PAIRS (3) rounds,
 # so pairs a row, BENCH_WARMUP (2) seconds of wrk before each
-# concurrency, BENCH_CONCURRENCY ("1 8": 32 adds six runs a round, a
-# third more time, for a point the targets do not name),
+# concurrency, BENCH_CONCURRENCY ("1 8"; it was "1 8 32" before paired
+# runs, but 32 makes the run half as long again for a point the targets
+# do not name),
 # BENCH_WORKERS (8: as many as the clients at concurrency 8; more only
 # adds database connections to a CPU-bound run), BENCH_THREADS (4:
 # workers per process, so 2 processes of 4 threads; 1 makes each worker
