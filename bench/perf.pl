@@ -375,10 +375,12 @@ for my $c (@CONC) {
 		for my $p (@PAIRED) {
 			my ($i, $j) = @{ $p->{at} };
 			my $pair = { ratio => $res{$i}{rate} / $res{$j}{rate},
-			    first => $when{$i} < $when{$j} ? 's' : 'm' };
+			    first => $when{$i} < $when{$j} ? 's' : 'm',
+			    noisy => $res{$i}{noisy} || $res{$j}{noisy} };
 			push @{ $r{pair_runs}{"$p->{row}/$p->{over}"} }, $pair;
-			progress(sprintf "c=%d round %d: %s/%s %.3f", $c, $round,
-			    $p->{row}, $p->{over}, $pair->{ratio});
+			progress(sprintf "c=%d round %d: %s/%s %.3f%s", $c,
+			    $round, $p->{row}, $p->{over}, $pair->{ratio},
+			    $pair->{noisy} ? ' (disturbed)' : '');
 		}
 	}
 	my %run = map { $_ => combine(@{ $part{$_} }) } keys %part;
@@ -482,9 +484,11 @@ END
 # Each row's pairs, median and range, and its runs' figures; a row with
 # a refusal or a socket error says so where its figures are.
 $out->("Paired runs: each pair's ratio is the row's run's rate over the "
-    . "run beside it\n(s: the row's run went first, m: the other):\n");
+    . "run beside it\n(s: the row's run went first, m: the other; *: in "
+    . "one of the two, other processes\nor the hypervisor took over 5%% "
+    . "of a CPU):\n");
 $out->("  %4s %-14s %7s %7s %7s %7s  %-8s %-*s %6s %s\n", 'conc', 'row',
-    'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'over', 7 * $PAIRS, 'pairs',
+    'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'over', 8 * $PAIRS, 'pairs',
     'median', 'range');
 for my $r (@rows) {
 	for my $p (@PAIRED) {
@@ -493,8 +497,9 @@ for my $r (@rows) {
 		$out->("  %4d %-14s %7.0f %7.2f %7.2f %7d  %-8s %-*s %6.3f "
 		    . "%.3f-%.3f%s\n", $r->{conc}, $NAME{ $p->{row} },
 		    @$run{qw(rate p50_ms p99_ms bad)}, $NAME{ $p->{over} },
-		    7 * $PAIRS, join(' ', map { sprintf '%.3f%s', $_->{ratio},
-		    $_->{first} } @{ $r->{pair_runs}{"$p->{row}/$p->{over}"} }),
+		    8 * $PAIRS, join(' ', map { sprintf '%.3f%s%s', $_->{ratio},
+		    $_->{first}, $_->{noisy} ? '*' : ' ' }
+		    @{ $r->{pair_runs}{"$p->{row}/$p->{over}"} }),
 		    @$r{$f, "${f}_lo", "${f}_hi"},
 		    refused($run) ? '  <- NOT A MEASUREMENT' : '');
 	}
@@ -508,25 +513,28 @@ $out->("\n");
 
 $out->("CPU a request, ms, by part of the machine (busy: share of its %d "
     . "CPUs):\n", ncpu());
-$out->("  %4s %-8s %7s %7s %7s %8s %7s %7s %6s %8s\n", 'conc', 'run',
-    'load', 'nginx', 'workers', 'postgres', 'other', 'total', 'busy',
-    'sync ms');
+$out->("  %4s %-8s %7s %7s %7s %8s %7s %7s %6s %6s %8s\n", 'conc',
+    'run', 'load', 'nginx', 'workers', 'postgres', 'other', 'total', 'busy',
+    'steal', 'sync ms');
 for my $r (@rows) {
 	for my $kind (@SERVICE, qw(minimal ours)) {
 		my $run = $r->{run}{$kind};
 		my $cpu = $run->{cpu};
 		my $total = sum(values %$cpu);
 		$out->("  %4d %-8s %7.3f %7.3f %7.3f %8.3f %7.3f %7.3f %5.0f%% "
-		    . "%8.3f\n", $r->{conc}, $kind,
+		    . "%5.1f%% %8.3f\n", $r->{conc}, $kind,
 		    map({ 1000 * ($cpu->{$_} // 0) / $run->{n} }
 		    qw(load nginx workers postgres other)),
 		    1000 * $total / $run->{n},
-		    100 * $total / ncpu() / $run->{seconds}, $run->{sync_ms});
+		    100 * $total / ncpu() / $run->{seconds},
+		    100 * $run->{steal} / ncpu() / $run->{seconds},
+		    $run->{sync_ms});
 	}
 }
 $out->("  load: wrk or pgbench; other: whatever else ran on the machine "
-    . "(should be ~0);\n  sync ms: the mean WAL flush (pg_stat_wal), "
-    . "which bounds a commit's latency\n\n");
+    . "(should be ~0);\n  steal: the share of the CPUs the hypervisor "
+    . "gave to other guests (should be ~0);\n  sync ms: the mean WAL "
+    . "flush (pg_stat_wal), which bounds a commit's latency\n\n");
 
 for my $c (@CONC) {
 	$out->("SQL at concurrency %d (pg_stat_statements; mean a call; "
@@ -593,9 +601,11 @@ for my $r (@rows) {
 	for my $kind (@SERVICE, qw(minimal ours)) {
 		my $run = $r->{run}{$kind};
 		my $other = ($run->{cpu}{other} // 0) / $run->{seconds};
+		my $steal = $run->{steal} / $run->{seconds};
 		push @verdicts, sprintf "WARNING: other processes took %.0f%% "
-		    . "of a CPU during c=%d %s: the figures are skewed",
-		    100 * $other, $r->{conc}, $kind if $other > 0.05;
+		    . "of a CPU and the hypervisor %.0f%% during c=%d %s: the "
+		    . "figures are skewed", 100 * $other, 100 * $steal,
+		    $r->{conc}, $kind if $other + $steal > 0.05;
 	}
 }
 # Refusals last, where they are seen: a row with any is no measurement
@@ -901,11 +911,18 @@ sub one_run {
 	my ($kind, $c, $seconds) = @_;
 	psql('postgres', q{SELECT pg_stat_statements_reset(),
 	    pg_stat_reset_shared('wal')});
-	my ($res, $cpu) = measured(sub { $kind =~ /\A(?:minimal|ours)\z/
+	my ($res, $cpu, $steal) = measured(sub {
+	    $kind =~ /\A(?:minimal|ours)\z/
 	    ? pgbench($kind, $c, $seconds) : wrk($kind, $c, $seconds) });
 	$res->{$_} //= 0 for qw(bad errors);
 	$res->{rate} = $res->{n} / $res->{seconds};
 	$res->{cpu} = $cpu;
+	$res->{steal} = $steal;
+	# A run disturbed from outside: other processes or the hypervisor
+	# took over 5% of a CPU, the level at which the report has always
+	# warned of skew.
+	$res->{noisy} = (($cpu->{other} // 0) + $steal) / $res->{seconds}
+	    > 0.05;
 	$res->{st} = statements();
 	# Backends report WAL statistics a second or so late: a mean of
 	# what arrived is still the mean.
@@ -920,7 +937,7 @@ sub one_run {
 sub combine {
 	my @h = @_;
 	my %r;
-	for my $k (qw(n seconds bad errors)) {
+	for my $k (qw(n seconds bad errors steal)) {
 		$r{$k} = sum(map { $_->{$k} } @h);
 	}
 	$r{codes} = join '; ', grep { $_ } map { $_->{codes} } @h;
@@ -953,7 +970,7 @@ sub combine {
 }
 
 # CPU time, in seconds, spent by each part of the machine while code
-# runs: the load generator (our children: wrk or pgbench), each of the
+# runs, and the CPU time stolen from the machine meanwhile: the load generator (our children: wrk or pgbench), each of the
 # stack's process groups (Stack starts each in a session of its own and
 # $s->pids lists their leaders; a process's time moves to its parent
 # when it is reaped, so each group's sum holds), and the rest of the
@@ -962,6 +979,7 @@ sub combine {
 sub measured {
 	my ($code) = @_;
 	my $before = cpu_snapshot();
+	my $steal_before = steal_ticks();
 	my %old = map { $_ => 1 } postgres_children();
 	my @t0 = POSIX::times();
 	my $result = $code->();
@@ -972,6 +990,7 @@ sub measured {
 	sleep 0.05 while grep({ !$old{$_} } postgres_children())
 	    && time < $until;
 	my $after = cpu_snapshot();
+	my $steal = steal_ticks() - $steal_before;
 	my $hz = POSIX::sysconf(POSIX::_SC_CLK_TCK());
 	my %cpu = (load => ($t1[3] + $t1[4] - $t0[3] - $t0[4]) / $hz);
 	for my $pid (keys %$after) {
@@ -981,7 +1000,15 @@ sub measured {
 		$cpu{$group} += ($ticks - $was) / $hz if $ticks > $was;
 	}
 	delete $cpu{self};
-	return ($result, \%cpu);
+	return ($result, \%cpu, $steal / $hz);
+}
+
+# CPU time the hypervisor gave to other guests while ours wanted it
+# (steal, /proc/stat), in clock ticks over all CPUs: drift that no
+# process on this machine shows.
+sub steal_ticks {
+	my ($cpu) = slurp('/proc/stat') =~ /\Acpu +([^\n]*)/ or return 0;
+	return (split ' ', $cpu)[7] // 0;
 }
 
 sub postgres_children {
