@@ -13,9 +13,13 @@
 --   stream   POST /chat with "Accept: text/event-stream": the turn as a
 --            stream (DESIGN.md, streamed turns)
 --   mcp      POST /mcp, a tools/call of list_tasks for the token's user,
---            as an agent sends it after initialize (bench/mcp.lua's
---            request); it counts against the user's turns a minute as a
---            turn does, so it is spread over the users the same way
+--            as an agent sends it after initialize; it counts against
+--            the user's turns a minute as a turn does, so it is spread
+--            over the users the same way
+--
+-- bench/stream.pl and bench/mcp.pl use it too, with TOKEN and
+-- CONVERSATIONS: one script, so that every benchmark sends the same
+-- bytes for the same kind of request.
 --
 -- The requests are formatted once per thread, and no response() hook is
 -- set (it makes wrk hand every response to Lua): the load generator's
