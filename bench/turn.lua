@@ -11,7 +11,7 @@
 -- the same way, over the same users):
 --   turn     POST /chat, the answer as JSON (the default)
 --   stream   POST /chat with "Accept: text/event-stream": the turn as a
---            stream (DESIGN.md, streamed turns)
+--            stream (README, "Streamed turns")
 --   mcp      POST /mcp, a tools/call of list_tasks for the token's user,
 --            as an agent sends it after initialize; it counts against
 --            the user's turns a minute as a turn does, so it is spread
