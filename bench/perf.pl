@@ -970,12 +970,12 @@ sub combine {
 }
 
 # CPU time, in seconds, spent by each part of the machine while code
-# runs, and the CPU time stolen from the machine meanwhile: the load generator (our children: wrk or pgbench), each of the
+# runs: the load generator (our children: wrk or pgbench), each of the
 # stack's process groups (Stack starts each in a session of its own and
 # $s->pids lists their leaders; a process's time moves to its parent
 # when it is reaped, so each group's sum holds), and the rest of the
 # machine, kernel threads aside ("other": anything else running would
-# skew the figures).
+# skew the figures); and the CPU time stolen from the machine meanwhile.
 sub measured {
 	my ($code) = @_;
 	my $before = cpu_snapshot();
@@ -1099,8 +1099,8 @@ sub markdown {
 		my $f = $p->{field};
 		$md .= join(' | ', "| $NAME{ $p->{row} }", map {
 		    sprintf '%.2f (%.2f-%.2f)%s', @$_{$f, "${f}_lo", "${f}_hi"},
-		    refused($_->{run}{ $p->{row} }) ? ' REFUSED: not a measurement'
-		    : '' } @$rows) . " |\n";
+		    refused($_->{run}{ $p->{row} })
+		    ? ' REFUSED: not a measurement' : '' } @$rows) . " |\n";
 	}
 	return $md;
 }
