@@ -410,10 +410,11 @@ for my $c (@CONC) {
 		$stmt_times{$c}{$kind} = $run{$kind}{st};
 	}
 	for my $p (@PAIRED) {
-		my @v = map { $_->{ratio} }
-		    @{ $r{pair_runs}{"$p->{row}/$p->{over}"} };
+		my $pairs = $r{pair_runs}{"$p->{row}/$p->{over}"};
+		my @v = map { $_->{ratio} } @$pairs;
 		my $f = $p->{field};
 		@r{$f, "${f}_lo", "${f}_hi"} = (median(@v), min(@v), max(@v));
+		$r{"${f}_disturbed"} = grep { $_->{noisy} } @$pairs;
 	}
 	$r{pairs} = $PAIRS;
 	$r{"${_}_non2xx"} = $run{$_}{bad} for @SERVICE;
@@ -565,10 +566,11 @@ my @verdicts;
 for my $c (grep { $by{$_} } 1, 8) {
 	my $r = $by{$c};
 	push @verdicts, sprintf "ratio at c=%d: %.3f, the median of %d "
-	    . "pair(s) (%.3f-%.3f) (target >= %.2f) %s", $c, @$r{qw(ratio
+	    . "pair(s) (%.3f-%.3f) (target >= %.2f) %s%s", $c, @$r{qw(ratio
 	    pairs ratio_lo ratio_hi)}, $TARGET{ratio},
 	    refused($r->{run}{turn}) ? 'REFUSED: no verdict'
-	    : $r->{ratio} >= $TARGET{ratio} ? 'ok' : 'MISSED';
+	    : $r->{ratio} >= $TARGET{ratio} ? 'ok' : 'MISSED',
+	    disturbed($r, 'ratio');
 }
 if (my $r = $by{1}) {
 	push @verdicts, sprintf "p50 at c=1: %.2f ms / %.2f ms = %.2fx "
@@ -640,8 +642,10 @@ my @tsv = (qw(conc turns_s p50_ms p99_ms stmts_turn trips_turn rss_kib
     p50_ratio pairs ratio_lo ratio_hi turn_ours_ratio turn_ours_ratio_lo
     turn_ours_ratio_hi), (map { my $k = $_; (map { "${k}_$_" }
     qw(s p50_ms p99_ms ratio ratio_lo ratio_hi)) } qw(stream mcp)),
-    map { "${_}_non2xx" } @SERVICE);
-my %whole = map { $_ => 1 } qw(conc pairs), map { "${_}_non2xx" } @SERVICE;
+    (map { "${_}_non2xx" } @SERVICE),
+    map { "$_->{field}_disturbed" } @PAIRED);
+my %whole = map { $_ => 1 } qw(conc pairs), grep { /_non2xx|_disturbed/ }
+    @tsv;
 my $tsv = "$FindBin::Bin/results/perf.tsv";
 my $header = join("\t", qw(date commit binary seconds workers threads
     token), @tsv) . "\n";
@@ -1098,9 +1102,10 @@ sub markdown {
 	for my $p (grep { $_->{over} eq 'minimal' } @PAIRED) {
 		my $f = $p->{field};
 		$md .= join(' | ', "| $NAME{ $p->{row} }", map {
-		    sprintf '%.2f (%.2f-%.2f)%s', @$_{$f, "${f}_lo", "${f}_hi"},
-		    refused($_->{run}{ $p->{row} })
-		    ? ' REFUSED: not a measurement' : '' } @$rows) . " |\n";
+		    sprintf '%.2f (%.2f-%.2f)%s%s', @$_{$f, "${f}_lo",
+		    "${f}_hi"}, refused($_->{run}{ $p->{row} })
+		    ? ' REFUSED: not a measurement' : '', disturbed($_, $f) }
+		    @$rows) . " |\n";
 	}
 	return $md;
 }
@@ -1126,6 +1131,14 @@ sub tsv_header {
 	} else {
 		rename $tsv, "$tsv.$stamp" or die "$tsv: $!\n";
 	}
+}
+
+# '' when no pair of a row's field was disturbed from outside; else how
+# many were, for whoever would quote its median.
+sub disturbed {
+	my ($r, $field) = @_;
+	my $n = $r->{"${field}_disturbed"} or return '';
+	return sprintf ' (%d of %d pairs disturbed)', $n, $r->{pairs};
 }
 
 # The middle value, or the mean of the two middle ones.
