@@ -5,7 +5,7 @@
 # model), gives the user 20 tasks and 8 conversations, then runs wrk
 # through nginx at concurrency 8, alternating: turns that call no tool
 # (bench/turn.lua, one round trip to the model and two statements) and
-# MCP tools/call of list_tasks (bench/mcp.lua, one statement). A
+# MCP tools/call of list_tasks (REQUEST=mcp, one statement). A
 # tools/call should cost at most what a turn without tools costs. Prints
 # calls/s, p50 and p99 of each run, and the ratio of each pair.
 #
@@ -51,9 +51,9 @@ sub wrk {
 	my ($kind, $seconds) = @_;
 	local $ENV{TOKEN} = $token;
 	local $ENV{CONVERSATIONS} = join ',', @convs;
+	local $ENV{REQUEST} = $kind;
 	my @argv = ('/usr/bin/wrk', '-t', min($C, 2), '-c', $C, '-d',
-	    "${seconds}s", '--timeout', '10s', '-s', "$FindBin::Bin/"
-	    . ($kind eq 'turn' ? 'turn.lua' : 'mcp.lua'),
+	    "${seconds}s", '--timeout', '10s', '-s', "$FindBin::Bin/turn.lua",
 	    'http://127.0.0.1:' . $s->port
 	    . ($kind eq 'turn' ? '/chat' : '/mcp'));
 	my $text = `@argv 2>&1`;

@@ -3,17 +3,22 @@
 # can do? Starts the real stack (nginx, WORKERS workers, PostgreSQL with
 # stock durability and pg_stat_statements, the built-in model, the
 # per-user limits at their defaults), seeds BENCH_USERS conversations of
-# 20 messages with SQL, each of a user of its own, so that turns spread
-# over enough users that none reaches a limit (the checks run, nothing is
-# refused), then for each concurrency:
+# 20 messages with SQL, each of a user of its own with 20 tasks, so that
+# requests spread over enough users that none reaches a limit (the checks
+# run, nothing is refused), then for each concurrency runs:
 #
-#   service   wrk + bench/turn.lua through nginx, turns that call no tool;
+#   turn      wrk + bench/turn.lua through nginx, turns that call no tool;
 #             turns/s, p50/p99, statements and round trips per turn (from
 #             pg_stat_statements), RSS per worker (VmRSS and RssAnon)
+#   stream    the same turns with "Accept: text/event-stream": the offline
+#             model's answer as a stream (REQUEST=stream)
+#   mcp       MCP tools/call of list_tasks, POST /mcp (REQUEST=mcp), each
+#             request of another user, as for turns: a call counts as a
+#             turn against CHAT_USER_TURNS_PER_MINUTE
 #   minimal   pgbench with the minimal turn: two statements, two commits
 #             (store the message and read the newest 40 in one; store the
 #             answer and bump updated_at in the other)
-#   our SQL   pgbench replaying the exact statements of our turn, as
+#   ours      pgbench replaying the exact statements of our turn, as
 #             PostgreSQL's statement log shows a worker sending them (each
 #             round trip a pipeline ending in one Sync), each named after
 #             the function it calls
@@ -22,19 +27,49 @@
 # pg_stat_statements), not from the worker's source, so it measures
 # whatever the workers send.
 #
-# all on the same cluster in the same run, the three interleaved in two
-# halves (service, minimal, ours, ours, minimal, service) so that drift in
-# disk latency falls on all three alike. The headline is service turns/s
-# divided by minimal-turn tps (what the service aims for: >= 0.8 at
-# concurrency 1 and 8; p50 at concurrency 1 <= 1.25x the minimal turn's;
-# <= 4 MiB per worker). Writes the report to
+# Measured in pairs. On a shared machine disk latency and CPU steal drift
+# from one run to the next by more than the differences we look for (the
+# minimal turn alone ran 717 to 1,003 tps at concurrency 1 in runs one
+# after the other on one VM; unpaired, one build's ratio ranged over 0.59
+# to 0.81), so a figure is only ever a ratio of two runs side by side:
+# each row's ratio is its run's rate over the run beside it, a pair. A
+# round runs
+#
+#   ours, turn, minimal, stream, mcp, minimal
+#
+# and the next round the same backwards, BENCH_PAIRS rounds. That gives
+# each row one pair a round (turn/minimal, stream/minimal, mcp/minimal,
+# and turn/ours: what nginx and the workers cost beyond our own SQL),
+# always two adjacent runs, and reversing the round flips every pair's
+# order, so that a drift in one direction favours the first run of a pair
+# in one round and the second in the next. The first minimal run is
+# shared by the turn's pair and the stream's, which keeps a round at six
+# runs instead of eight (independent pairs); the price is that when that
+# run is off, the two rows' ratios are off together in that round, one
+# pair each, which a median does not follow as a mean would, and which
+# the range printed beside it shows. turn/ours is paired rather than
+# ours/minimal because what ours is here to tell is what the hops in
+# front of our SQL (nginx, the workers) cost. Each headline ratio is the
+# median over the pairs; the other figures (rates, percentiles, CPU,
+# SQL) are over all of a kind's runs at a concurrency.
+#
+# Targets: turn/minimal >= 0.8 at concurrency 1 and 8; p50 at concurrency
+# 1 <= 1.25x the minimal turn's; <= 4 MiB per worker. A row whose runs
+# had any answer of 400 or more (a refusal by a per-user limit, say; the
+# service answers these requests with 200 or an error, never 1xx or 3xx,
+# so wrk's status errors are its non-2xx) or socket errors is not a
+# measurement, and the report says so loudly. Writes the report to
 # bench/results/perf-<UTC time>.txt and appends a row per concurrency to
-# bench/results/perf.tsv.
+# bench/results/perf.tsv; the report ends with the table of the README's
+# performance section in markdown, ready to paste.
 #
 #   perl bench/perf.pl
 #
-# Environment: BENCH_SECONDS (10) per measured run, BENCH_WARMUP (2)
-# seconds of wrk before each service run, BENCH_CONCURRENCY ("1 8 32"),
+# Environment: BENCH_SECONDS (6) per measured run, BENCH_PAIRS (3) rounds,
+# so pairs a row, BENCH_WARMUP (2) seconds of wrk before each
+# concurrency, BENCH_CONCURRENCY ("1 8"; it was "1 8 32" before paired
+# runs, but 32 makes the run half as long again for a point the targets
+# do not name),
 # BENCH_WORKERS (8: as many as the clients at concurrency 8; more only
 # adds database connections to a CPU-bound run), BENCH_THREADS (4:
 # workers per process, so 2 processes of 4 threads; 1 makes each worker
@@ -45,9 +80,11 @@
 # workers given CHAT_JWT_JWKS as a file of its one Ed25519 public key, to
 # see what checking a signature from a provider costs a turn; made with
 # the openssl command, so the benchmark needs no Node), BENCH_USERS
-# (6000: users, one conversation each; a run makes some 50,000 turns a
-# minute, under 10 a user against CHAT_USER_TURNS_PER_MINUTE's 30). The
-# default run takes about two minutes.
+# (6000: users, one conversation each; MCP calls run at up to some 3,500
+# a second, 3 or 4 a user in a 6 s run, and a minute holds at most six
+# runs through the service, some 12 requests a user, well under
+# CHAT_USER_TURNS_PER_MINUTE's 30). The default run takes about four
+# minutes.
 use strict;
 use warnings;
 use FindBin;
@@ -63,9 +100,11 @@ use Time::HiRes qw(sleep time);
 use Stack;
 
 my $ROOT = abs_path("$FindBin::Bin/..");
-my $SECONDS = $ENV{BENCH_SECONDS} // 10;
+my $SECONDS = $ENV{BENCH_SECONDS} // 6;
+my $PAIRS = $ENV{BENCH_PAIRS} // 3;
+$PAIRS =~ /\A[1-9]\d*\z/ or die "BENCH_PAIRS: a positive number\n";
 my $WARMUP = $ENV{BENCH_WARMUP} // 2;
-my @CONC = split /[\s,]+/, $ENV{BENCH_CONCURRENCY} // '1 8 32';
+my @CONC = split /[\s,]+/, $ENV{BENCH_CONCURRENCY} // '1 8';
 my $WORKERS = $ENV{BENCH_WORKERS} // 8;
 my $THREADS = $ENV{BENCH_THREADS} // 4;
 $WORKERS =~ /\A[1-9]\d*\z/ && $THREADS =~ /\A[1-9]\d*\z/
@@ -79,10 +118,28 @@ $TOKEN_KIND =~ /\A(?:hs256|eddsa)\z/
 my $NCONV = $ENV{BENCH_USERS} // 6000;	# seeded conversations, a user each
 $NCONV =~ /\A[1-9]\d*\z/ or die "BENCH_USERS: a positive number\n";
 my $NTURNS = 5;			# seeded turns of 4 messages each
+my $NTASKS = 20;		# a user's tasks, what list_tasks returns
 my $USER = 'bench';
 my $MESSAGE = 'how are you today';
 my $HISTORY = 40;		# CHAT_HISTORY_MESSAGES' default
 my %TARGET = (ratio => 0.8, p50 => 1.25, rss_kib => 4096);
+# A round of runs (the header says why this order) and the pairs in it,
+# by position: each row of the paired table is its run's rate over the
+# run beside it.
+my @ROUND = qw(ours turn minimal stream mcp minimal);
+# field: the row's name for its median in the report and perf.tsv (the
+# range adds _lo and _hi).
+my @PAIRED = (
+    { row => 'turn', over => 'minimal', at => [ 1, 2 ], field => 'ratio' },
+    { row => 'stream', over => 'minimal', at => [ 3, 2 ],
+      field => 'stream_ratio' },
+    { row => 'mcp', over => 'minimal', at => [ 4, 5 ], field => 'mcp_ratio' },
+    { row => 'turn', over => 'ours', at => [ 1, 0 ],
+      field => 'turn_ours_ratio' },
+);
+my %NAME = (turn => 'turn', stream => 'streamed turn',
+    mcp => 'MCP list_tasks', minimal => 'minimal', ours => 'our SQL');
+my @SERVICE = qw(turn stream mcp);	# through nginx, by wrk
 
 -x '/usr/bin/wrk' or die "wrk is not installed (scripts/deps)\n";
 my $PG_BIN = Stack::pg_bin();
@@ -128,7 +185,7 @@ my $s = Stack->new(workers => $PROCS, pg_conf => \%stock,
     env => { CHAT_WORKER_THREADS => $THREADS,
     CHAT_USER_CONCURRENT_TURNS => undef, CHAT_USER_TURNS_PER_MINUTE => undef,
     $jwks_file ? (CHAT_JWT_JWKS => $jwks_file) : () },
-    max_seconds => 600 + 6 * $SECONDS * @CONC);
+    max_seconds => 600 + @ROUND * $PAIRS * ($SECONDS + 3) * @CONC);
 my $dbname = 'todo_chat';
 
 # Monitoring runs in the postgres database, so pg_stat_statements shows
@@ -173,6 +230,13 @@ $s->sql(qq{UPDATE messages SET user_id = conversation_id::text
     WHERE user_id = '$USER'});
 $s->sql(qq{UPDATE conversations SET user_id = id::text
     WHERE user_id = '$USER'});
+# Each user's tasks, for the MCP row's list_tasks to read a page of, as
+# bench/mcp.pl gives its one user; turns that call no tool never read
+# them.
+$s->sql(qq{INSERT INTO tasks (user_id, title)
+    SELECT c.user_id, 'task ' || g FROM conversations c,
+    generate_series(1, $NTASKS) g WHERE c.title LIKE 'bench %'
+    ORDER BY c.id, g});
 # Each user as their traffic leaves them: the row of their own that a
 # turn locks (schema.sql: chat_users, made on a user's first turn) and a
 # row of today's use, which a turn adds to rather than makes. A build
@@ -183,6 +247,10 @@ $s->sql(q{DO $$ BEGIN IF to_regclass('chat_users') IS NOT NULL THEN
     SELECT c.user_id, 1, count(*) FROM conversations c
     JOIN messages m ON m.conversation_id = c.id
     WHERE c.title LIKE 'bench %' GROUP BY c.user_id;
+    IF EXISTS (SELECT FROM information_schema.columns
+     WHERE table_name = 'chat_users' AND column_name = 'tasks') THEN
+     UPDATE chat_users SET tasks = } . $NTASKS . q{;
+    END IF;
     INSERT INTO usage_days (user_id, day, turns)
     SELECT user_id, (now() AT TIME ZONE 'UTC')::date, 5 FROM chat_users;
     END IF; END $$});
@@ -204,6 +272,23 @@ $first->{status} == 200 && !@{ $first->{json}{tool_calls} // [1] }
     or die "a turn failed or called a tool: $first->{status} "
     . "$first->{body}\n";
 my $ANSWER = $first->{json}{response};
+# The other rows' requests, once each, as wrk will send them: a stream
+# that ends with its answer, and a list_tasks with the user's tasks (a
+# bare tools/call, no initialize first: the server is stateless).
+my $streamed = $s->request(POST => '/chat', token => $token{$lo},
+    headers => { accept => 'text/event-stream' },
+    body => { message => $MESSAGE, conversation_id => $lo });
+$streamed->{status} == 200 && $streamed->{body} =~ /"text-delta"/
+    && $streamed->{body} =~ /^data: \[DONE\]$/m
+    or die "a streamed turn failed: $streamed->{status} $streamed->{body}\n";
+my $call = $s->request(POST => '/mcp', token => $token{$lo},
+    headers => { accept => 'application/json, text/event-stream',
+    'mcp-protocol-version' => '2025-11-25' },
+    body => { jsonrpc => '2.0', id => 1, method => 'tools/call',
+    params => { name => 'list_tasks', arguments => {} } });
+$call->{status} == 200
+    && @{ $call->{json}{result}{structuredContent}{tasks} // [] } == $NTASKS
+    or die "tools/call list_tasks: $call->{status} $call->{body}\n";
 
 # --------------------------------------------------------------- warm
 
@@ -214,11 +299,15 @@ my @pids = $s->worker_pids;
 @pids == $PROCS or die "expected $PROCS worker processes, found " . @pids
     . "\n";
 for my $try (1 .. 5) {
-	wrk(2 * $WORKERS, $WARMUP);
+	wrk('turn', 2 * $WORKERS, $WARMUP);
 	last if connected() >= $WORKERS;
 	die "only " . connected() . " of $WORKERS workers connected\n"
 	    if $try == 5;
 }
+# The streamed turn's and the MCP call's statements planned on every
+# connection too, before the first round measures them against a
+# minimal turn that has nothing left to warm.
+wrk($_, 2 * $WORKERS, 1) for qw(stream mcp);
 
 # ------------------------------------------------------------- scripts
 
@@ -262,27 +351,40 @@ write_file("$tmp/ours.sql", join '', "\\set conv random(:conv_lo, :conv_hi)\n",
 
 # ---------------------------------------------------------------- runs
 
-# Disk and load drift over a run, so each concurrency's three runs are
-# interleaved in two halves, service, minimal, ours, then ours, minimal,
-# service, and each figure is taken over both halves.
-my @halves = $SECONDS >= 2 ? (int($SECONDS / 2),
-    $SECONDS - int($SECONDS / 2)) : ($SECONDS);
+# Rounds of paired runs at each concurrency (the header says why): every
+# run kept by kind for the figures over all of them, and each pair's
+# ratio with the order it ran in.
 my (@rows, %stmt_times);
 for my $c (@CONC) {
 	my %r = (conc => $c);
 	progress("c=$c: warm-up ${WARMUP}s");
-	wrk($c, $WARMUP);
-	my %part = (service => [], minimal => [], ours => []);
-	for my $h (0 .. $#halves) {
-		my @order = qw(service minimal ours);
-		@order = reverse @order if $h % 2;
-		for my $kind (@order) {
-			progress("c=$c: $kind, $halves[$h] s");
-			push @{ $part{$kind} }, one_run($kind, $c, $halves[$h]);
+	wrk('turn', $c, $WARMUP);
+	my %part = map { $_ => [] } @ROUND;
+	for my $round (1 .. $PAIRS) {
+		my @at = $round % 2 ? (0 .. $#ROUND) : reverse 0 .. $#ROUND;
+		my (%res, %when);
+		my $seq = 0;
+		for my $i (@at) {
+			my $kind = $ROUND[$i];
+			$res{$i} = one_run($kind, $c, $SECONDS);
+			$when{$i} = $seq++;
+			push @{ $part{$kind} }, $res{$i};
+			progress(sprintf "c=%d round %d: %-7s %7.0f/s%s", $c,
+			    $round, $kind, $res{$i}{rate}, refused($res{$i}));
+		}
+		for my $p (@PAIRED) {
+			my ($i, $j) = @{ $p->{at} };
+			my $pair = { ratio => $res{$i}{rate} / $res{$j}{rate},
+			    first => $when{$i} < $when{$j} ? 's' : 'm',
+			    noisy => $res{$i}{noisy} || $res{$j}{noisy} };
+			push @{ $r{pair_runs}{"$p->{row}/$p->{over}"} }, $pair;
+			progress(sprintf "c=%d round %d: %s/%s %.3f%s", $c,
+			    $round, $p->{row}, $p->{over}, $pair->{ratio},
+			    $pair->{noisy} ? ' (disturbed)' : '');
 		}
 	}
 	my %run = map { $_ => combine(@{ $part{$_} }) } keys %part;
-	my $w = $run{service};
+	my $w = $run{turn};
 	@r{qw(turns_s p50_ms p99_ms requests)} = @$w{qw(rate p50_ms p99_ms n)};
 	my $st = $w->{st};
 	my $turns = $st->{$TURN_LABEL}{calls} || 1;
@@ -299,12 +401,23 @@ for my $c (@CONC) {
 	    @{ $run{minimal} }{qw(rate p50_ms p99_ms n)};
 	@r{qw(ours_tps ours_p50_ms ours_p99_ms ours_n)} =
 	    @{ $run{ours} }{qw(rate p50_ms p99_ms n)};
+	for my $kind (qw(stream mcp)) {
+		@r{map { "${kind}_$_" } qw(s p50_ms p99_ms)} =
+		    @{ $run{$kind} }{qw(rate p50_ms p99_ms)};
+	}
 	for my $kind (keys %run) {
-		$r{"cpu_$kind"} = $run{$kind}{cpu};
-		$r{"sync_$kind"} = $run{$kind}{sync_ms};
+		$r{run}{$kind} = $run{$kind};
 		$stmt_times{$c}{$kind} = $run{$kind}{st};
 	}
-	$r{ratio} = $r{turns_s} / $r{min_tps};
+	for my $p (@PAIRED) {
+		my $pairs = $r{pair_runs}{"$p->{row}/$p->{over}"};
+		my @v = map { $_->{ratio} } @$pairs;
+		my $f = $p->{field};
+		@r{$f, "${f}_lo", "${f}_hi"} = (median(@v), min(@v), max(@v));
+		$r{"${f}_disturbed"} = grep { $_->{noisy} } @$pairs;
+	}
+	$r{pairs} = $PAIRS;
+	$r{"${_}_non2xx"} = $run{$_}{bad} for @SERVICE;
 	$r{p50_ratio} = $r{p50_ms} / $r{min_p50_ms};
 	push @rows, \%r;
 }
@@ -328,11 +441,12 @@ $out->("token: %s\n", $TOKEN_KIND eq 'eddsa' ? 'eddsa (EdDSA, Ed25519; '
     : 'hs256 (HS256, CHAT_JWT_SECRET)');
 $out->("a turn as the workers send it (statement log): %s\n",
     join(' | ', map { join(' + ', map { $_->{label} } @$_) } @trips));
-$out->("load: %d s a run (%s s interleaved: service, minimal, ours, "
-    . "ours, minimal, service)\n  after %d s of warm-up; %d conversations "
-    . "of %d messages, each of a user of its own; \"%s\"\n"
-    . "  per-user limits at their defaults\n\n", $SECONDS,
-    join('+', @halves), $WARMUP, $NCONV, 4 * $NTURNS + 1, $MESSAGE);
+$out->("load: %d rounds of %d s runs at each concurrency, in the order %s "
+    . "and back\n  after %d s of warm-up; %d conversations of %d messages "
+    . "and %d tasks, each of a user of its own; \"%s\"\n"
+    . "  per-user limits at their defaults\n\n", $PAIRS, $SECONDS,
+    join(', ', @ROUND), $WARMUP, $NCONV, 4 * $NTURNS + 1, $NTASKS,
+    $MESSAGE);
 
 my @cols = (
     [ 'conc', '%4s', '%4d', 'conc' ],
@@ -357,52 +471,89 @@ for my $r (@rows) {
 }
 $out->("%s", <<'END');
 
-  turns/s, p50, p99: the service through nginx (wrk); stmts/turn: every
-  statement the workers sent (pg_stat_statements) per turn; trips/turn:
-  calls of the statements that open a round trip, per turn; RSS KiB, PSS,
-  anon: a worker's share of its process's VmRSS, Pss and RssAnon
-  (private), the mean over processes divided by threads; min: pgbench
-  with the minimal turn; ours: pgbench replaying our turn's SQL; ratio:
-  turns/s / min tps.
+  turns/s, p50, p99: the service through nginx (wrk), over all its runs;
+  stmts/turn: every statement the workers sent (pg_stat_statements) per
+  turn; trips/turn: calls of the statements that open a round trip, per
+  turn; RSS KiB, PSS, anon: a worker's share of its process's VmRSS, Pss
+  and RssAnon (private), the mean over processes divided by threads;
+  min: pgbench with the minimal turn; ours: pgbench replaying our turn's
+  SQL; ratio: the median of the turn's pairs with the minimal turn (not
+  turns/s / min tps, which the drift between runs is in).
 
 END
 
-$out->("CPU a turn, ms, by part of the machine (busy: share of its %d "
-    . "CPUs):\n", ncpu());
-$out->("  %4s %-8s %7s %7s %7s %8s %7s %7s %6s %8s\n", 'conc', 'run',
-    'load', 'nginx', 'workers', 'postgres', 'other', 'total', 'busy',
-    'sync ms');
+# Each row's pairs, median and range, and its runs' figures; a row with
+# a refusal or a socket error says so where its figures are.
+$out->("Paired runs: each pair's ratio is the row's run's rate over the "
+    . "run beside it\n(s: the row's run went first, m: the other; *: in "
+    . "one of the two, other processes\nor the hypervisor took over 5%% "
+    . "of a CPU):\n");
+$out->("  %4s %-14s %7s %7s %7s %7s  %-8s %-*s %6s %s\n", 'conc', 'row',
+    'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'over', 8 * $PAIRS, 'pairs',
+    'median', 'range');
 for my $r (@rows) {
-	for my $run (qw(service minimal ours)) {
-		my $cpu = $r->{"cpu_$run"};
-		my $n = $run eq 'service' ? $r->{requests}
-		    : $r->{ $run eq 'minimal' ? 'min_n' : 'ours_n' };
+	for my $p (@PAIRED) {
+		my $run = $r->{run}{ $p->{row} };
+		my $f = $p->{field};
+		$out->("  %4d %-14s %7.0f %7.2f %7.2f %7d  %-8s %-*s %6.3f "
+		    . "%.3f-%.3f%s\n", $r->{conc}, $NAME{ $p->{row} },
+		    @$run{qw(rate p50_ms p99_ms bad)}, $NAME{ $p->{over} },
+		    8 * $PAIRS, join(' ', map { sprintf '%.3f%s%s', $_->{ratio},
+		    $_->{first}, $_->{noisy} ? '*' : ' ' }
+		    @{ $r->{pair_runs}{"$p->{row}/$p->{over}"} }),
+		    @$r{$f, "${f}_lo", "${f}_hi"},
+		    refused($run) ? '  <- NOT A MEASUREMENT' : '');
+	}
+	for my $kind (qw(minimal ours)) {
+		$out->("  %4d %-14s %7.0f %7.2f %7.2f %7s  (pgbench)\n",
+		    $r->{conc}, $NAME{$kind},
+		    @{ $r->{run}{$kind} }{qw(rate p50_ms p99_ms)}, '-');
+	}
+}
+$out->("\n");
+
+$out->("CPU a request, ms, by part of the machine (busy: share of its %d "
+    . "CPUs):\n", ncpu());
+$out->("  %4s %-8s %7s %7s %7s %8s %7s %7s %6s %6s %8s\n", 'conc',
+    'run', 'load', 'nginx', 'workers', 'postgres', 'other', 'total', 'busy',
+    'steal', 'sync ms');
+for my $r (@rows) {
+	for my $kind (@SERVICE, qw(minimal ours)) {
+		my $run = $r->{run}{$kind};
+		my $cpu = $run->{cpu};
 		my $total = sum(values %$cpu);
 		$out->("  %4d %-8s %7.3f %7.3f %7.3f %8.3f %7.3f %7.3f %5.0f%% "
-		    . "%8.3f\n", $r->{conc}, $run,
-		    map({ 1000 * ($cpu->{$_} // 0) / $n }
+		    . "%5.1f%% %8.3f\n", $r->{conc}, $kind,
+		    map({ 1000 * ($cpu->{$_} // 0) / $run->{n} }
 		    qw(load nginx workers postgres other)),
-		    1000 * $total / $n, 100 * $total / ncpu() / $SECONDS,
-		    $r->{"sync_$run"});
+		    1000 * $total / $run->{n},
+		    100 * $total / ncpu() / $run->{seconds},
+		    100 * $run->{steal} / ncpu() / $run->{seconds},
+		    $run->{sync_ms});
 	}
 }
 $out->("  load: wrk or pgbench; other: whatever else ran on the machine "
-    . "(should be ~0);\n  sync ms: the mean WAL flush (pg_stat_wal), "
-    . "which bounds a commit's latency\n\n");
+    . "(should be ~0);\n  steal: the share of the CPUs the hypervisor "
+    . "gave to other guests (should be ~0);\n  sync ms: the mean WAL "
+    . "flush (pg_stat_wal), which bounds a commit's latency\n\n");
 
 for my $c (@CONC) {
-	$out->("SQL at concurrency %d (pg_stat_statements; mean a call):\n",
-	    $c);
+	$out->("SQL at concurrency %d (pg_stat_statements; mean a call; "
+	    . "calls a turn, a minimal turn or an MCP call):\n", $c);
 	$out->("  %-8s %-26s %10s %8s %8s %10s %8s\n", 'run', 'statement',
-	    'calls/turn', 'plan ms', 'exec ms', 'WAL bytes', 'WAL FPI');
-	for my $run (qw(service minimal ours)) {
-		my $st = $stmt_times{$c}{$run};
-		my $turns = $st->{ $run eq 'minimal' ? 'minimal_second'
+	    'calls/req', 'plan ms', 'exec ms', 'WAL bytes', 'WAL FPI');
+	my ($r) = grep { $_->{conc} == $c } @rows;
+	for my $kind (@SERVICE, qw(minimal ours)) {
+		my $st = $stmt_times{$c}{$kind};
+		# Requests by the statement that ends one where there is one;
+		# an MCP call's by wrk's count.
+		my $n = $kind eq 'mcp' ? $r->{run}{mcp}{n}
+		    : $st->{ $kind eq 'minimal' ? 'minimal_second'
 		    : $TURN_LABEL }{calls} || 1;
 		for my $k (sort { ($st->{$b}{calls} <=> $st->{$a}{calls})
 		    || ($a cmp $b) } keys %$st) {
 			$out->("  %-8s %-26s %10.2f %8s %8.3f %10.0f %8.2f\n",
-			    $run, $k, $st->{$k}{calls} / $turns,
+			    $kind, $k, $st->{$k}{calls} / $n,
 			    $TRACK_PLANNING ? sprintf('%.3f', $st->{$k}{plan})
 			    : '-', @{ $st->{$k} }{qw(exec wal fpi)});
 		}
@@ -413,29 +564,33 @@ for my $c (@CONC) {
 my %by = map { $_->{conc} => $_ } @rows;
 my @verdicts;
 for my $c (grep { $by{$_} } 1, 8) {
-	push @verdicts, sprintf "ratio at c=%d: %.3f (target >= %.2f) %s", $c,
-	    $by{$c}{ratio}, $TARGET{ratio},
-	    $by{$c}{ratio} >= $TARGET{ratio} ? 'ok' : 'MISSED';
+	my $r = $by{$c};
+	push @verdicts, sprintf "ratio at c=%d: %.3f, the median of %d "
+	    . "pair(s) (%.3f-%.3f) (target >= %.2f) %s%s", $c, @$r{qw(ratio
+	    pairs ratio_lo ratio_hi)}, $TARGET{ratio},
+	    refused($r->{run}{turn}) ? 'REFUSED: no verdict'
+	    : $r->{ratio} >= $TARGET{ratio} ? 'ok' : 'MISSED',
+	    disturbed($r, 'ratio');
 }
 if (my $r = $by{1}) {
 	push @verdicts, sprintf "p50 at c=1: %.2f ms / %.2f ms = %.2fx "
 	    . "(target <= %.2fx) %s", $r->{p50_ms}, $r->{min_p50_ms},
 	    $r->{p50_ratio}, $TARGET{p50},
-	    $r->{p50_ratio} <= $TARGET{p50} ? 'ok' : 'MISSED';
+	    refused($r->{run}{turn}) ? 'REFUSED: no verdict'
+	    : $r->{p50_ratio} <= $TARGET{p50} ? 'ok' : 'MISSED';
 	push @verdicts, sprintf "p50 at c=1 beyond our own SQL: %.2f ms "
 	    . "(service %.2f, our SQL in pgbench %.2f)",
 	    $r->{p50_ms} - $r->{ours_p50_ms}, $r->{p50_ms},
 	    $r->{ours_p50_ms};
 }
 if (my $r = $by{8}) {
-	my %cpu = map { my $run = $_; my $n = $run eq 'service' ?
-	    $r->{requests} : $r->{ $run eq 'minimal' ? 'min_n' : 'ours_n' };
-	    ($run => 1000 * sum(values %{ $r->{"cpu_$run"} }) / $n) }
-	    qw(service minimal ours);
+	my %cpu = map { my $run = $r->{run}{$_};
+	    ($_ => 1000 * sum(values %{ $run->{cpu} }) / $run->{n}) }
+	    qw(turn minimal ours);
 	push @verdicts, sprintf "CPU a turn at c=8: service %.2f ms, our SQL "
 	    . "%.2f, minimal %.2f (minimal/service %.2f: the ceiling of the "
-	    . "ratio once CPU-bound)", @cpu{qw(service ours minimal)},
-	    $cpu{minimal} / $cpu{service};
+	    . "ratio once CPU-bound)", @cpu{qw(turn ours minimal)},
+	    $cpu{minimal} / $cpu{turn};
 }
 my $rss = max(map { $_->{rss_kib} } @rows);
 push @verdicts, sprintf "RSS per worker: %.0f KiB mean at most (a process "
@@ -445,14 +600,33 @@ push @verdicts, sprintf "RSS per worker: %.0f KiB mean at most (a process "
     $TARGET{rss_kib},
     $rss <= $TARGET{rss_kib} ? 'ok' : 'MISSED';
 for my $r (@rows) {
-	for my $run (qw(service minimal ours)) {
-		my $other = ($r->{"cpu_$run"}{other} // 0) / $SECONDS;
+	for my $kind (@SERVICE, qw(minimal ours)) {
+		my $run = $r->{run}{$kind};
+		my $other = ($run->{cpu}{other} // 0) / $run->{seconds};
+		my $steal = $run->{steal} / $run->{seconds};
 		push @verdicts, sprintf "WARNING: other processes took %.0f%% "
-		    . "of a CPU during c=%d %s: the figures are skewed",
-		    100 * $other, $r->{conc}, $run if $other > 0.05;
+		    . "of a CPU and the hypervisor %.0f%% during c=%d %s: the "
+		    . "figures are skewed", 100 * $other, 100 * $steal,
+		    $r->{conc}, $kind if $other + $steal > 0.05;
+	}
+}
+# Refusals last, where they are seen: a row with any is no measurement
+# (a per-user limit reached means fewer users than the rate needs:
+# BENCH_USERS), whatever its ratio says.
+for my $r (@rows) {
+	for my $kind (@SERVICE) {
+		my $run = $r->{run}{$kind};
+		push @verdicts, sprintf "*** REFUSED: c=%d %s: %d answers of "
+		    . "400 or more%s and %d socket errors in %d requests: this "
+		    . "row is NOT A MEASUREMENT ***", $r->{conc}, $NAME{$kind},
+		    $run->{bad}, $run->{codes} ? " ($run->{codes})" : '',
+		    @$run{qw(errors n)} if refused($run);
 	}
 }
 $out->("%s\n", $_) for @verdicts;
+$out->("\nFor the README (medians of %d pair(s) of %d s runs, the range in "
+    . "brackets; %s):\n\n%s", $PAIRS, $SECONDS, substr($when, 0, 10),
+    markdown(\@rows));
 $out->("\nwall time %.0f s\n", time - $t_start);
 print $report;
 
@@ -460,20 +634,28 @@ mkdir "$FindBin::Bin/results";
 (my $stamp = $when) =~ tr/:-//d;
 my $file = "$FindBin::Bin/results/perf-$stamp.txt";
 write_file($file, $report);
-my @tsv = qw(conc turns_s p50_ms p99_ms stmts_turn trips_turn rss_kib
-    pss_kib anon_kib min_tps min_p50_ms ours_tps ours_p50_ms ratio p50_ratio);
+# The columns of the rows before paired runs first, as they were (ratio
+# now the median of the pairs; seconds a run's), the rest added after
+# them, so that old rows stay, their new columns empty.
+my @tsv = (qw(conc turns_s p50_ms p99_ms stmts_turn trips_turn rss_kib
+    pss_kib anon_kib min_tps min_p50_ms ours_tps ours_p50_ms ratio
+    p50_ratio pairs ratio_lo ratio_hi turn_ours_ratio turn_ours_ratio_lo
+    turn_ours_ratio_hi), (map { my $k = $_; (map { "${k}_$_" }
+    qw(s p50_ms p99_ms ratio ratio_lo ratio_hi)) } qw(stream mcp)),
+    (map { "${_}_non2xx" } @SERVICE),
+    map { "$_->{field}_disturbed" } @PAIRED);
+my %whole = map { $_ => 1 } qw(conc pairs), grep { /_non2xx|_disturbed/ }
+    @tsv;
 my $tsv = "$FindBin::Bin/results/perf.tsv";
 my $header = join("\t", qw(date commit binary seconds workers threads
     token), @tsv) . "\n";
-# Rows of another layout (an older perf.pl) are kept aside, not mixed in.
-rename $tsv, "$tsv.$stamp" if -e $tsv && (split /\n/, slurp($tsv))[0] . "\n"
-    ne $header;
+tsv_header($tsv, $header, $stamp);
 my $new = !-e $tsv;
 open my $fh, '>>', $tsv or die "$tsv: $!\n";
 print $fh $header if $new;
 for my $r (@rows) {
 	print $fh join("\t", $when, commit(), binary_sha(), $SECONDS,
-	    $WORKERS, $THREADS, $TOKEN_KIND, map { $_ eq 'conc' ? $r->{$_}
+	    $WORKERS, $THREADS, $TOKEN_KIND, map { $whole{$_} ? $r->{$_}
 	    : sprintf '%.3f', $r->{$_} } @tsv), "\n";
 }
 close $fh or die "$tsv: $!\n";
@@ -562,16 +744,28 @@ sub connected {
 	    ->[0][0];
 }
 
+# wrk through nginx, kind a REQUEST of bench/turn.lua (turn, stream or
+# mcp), every request of another user: requests, seconds, p50/p99, and
+# the answers of 400 or more (bad) and socket errors apart, for the
+# caller to judge.
 sub wrk {
-	my ($c, $seconds) = @_;
+	my ($kind, $c, $seconds) = @_;
 	my $threads = min($c, 2);
-	my $text = run({ TOKENS_FILE => "$tmp/tokens" }, '/usr/bin/wrk', '-t', $threads, '-c', $c, '-d',
-	    "${seconds}s", '--timeout', '10s', '-s', "$FindBin::Bin/turn.lua",
-	    'http://127.0.0.1:' . $s->port . '/chat');
+	my $log = $s->dir . '/nginx/access.log';
+	my $log_from = -s $log // 0;
+	my $text = run({ TOKENS_FILE => "$tmp/tokens", REQUEST => $kind },
+	    '/usr/bin/wrk', '-t', $threads, '-c', $c, '-d', "${seconds}s",
+	    '--timeout', '10s', '-s', "$FindBin::Bin/turn.lua",
+	    'http://127.0.0.1:' . $s->port . ($kind eq 'mcp' ? '/mcp'
+	    : '/chat'));
 	my %w;
 	@w{qw(n seconds)} = $text =~ /(\d+) requests in ([\d.]+)s/
 	    or die "wrk said:\n$text";
-	($w{bad}) = $text =~ /non-200: (\d+)/;
+	($w{bad}) = $text =~ /non-200: (\d+)/
+	    or die "wrk said (no count of non-200):\n$text";
+	# Which answers, from nginx's access log (Stack keeps one): read
+	# only when there were any, so that a clean run costs nothing more.
+	$w{codes} = statuses($log, $log_from) if $w{bad};
 	my ($p50, $p99) = $text =~ /p50_us (\d+) p99_us (\d+)/
 	    or die "wrk said (no percentiles):\n$text";
 	@w{qw(p50_ms p99_ms)} = ($p50 / 1000, $p99 / 1000);
@@ -712,18 +906,27 @@ sub rss {
 	return \%m;
 }
 
-# One measured run of kind (service: wrk through nginx; minimal or ours:
-# pgbench) at concurrency c: its transactions, time, latencies,
-# statements, CPU and WAL syncs.
+# One measured run of kind (turn, stream, mcp: wrk through nginx; minimal
+# or ours: pgbench) at concurrency c: its transactions, time, rate,
+# latencies, refusals, statements, CPU and WAL syncs. A run with refused
+# requests goes on (the report flags its row): dying here would throw
+# away the other rows of a run of minutes.
 sub one_run {
 	my ($kind, $c, $seconds) = @_;
 	psql('postgres', q{SELECT pg_stat_statements_reset(),
 	    pg_stat_reset_shared('wal')});
-	my ($res, $cpu) = measured(sub { $kind eq 'service'
-	    ? wrk($c, $seconds) : pgbench($kind, $c, $seconds) });
-	die "c=$c: $res->{bad} non-200 answers, $res->{errors} socket "
-	    . "errors\n" if $res->{bad} || $res->{errors};
+	my ($res, $cpu, $steal) = measured(sub {
+	    $kind =~ /\A(?:minimal|ours)\z/
+	    ? pgbench($kind, $c, $seconds) : wrk($kind, $c, $seconds) });
+	$res->{$_} //= 0 for qw(bad errors);
+	$res->{rate} = $res->{n} / $res->{seconds};
 	$res->{cpu} = $cpu;
+	$res->{steal} = $steal;
+	# A run disturbed from outside: other processes or the hypervisor
+	# took over 5% of a CPU, the level at which the report has always
+	# warned of skew.
+	$res->{noisy} = (($cpu->{other} // 0) + $steal) / $res->{seconds}
+	    > 0.05;
 	$res->{st} = statements();
 	# Backends report WAL statistics a second or so late: a mean of
 	# what arrived is still the mean.
@@ -732,13 +935,17 @@ sub one_run {
 	return $res;
 }
 
-# The halves of a kind taken together: rates over the total time;
+# The runs of a kind taken together: rates over the total time;
 # pgbench's percentiles over every transaction, wrk's (it gives only
-# percentiles) the mean of the halves'.
+# percentiles) the mean of the runs'.
 sub combine {
 	my @h = @_;
-	my %r = (n => sum(map { $_->{n} } @h));
-	$r{rate} = $r{n} / sum(map { $_->{seconds} } @h);
+	my %r;
+	for my $k (qw(n seconds bad errors steal)) {
+		$r{$k} = sum(map { $_->{$k} } @h);
+	}
+	$r{codes} = join '; ', grep { $_ } map { $_->{codes} } @h;
+	$r{rate} = $r{n} / $r{seconds};
 	if (defined $h[0]{us}) {
 		my @us = sort { $a <=> $b } map { @{ $_->{us} } } @h;
 		$r{p50_ms} = pct(0.5, @us) / 1000;
@@ -772,10 +979,11 @@ sub combine {
 # $s->pids lists their leaders; a process's time moves to its parent
 # when it is reaped, so each group's sum holds), and the rest of the
 # machine, kernel threads aside ("other": anything else running would
-# skew the figures).
+# skew the figures); and the CPU time stolen from the machine meanwhile.
 sub measured {
 	my ($code) = @_;
 	my $before = cpu_snapshot();
+	my $steal_before = steal_ticks();
 	my %old = map { $_ => 1 } postgres_children();
 	my @t0 = POSIX::times();
 	my $result = $code->();
@@ -786,6 +994,7 @@ sub measured {
 	sleep 0.05 while grep({ !$old{$_} } postgres_children())
 	    && time < $until;
 	my $after = cpu_snapshot();
+	my $steal = steal_ticks() - $steal_before;
 	my $hz = POSIX::sysconf(POSIX::_SC_CLK_TCK());
 	my %cpu = (load => ($t1[3] + $t1[4] - $t0[3] - $t0[4]) / $hz);
 	for my $pid (keys %$after) {
@@ -795,7 +1004,15 @@ sub measured {
 		$cpu{$group} += ($ticks - $was) / $hz if $ticks > $was;
 	}
 	delete $cpu{self};
-	return ($result, \%cpu);
+	return ($result, \%cpu, $steal / $hz);
+}
+
+# CPU time the hypervisor gave to other guests while ours wanted it
+# (steal, /proc/stat), in clock ticks over all CPUs: drift that no
+# process on this machine shows.
+sub steal_ticks {
+	my ($cpu) = slurp('/proc/stat') =~ /\Acpu +([^\n]*)/ or return 0;
+	return (split ' ', $cpu)[7] // 0;
 }
 
 sub postgres_children {
@@ -873,6 +1090,84 @@ sub pgbench {
 	@us or die "pgbench $script: no transaction log\n";
 	# tps leaves out the time spent connecting.
 	return { n => $n, seconds => $n / $tps, us => \@us };
+}
+
+# The rows for the README's table: what each request costs against the
+# minimal turn, the medians with their ranges, a column a concurrency.
+sub markdown {
+	my ($rows) = @_;
+	my $md = join(' | ', '| against the minimal turn',
+	    map { "concurrency $_->{conc}" } @$rows) . " |\n";
+	$md .= '|' . ' --- |' x (1 + @$rows) . "\n";
+	for my $p (grep { $_->{over} eq 'minimal' } @PAIRED) {
+		my $f = $p->{field};
+		$md .= join(' | ', "| $NAME{ $p->{row} }", map {
+		    sprintf '%.2f (%.2f-%.2f)%s%s', @$_{$f, "${f}_lo",
+		    "${f}_hi"}, refused($_->{run}{ $p->{row} })
+		    ? ' REFUSED: not a measurement' : '', disturbed($_, $f) }
+		    @$rows) . " |\n";
+	}
+	return $md;
+}
+
+# perf.tsv made ready for rows under header: a file whose columns are
+# the first of ours (an older perf.pl's) gets our header and keeps its
+# rows, their later columns empty; one of another layout is kept aside
+# as perf.tsv.<stamp>, not mixed in.
+sub tsv_header {
+	my ($tsv, $header, $stamp) = @_;
+	return unless -e $tsv;
+	my $text = slurp($tsv);
+	my ($old) = $text =~ /\A([^\n]*\n)/;
+	if (!defined $old) {
+		unlink $tsv;	# empty: written anew with its header
+		return;
+	}
+	return if $old eq $header;
+	chomp(my $cols = $old);
+	if (index($header, "$cols\t") == 0) {
+		write_file("$tsv.tmp", $header . substr($text, length $old));
+		rename "$tsv.tmp", $tsv or die "$tsv: $!\n";
+	} else {
+		rename $tsv, "$tsv.$stamp" or die "$tsv: $!\n";
+	}
+}
+
+# '' when no pair of a row's field was disturbed from outside; else how
+# many were, for whoever would quote its median.
+sub disturbed {
+	my ($r, $field) = @_;
+	my $n = $r->{"${field}_disturbed"} or return '';
+	return sprintf ' (%d of %d pairs disturbed)', $n, $r->{pairs};
+}
+
+# The middle value, or the mean of the two middle ones.
+sub median {
+	my @v = sort { $a <=> $b } @_;
+	return @v % 2 ? $v[$#v / 2] : ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
+}
+
+# '' for a run of wrk with no refusal and no socket error; else what
+# went wrong, for the progress line.
+sub refused {
+	my ($res) = @_;
+	return '' unless $res->{bad} || $res->{errors};
+	return sprintf ' (%d non-2xx%s, %d socket errors: NOT A MEASUREMENT)',
+	    $res->{bad}, $res->{codes} ? " ($res->{codes})" : '',
+	    $res->{errors};
+}
+
+# The statuses of 400 and above in nginx's access log after offset from,
+# counted: "429 x2424, 503 x3".
+sub statuses {
+	my ($log, $from) = @_;
+	open my $fh, '<', $log or return '';
+	seek $fh, $from, 0;
+	my %n;
+	while (<$fh>) {
+		$n{$1}++ if /" ([45]\d\d) /;
+	}
+	return join ', ', map { "$_ x$n{$_}" } sort keys %n;
 }
 
 sub pct {

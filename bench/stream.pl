@@ -5,7 +5,8 @@
 # every turn asks for "Accept: text/event-stream" and the mock model
 # streams its default reply as 200 pieces, one every 10 ms (2 s a turn).
 #
-# 1. Throughput: CLIENTS wrk connections for SECONDS (bench/stream.lua).
+# 1. Throughput: CLIENTS wrk connections for SECONDS (bench/turn.lua,
+#    REQUEST=stream).
 #    Prints turns/s against the ideal (clients / 2 s), errors, the most
 #    server connections PostgreSQL saw, the workers' memory, and the
 #    database writes a streamed turn costs: pg_stat_user_tables' n_tup_ins
@@ -146,7 +147,8 @@ if ($sampler == 0) {
 
 local $ENV{TOKEN} = $token;
 local $ENV{CONVERSATIONS} = join ',', @ids;
-my $wrk = "wrk -t 2 -c $clients --timeout 20s -s $FindBin::Bin/stream.lua "
+local $ENV{REQUEST} = 'stream';
+my $wrk = "wrk -t 2 -c $clients --timeout 20s -s $FindBin::Bin/turn.lua "
     . "http://127.0.0.1:@{[ $s->port ]}/chat";
 # A warm-up opens every worker's connections; the turns it leaves running
 # finish (a client that goes away does not end its turn) before the

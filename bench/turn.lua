@@ -7,6 +7,20 @@
 -- one user's). Answers of 400 and above (wrk's status errors) are
 -- counted and printed at the end as "non-200".
 --
+-- REQUEST says what each request is (bench/perf.pl measures all three
+-- the same way, over the same users):
+--   turn     POST /chat, the answer as JSON (the default)
+--   stream   POST /chat with "Accept: text/event-stream": the turn as a
+--            stream (README, "Streamed turns")
+--   mcp      POST /mcp, a tools/call of list_tasks for the token's user,
+--            as an agent sends it after initialize; it counts against
+--            the user's turns a minute as a turn does, so it is spread
+--            over the users the same way
+--
+-- bench/stream.pl and bench/mcp.pl use it too, with TOKEN and
+-- CONVERSATIONS: one script, so that every benchmark sends the same
+-- bytes for the same kind of request.
+--
 -- The requests are formatted once per thread, and no response() hook is
 -- set (it makes wrk hand every response to Lua): the load generator's
 -- CPU counts against the service on a 2-core machine, as pgbench's does
@@ -27,6 +41,10 @@ else
 		tokens[#tokens + 1] = os.getenv("TOKEN")
 	end
 end
+local kind = os.getenv("REQUEST") or "turn"
+if kind ~= "turn" and kind ~= "stream" and kind ~= "mcp" then
+	error("REQUEST must be turn, stream or mcp, not " .. kind)
+end
 local counter = 0
 
 function setup(thread)
@@ -34,15 +52,33 @@ function setup(thread)
 	thread:set("tid", counter)
 end
 
+local function format(token, conv)
+	if kind == "mcp" then
+		return wrk.format("POST", "/mcp", {
+			["Authorization"] = "Bearer " .. token,
+			["Content-Type"] = "application/json",
+			["Accept"] = "application/json, text/event-stream",
+			["MCP-Protocol-Version"] = "2025-11-25"
+		}, '{"jsonrpc":"2.0","id":1,"method":"tools/call",' ..
+		    '"params":{"name":"list_tasks","arguments":{}}}')
+	end
+	local headers = {
+		["Authorization"] = "Bearer " .. token,
+		["Content-Type"] = "application/json"
+	}
+	if kind == "stream" then
+		headers["Accept"] = "text/event-stream"
+	end
+	return wrk.format("POST", "/chat", headers,
+	    '{"message":"how are you today","conversation_id":' ..
+	    conv .. '}')
+end
+
 function init(args)
 	n = 0
 	requests = {}
 	for i, conv in ipairs(ids) do
-		requests[i] = wrk.format("POST", "/chat", {
-			["Authorization"] = "Bearer " .. tokens[i],
-			["Content-Type"] = "application/json"
-		}, '{"message":"how are you today","conversation_id":' ..
-		    conv .. '}')
+		requests[i] = format(tokens[i], conv)
 	end
 end
 
