@@ -531,8 +531,11 @@ request_hash(const struct turn_request *req, char hex[65])
 	    EVP_DigestUpdate(ctx, req->message, strlen(req->message)) &&
 	    EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen == 32;
 	EVP_MD_CTX_free(ctx);
-	for (i = 0; ok && i < mdlen; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	for (i = 0; ok && i < mdlen; i++) {
+		hex[2 * i] = "0123456789abcdef"[md[i] >> 4];
+		hex[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+	}
+	hex[2 * mdlen] = '\0';
 	return ok ? 0 : -1;
 }
 
@@ -583,12 +586,14 @@ turn_start(struct turn_state *ts, cJSON **reply, struct chat_err *err)
 	int				 rc;
 
 	make_title(req->message, title, sizeof(title));
-	if (request_hash(req, hash) == -1)
+	/* Only a keyed turn is checked against a retry. */
+	if (req->idempotency_key != NULL && request_hash(req, hash) == -1)
 		return err_oom(err);
 	db_limits_of_config(&limits);
 	if (db_turn_begin(req->user_id, req->conversation_id, title,
 	    req->message, config()->history_messages, req->idempotency_key,
-	    hash, &limits, &t, err) == -1)
+	    req->idempotency_key != NULL ? hash : NULL, &limits, &t, err) ==
+	    -1)
 		return -1;
 	ts->conversation_id = t.conversation_id;
 	ts->user_message_id = t.user_message_id;
