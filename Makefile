@@ -99,6 +99,7 @@ run: deps
 bench: deps
 	$(MAKE) all bench/stream-mock bench/stream-read
 	perl bench/perf.pl
+	perl bench/instructions.pl
 	perl bench/mcp.pl
 	perl bench/history-length.pl 300
 	perl bench/rss.pl 20000

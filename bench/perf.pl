@@ -311,19 +311,15 @@ wrk($_, 2 * $WORKERS, 1) for qw(stream mcp);
 
 # ------------------------------------------------------------- scripts
 
-# The minimal turn: the new message's id (\aset keeps the last row's)
-# becomes the answer's reply_to, as in a real turn.
-my @minimal = (q{WITH m AS (
- INSERT INTO messages (conversation_id, user_id, role, content)
- VALUES (:conv, :conv, 'user', :msg) RETURNING id)
-SELECT m.id AS mid, h.* FROM m LEFT JOIN LATERAL (
- SELECT id, role, content, tool_calls::text AS tool_calls, tool_call_id
- FROM messages WHERE conversation_id = :conv ORDER BY id DESC LIMIT 40
-) h ON true ORDER BY h.id DESC}, q{WITH c AS (
- UPDATE conversations SET updated_at = now() WHERE id = :conv
- RETURNING id)
-INSERT INTO messages (conversation_id, user_id, role, content, reply_to)
-SELECT id, :conv, 'assistant', :answer, :r_mid FROM c});
+# The minimal turn (bench/minimal-turn.sql): its two statements, the
+# comments left out, and the script pgbench runs.
+my @minimal = do {
+	my $text = join '', grep { !/^--/ } split /^/, slurp(
+	    "$FindBin::Bin/minimal-turn.sql");
+	$text =~ s/;\s*\z//;
+	split /\n\\aset r_\n/, $text;
+};
+@minimal == 2 or die "bench/minimal-turn.sql: not two statements\n";
 write_file("$tmp/minimal.sql", "\\set conv random(:conv_lo, :conv_hi)\n"
     . "$minimal[0]\n\\aset r_\n$minimal[1];\n");
 

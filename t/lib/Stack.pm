@@ -67,7 +67,9 @@ The worker binary is ./chat.fcgi, or $ENV{CHAT_FCGI}, which may be a
 command line ("valgrind -q --error-exitcode=9 ./chat.fcgi"). ASAN_OPTIONS,
 UBSAN_OPTIONS, LSAN_OPTIONS, TSAN_OPTIONS, VALGRIND_OPTS and
 CHAT_WORKER_THREADS pass through to workers (an env option wins).
-The mock is t/mock_model.py, or $ENV{MOCK_MODEL}.
+The mock is t/mock_model.py, or $ENV{MOCK_MODEL}. $ENV{PG_WRAPPER}, when
+set, is a command line that PostgreSQL's postmaster runs under
+("valgrind --tool=callgrind --trace-children=yes ...").
 
 =head1 METHODS
 
@@ -696,7 +698,10 @@ sub _postmaster {
 	    max_wal_senders shared_buffers autovacuum)} if $self->{durable};
 	%conf = (%conf, %$extra);
 	unlink "$data/postmaster.pid";		# left by a KILL
-	$self->_spawn($name => argv => [ pg_bin() . '/postgres', '-D', $data,
+	# PG_WRAPPER's words go before postgres (bench/instructions.pl runs
+	# it under callgrind).
+	$self->_spawn($name => argv => [ split(' ', $ENV{PG_WRAPPER} // ''),
+	    pg_bin() . '/postgres', '-D', $data,
 	    map { ('-c', "$_=$conf{$_}") } sort keys %conf ],
 	    log => "$self->{dir}/postgres.log", as_postgres => 1);
 	my $ok = eval {
