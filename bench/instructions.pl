@@ -95,10 +95,10 @@ printf "instructions a turn (callgrind; %d and %d turns, the difference):\n"
 my $tsv = "$FindBin::Bin/results/instructions.tsv";
 my $new = !-e $tsv;
 open my $fh, '>>', $tsv or die "$tsv: $!\n";
-print $fh join("\t", qw(date commit turns_a turns_b worker backend minimal
-    ratio)), "\n" if $new;
-print $fh join("\t", strftime('%Y-%m-%dT%H:%M:%SZ', gmtime), $commit, $A,
-    $B, sprintf('%.0f', $worker), sprintf('%.0f', $db),
+print $fh join("\t", qw(date commit users turns_a turns_b worker backend
+    minimal ratio)), "\n" if $new;
+print $fh join("\t", strftime('%Y-%m-%dT%H:%M:%SZ', gmtime), $commit,
+    $USERS, $A, $B, sprintf('%.0f', $worker), sprintf('%.0f', $db),
     sprintf('%.0f', $min), sprintf('%.3f', $db / $min)), "\n";
 close $fh;
 $s->stop;
