@@ -28,6 +28,15 @@ static _Thread_local PGconn	*conn;
 static _Thread_local long long	 failover_deadline_ms;
 static _Thread_local int	 committed_locally;
 
+/* A keyed turn's lease that this thread could not give up because the
+ * database was gone (db_turn_release() failed, or chat_turn_begin() may
+ * have committed): given up on its next connection, so that the
+ * client's retry, wherever it lands, need not wait out the lease once
+ * that connection is made. One at a time: a thread serves one turn.
+ * Strings the thread owns. */
+static _Thread_local char	*owed_user, *owed_key;
+static _Thread_local long long	 owed_conversation;
+
 /* How long a request waits for a primary once its statement failed for
  * a failover: pg_auto_failover's promotion with the settings of
  * t/lib/Failover.pm takes about five seconds from the old primary's
@@ -189,6 +198,49 @@ conn_open(const char *connect_timeout_s)
 	return 0;
 }
 
+static void
+owe_clear(void)
+{
+	free(owed_user);
+	free(owed_key);
+	owed_user = owed_key = NULL;
+}
+
+static void
+owe_release(const char *user_id, const char *idempotency_key,
+    long long conversation_id)
+{
+	owe_clear();
+	if ((owed_user = strdup(user_id)) == NULL ||
+	    (owed_key = strdup(idempotency_key)) == NULL) {
+		owe_clear();
+		return;
+	}
+	owed_conversation = conversation_id;
+}
+
+/* Gives up the owed lease on the new connection, if any is owed; it
+ * stays owed when that fails too. */
+static void
+pay_release(void)
+{
+	char		 conv[24];
+	const char	*params[3] = { owed_user, owed_key, conv };
+	PGresult	*res;
+
+	if (owed_key == NULL || conn == NULL)
+		return;
+	snprintf(conv, sizeof(conv), "%lld", owed_conversation);
+	res = PQexecParams(conn, SQL_TURN_RELEASE, 3, NULL, params, NULL,
+	    NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		log_err("database: gave up the lease of a turn the database "
+		    "lost track of");
+		owe_clear();
+	}
+	PQclear(res);
+}
+
 /* Logs why the last connection attempt failed; NULL with err 503. */
 static PGconn *
 conn_failed(struct chat_err *err)
@@ -224,8 +276,10 @@ db_conn(struct chat_err *err)
 		conn_drop();
 	for (try = 0; ; try++) {
 		start = clock_ms();
-		if (conn_open("5") == 0)
+		if (conn_open("5") == 0) {
+			pay_release();
 			return conn;
+		}
 		if (try == CONNECT_TRIES - 1 ||
 		    clock_ms() - start > CONNECT_QUICK_MS)
 			break;
@@ -260,6 +314,7 @@ db_reconnect(struct chat_err *err)
 		if (conn_open(timeout_s) == 0) {
 			log_err("database: reconnected after %lld ms",
 			    clock_ms() - start);
+			pay_release();
 			return conn;
 		}
 		if (failover_deadline_ms - clock_ms() <= pause_ms)
@@ -282,6 +337,7 @@ void
 db_cleanup(void)
 {
 	conn_drop();
+	owe_clear();
 }
 
 /* What a failed result (NULL: none came) says about the database. */
@@ -665,8 +721,14 @@ db_turn_begin(const char *user_id, long long conversation_id,
 	 * that certainly did not commit may be repeated. */
 	if (execute(SQL_TURN_BEGIN, 0, 8, params, PGRES_TUPLES_OK,
 	    idempotency_key != NULL ? ALWAYS : IF_ROLLED_BACK, &res, &unsure,
-	    err) == -1)
+	    err) == -1) {
+		/* It may have stored the turn, lease and all, with no
+		 * primary to be found since: conversation 0 leaves the
+		 * running counts as they are. */
+		if (unsure && idempotency_key != NULL)
+			owe_release(user_id, idempotency_key, 0);
 		return -1;
+	}
 	if (PQntuples(res) == 0) {
 		PQclear(res);
 		return no_conversation(err);
@@ -736,6 +798,8 @@ db_turn_release(const char *user_id, const char *idempotency_key,
 	if (run(SQL_TURN_RELEASE, 3, params, PGRES_TUPLES_OK, ALWAYS, &res,
 	    &err) == 0)
 		PQclear(res);
+	else if (idempotency_key != NULL)
+		owe_release(user_id, idempotency_key, conversation_id);
 }
 
 /* A model call's usage as chat_usage_add() reads it: an integer array

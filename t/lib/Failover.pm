@@ -54,6 +54,8 @@ defaults take about 30.
   uri                 the multi-host URI `pg_autoctl show uri` prints:
                       postgres://127.0.0.1:P1,127.0.0.1:P2/todo_chat?
                       target_session_attrs=read-write&sslmode=prefer
+  database_url        uri with the role the workers use (user=postgres):
+                      their DATABASE_URL
   nodes               the data nodes' names ('node1', 'node2')
   other($name)        the other data node
   states              { name => { reported => ..., assigned => ... } }:
@@ -64,9 +66,9 @@ defaults take about 30.
                       reports and is assigned the state wanted, or dies
                       with the states and the monitor's last events
   kill_node($name)    SIGKILL to the node's keeper (`pg_autoctl run` and
-                      its services) and to its postmaster (its pid from
-                      postmaster.pid), and its backends: the machine
-                      gone at once. Returns the time (Time::HiRes) of
+                      its services), to its postmaster (its pid from
+                      postmaster.pid) and to the postmaster's children
+                      (backends, walsender...): the machine gone at once. Returns the time (Time::HiRes) of
                       the kill, once all of them are gone.
   start_node($name)   `pg_autoctl run` for the node again: a dead primary
                       rejoins as a secondary (pg_rewind, or a new base
@@ -144,6 +146,7 @@ sub new {
 
 sub dir		  { $_[0]{dir} }
 sub uri		  { $_[0]{uri} }
+sub database_url  { "$_[0]{uri}&user=postgres" }
 sub nodes	  { @{ $_[0]{nodes} } }
 sub port	  { $_[0]{port}{$_[1]} }
 sub start_seconds { $_[0]{start_seconds} }
@@ -509,16 +512,32 @@ sub kill_node {
 	my $keeper = $self->{procs}{$name} or die "$name is not running\n";
 	my $postmaster = $self->postmaster_pid($name)
 	    or die "$name has no postmaster.pid\n";
+	# PostgreSQL's children each lead a session of their own, out of
+	# the keeper's group, and a backend outlives its postmaster until
+	# it next looks: long enough to answer a statement or two (its
+	# walsender too). A lost machine takes them all at once.
+	my @children = _children($postmaster);
 	my $t = time;
-	# One call: the keeper's group (its services, the postmaster and
-	# its backends) and the postmaster by its pid, as the brief says.
-	kill 'KILL', -$keeper, $postmaster;
+	# One call: the keeper's group (its services and the postmaster),
+	# the postmaster by its pid, its backends and other children.
+	kill 'KILL', -$keeper, $postmaster, @children;
 	waitpid $keeper, 0;
 	delete $self->{procs}{$name};
 	$self->_write_pids;
-	$self->wait_until(sub { _gone($postmaster) }, 10,
-	    "$name\'s postmaster ($postmaster) to die");
+	$self->wait_until(sub { !grep { !_gone($_) } $postmaster, @children },
+	    10, "$name\'s postmaster ($postmaster) and its children to die");
 	return $t;
+}
+
+sub _children {
+	my ($parent) = @_;
+	my @pids;
+	for my $stat (glob '/proc/[0-9]*/stat') {
+		my ($pid, $ppid) = _slurp($stat) =~ /\A(\d+) \(.*\) \S+ (\d+)/s
+		    or next;
+		push @pids, $pid if $ppid == $parent;
+	}
+	return @pids;
 }
 
 sub _monitor_sql {
