@@ -35,12 +35,13 @@ LIB_SRCS = $(LIB_OBJS:.o=.c)
 # Every integration test but those that bring their own instrumentation,
 # t/41-stream-pings.t: a minute of waiting for a silent model, whose
 # code path the other stream tests take too (t/37's model silent for 2 s
-# idles the same loop) but for the ping's fixed write; and the chat
-# page's, which test the page, not the workers (the browser's would add
-# its half minute again).
+# idles the same loop) but for the ping's fixed write; the chat page's,
+# which test the page, not the workers (the browser's would add its half
+# minute again); and t/84-failover.t, half a minute of a PostgreSQL
+# cluster failing over, whose worker code paths t/83 runs one by one.
 SAN_TESTS = $(filter-out t/91-valgrind.t t/92-unit-valgrind.t t/95-fuzz.t \
-	    t/41-stream-pings.t t/65-browser.t t/66-page-units.t, \
-	    $(wildcard t/*.t))
+	    t/41-stream-pings.t t/65-browser.t t/66-page-units.t \
+	    t/84-failover.t, $(wildcard t/*.t))
 
 all: chat.fcgi
 
