@@ -130,14 +130,27 @@ static const char SQL_STREAM_EVENTS[] =
 static const char SQL_STREAM_STOP[] =
     "SELECT chat_stream_stop($1, $2)";
 
-/* A connection that has something to read between requests is dead: the
- * server only talks unasked to say it is shutting down, or to close. */
+/* Whether the connection still serves: up, on a node that takes writes,
+ * and with nothing to read between requests (the server only talks
+ * unasked to say it is shutting down, or to close). */
 static int
 conn_alive(PGconn *c)
 {
 	struct pollfd	 pfd;
+	const char	*read_only, *standby;
 
 	if (PQstatus(c) != CONNECTION_OK)
+		return 0;
+	/* PostgreSQL 14 on reports these as they change, at the end of a
+	 * statement: a node made read-only (pg_auto_failover does that to
+	 * the one it is promoting, until the old primary is surely gone)
+	 * or a standby is no primary, and a new connection goes through
+	 * DATABASE_URL's hosts. NULL (an older server, a pooler that keeps
+	 * them to itself): the statement's 25006 tells instead. */
+	read_only = PQparameterStatus(c, "default_transaction_read_only");
+	standby = PQparameterStatus(c, "in_hot_standby");
+	if ((read_only != NULL && strcmp(read_only, "on") == 0) ||
+	    (standby != NULL && strcmp(standby, "on") == 0))
 		return 0;
 	pfd.fd = PQsocket(c);
 	pfd.events = POLLIN;
