@@ -775,8 +775,13 @@ db_turn_load(const char *user_id, const char *idempotency_key,
 	/* A replay only reads; a take-over only renews the lease, which a
 	 * second run finds taken, by this attempt, if the first committed. */
 	if (execute(take_over ? SQL_TURN_RESUME : SQL_TURN_REPLAY, 1, 3,
-	    params, PGRES_TUPLES_OK, ALWAYS, &res, &unsure, err) == -1)
+	    params, PGRES_TUPLES_OK, ALWAYS, &res, &unsure, err) == -1) {
+		/* A take-over that may have renewed the lease, with no
+		 * primary found since: given up on the next connection. */
+		if (unsure && take_over)
+			owe_release(user_id, idempotency_key, 0);
 		return -1;
+	}
 	/* No row: another attempt holds the lease (or, replaying, the key
 	 * is gone with its conversation). */
 	if (PQntuples(res) == 0 && unsure && take_over) {
