@@ -5,9 +5,10 @@
 #include "failover.h"
 
 /* The SQLSTATEs of a server that is going away, not taking connections
- * or not taking writes (PostgreSQL's Appendix A): the statement failed
- * as a whole and its transaction was rolled back, but a connection to
- * the new primary would run it. */
+ * or not taking writes (PostgreSQL's Appendix A), which it sends as the
+ * statement's error: the statement failed as a whole and its
+ * transaction was rolled back, but a connection to the new primary
+ * would run it. */
 static const char *const failover_states[] = {
 	"25006",	/* read_only_sql_transaction: a demoted primary, or
 			 * one made read-only while it is promoted */
@@ -26,10 +27,11 @@ failover_kind(const char *sqlstate, int connection_ok, int committed_locally)
 		return FAILOVER_UNKNOWN;
 	if (sqlstate == NULL)
 		return connection_ok ? FAILOVER_NONE : FAILOVER_UNKNOWN;
-	/* Class 08, connection exception, as a server reports it (a
-	 * protocol violation, a failed connection it was asked for). */
+	/* Class 08, connection exception: what a pooler (pgbouncer's
+	 * "server conn crashed?", 08P01) says when its server connection
+	 * broke under the statement, which may have committed first. */
 	if (strncmp(sqlstate, "08", 2) == 0)
-		return FAILOVER_ROLLED_BACK;
+		return FAILOVER_UNKNOWN;
 	for (i = 0; i < sizeof(failover_states) / sizeof(failover_states[0]);
 	    i++)
 		if (strcmp(sqlstate, failover_states[i]) == 0)

@@ -20,7 +20,8 @@ enum failover_kind {
 				 * read-only: nothing committed; the
 				 * connection is no use any more */
 	FAILOVER_UNKNOWN	/* the connection went with the statement
-				 * sent, or the server said it had
+				 * sent (libpq's own error, or a pooler's
+				 * class 08), or the server said it had
 				 * committed locally when it was cut off:
 				 * it may have committed */
 };

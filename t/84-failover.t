@@ -181,11 +181,13 @@ sub books {
 my $old = $f->primary;
 my $new = $f->other($old);
 ok $old, "the primary is $old";
-my ($killed_at, $promoted_after);
+my ($killed_at, $promoted_after, $health_during);
 my $log1 = round(1, sub {
 	$s->wait_until(sub { answered(1) >= 3 * $CLIENTS }, 30,
 	    'turns answered before the kill');
 	$killed_at = $f->kill_node($old);
+	# Seconds before the monitor even calls the primary unhealthy.
+	$health_during = $s->request(GET => '/chat/health', timeout => 10);
 	$f->wait_states({ $new => 'wait_primary' }, 30,
 	    "the monitor to promote $new");
 	$promoted_after = time - $killed_at;
@@ -218,6 +220,7 @@ diag sprintf 'failover: kill -9 of %s; %s wait_primary after %.1f s; '
 	    $released;
 }
 ok $before >= $CLIENTS, "turns were answered before the kill ($before)";
+is $health_during->{status}, 503, 'health: 503 while no primary answers';
 ok defined $recovery && $recovery < $RECOVERY_BOUND,
     sprintf 'a turn sent after the kill got a 200 within %d s (%s s)',
     $RECOVERY_BOUND, defined $recovery ? sprintf('%.1f', $recovery) : 'never';
