@@ -206,6 +206,14 @@ subtest 'a backend killed mid-statement (outcome unknown)' => sub {
 	my $bg = $wait->();
 	$done->();
 	pg_back();
+	# The second run may land on a backend that the crash's restart
+	# of every backend ends in turn: then the client's keyed retry is
+	# the one that succeeds, still storing the turn once.
+	if ($bg->{status} == 503) {
+		note 'the second run met the restart too; the client retries';
+		$bg = chat('Add a task through a crash', conv => $conv,
+		    key => 'crash-1');
+	}
 	is $bg->{status}, 200, 'keyed: run again, 200' or diag $bg->{body};
 	is stored('Add a task through a crash'), 1, 'stored once';
 	is answers('Add a task through a crash'), 1, 'answered once';
