@@ -13,7 +13,7 @@ LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
 LIB_OBJS = lib/buf.o lib/err.o lib/log.o lib/text.o lib/url.o lib/config.o \
 	   lib/jwk.o lib/fetch.o lib/keyring.o lib/auth.o lib/http.o lib/history.o lib/reply.o lib/transcript.o \
 	   lib/openai.o lib/remote.o lib/offline.o lib/model.o lib/tools.o \
-	   lib/db.o lib/bounds.o lib/turn.o lib/uistream.o lib/live.o lib/browse.o \
+	   lib/failover.o lib/db.o lib/bounds.o lib/turn.o lib/uistream.o lib/live.o lib/browse.o \
 	   lib/chatreq.o lib/usage.o lib/mcp.o
 LIB_HDRS = $(wildcard lib/*.h)
 
@@ -35,14 +35,15 @@ LIB_SRCS = $(LIB_OBJS:.o=.c)
 # Every integration test but those that bring their own instrumentation,
 # t/41-stream-pings.t: a minute of waiting for a silent model, whose
 # code path the other stream tests take too (t/37's model silent for 2 s
-# idles the same loop) but for the ping's fixed write; and the chat
-# page's, which test the page, not the workers (the browser's would add
-# its half minute again); and t/83-two-hosts.t, which tests nginx's
-# choice of worker host, not the workers, whose load and faults
-# t/88-load-faults.t gives the sanitizers.
+# idles the same loop) but for the ping's fixed write; the chat page's,
+# which test the page, not the workers (the browser's would add its half
+# minute again); t/83-two-hosts.t, which tests nginx's choice of worker
+# host, not the workers, whose load and faults t/88-load-faults.t gives
+# the sanitizers; and t/84-failover.t, half a minute of a PostgreSQL
+# cluster failing over, whose worker code paths t/82 runs one by one.
 SAN_TESTS = $(filter-out t/91-valgrind.t t/92-unit-valgrind.t t/95-fuzz.t \
 	    t/41-stream-pings.t t/65-browser.t t/66-page-units.t \
-	    t/83-two-hosts.t, $(wildcard t/*.t))
+	    t/83-two-hosts.t t/84-failover.t, $(wildcard t/*.t))
 
 all: chat.fcgi
 

@@ -490,6 +490,7 @@ worker_run(void *arg)
 		w->busy = 1;
 		seq = ++requests;
 		log_set_request(seq);
+		db_request_begin();
 		serve(&fcgi, seq);
 		/* libfcgi's close shuts down the write side and waits (up
 		 * to 2 s) for the server to hang up: unread input could

@@ -11,12 +11,41 @@
 #include "clock.h"
 #include "config.h"
 #include "db.h"
+#include "failover.h"
 #include "log.h"
 
 /* The worker's one connection: NULL until first needed, and again after a
  * failure, so the next request reconnects instead of the worker dying.
  * One per worker thread (CHAT_WORKER_THREADS). */
 static _Thread_local PGconn	*conn;
+
+/* When the database changes under a request (its primary gone, a node
+ * now read-only), the request looks for the new primary until this
+ * deadline on clock_ms(), set at its first such failure (0: none yet);
+ * db_request_begin() clears it. And whether the server warned, during
+ * the statement running now, that its commit was already local when it
+ * was cut off (failover.h). */
+static _Thread_local long long	 failover_deadline_ms;
+static _Thread_local int	 committed_locally;
+
+/* A keyed turn's lease that this thread could not give up because the
+ * database was gone (db_turn_release() failed, or chat_turn_begin() may
+ * have committed): given up on its next connection, so that the
+ * client's retry, wherever it lands, need not wait out the lease once
+ * that connection is made. One at a time: a thread serves one turn.
+ * Strings the thread owns. */
+static _Thread_local char	*owed_user, *owed_key;
+static _Thread_local long long	 owed_conversation;
+
+/* How long a request waits for a primary once its statement failed for
+ * a failover: pg_auto_failover's promotion with the settings of
+ * t/lib/Failover.pm takes about five seconds from the old primary's
+ * death, most of it detection; an operator whose manager takes longer
+ * lets clients retry the 503 with their Idempotency-Key. Long enough to
+ * ride out a switchover, short enough that the worker is not held. */
+#define FAILOVER_WAIT_MS	4000
+#define FAILOVER_PAUSE_MS	50	/* first pause between tries, */
+#define FAILOVER_PAUSE_MAX_MS	500	/* doubled up to this */
 
 /* SQLSTATEs we treat apart from "the database is unavailable". */
 #define SQLSTATE_UNIQUE		"23505"	/* a turn's round stored twice */
@@ -45,7 +74,14 @@ static const char SQL_TRANSACTION_SETTINGS[] =
     "SELECT set_config('statement_timeout', '" STATEMENT_TIMEOUT_MS "', true),"
     " set_config('enable_bitmapscan', 'off', true)";
 
-static const char SQL_PING[] = "SELECT 1";
+/* The health check: the database answers and takes writes. A node that
+ * does not (a standby, a demoted primary, a promoted one not yet
+ * released by its manager: pg_auto_failover's stop_replication sets
+ * default_transaction_read_only) is no primary, whatever a connection
+ * kept from before the change says. */
+static const char SQL_PING[] =
+    "SELECT NOT pg_is_in_recovery()"
+    " AND current_setting('transaction_read_only') = 'off'";
 
 /* The one answer for a conversation that is not there or not the
  * caller's: the two must look the same. */
@@ -94,14 +130,27 @@ static const char SQL_STREAM_EVENTS[] =
 static const char SQL_STREAM_STOP[] =
     "SELECT chat_stream_stop($1, $2)";
 
-/* A connection that has something to read between requests is dead: the
- * server only talks unasked to say it is shutting down, or to close. */
+/* Whether the connection still serves: up, on a node that takes writes,
+ * and with nothing to read between requests (the server only talks
+ * unasked to say it is shutting down, or to close). */
 static int
 conn_alive(PGconn *c)
 {
 	struct pollfd	 pfd;
+	const char	*read_only, *standby;
 
 	if (PQstatus(c) != CONNECTION_OK)
+		return 0;
+	/* PostgreSQL 14 on reports these as they change, at the end of a
+	 * statement: a node made read-only (pg_auto_failover does that to
+	 * the one it is promoting, until the old primary is surely gone)
+	 * or a standby is no primary, and a new connection goes through
+	 * DATABASE_URL's hosts. NULL (an older server, a pooler that keeps
+	 * them to itself): the statement's 25006 tells instead. */
+	read_only = PQparameterStatus(c, "default_transaction_read_only");
+	standby = PQparameterStatus(c, "in_hot_standby");
+	if ((read_only != NULL && strcmp(read_only, "on") == 0) ||
+	    (standby != NULL && strcmp(standby, "on") == 0))
 		return 0;
 	pfd.fd = PQsocket(c);
 	pfd.events = POLLIN;
@@ -121,6 +170,102 @@ conn_drop(void)
 	conn = NULL;
 }
 
+/* libpq's notices: logged as its default receiver would print them, and
+ * the one that says a commit was already local (failover.h) noted. */
+static void
+on_notice(void *arg, const PGresult *res)
+{
+	(void)arg;
+	if (failover_committed_locally(PQresultErrorField(res,
+	    PG_DIAG_SEVERITY_NONLOCALIZED), PQresultErrorField(res,
+	    PG_DIAG_SQLSTATE)))
+		committed_locally = 1;
+	log_err("database notice: %s", PQresultErrorMessage(res));
+}
+
+/* Opens conn through DATABASE_URL (which comes last, so that its own
+ * settings win over ours): 0, or -1 with conn holding libpq's error (or
+ * NULL on ENOMEM).
+ *
+ * Keepalives and tcp_user_timeout: a primary that dies without a word
+ * (its host gone, a partition) leaves a statement waiting on a silent
+ * socket; these end the wait in about 11 s (5 s idle, then 3 probes 2 s
+ * apart; 10 s for data sent but never acknowledged) instead of the
+ * kernel's two hours, so that the request fails and the next one finds
+ * the new primary. A busy server's kernel still answers the probes. */
+static int
+conn_open(const char *connect_timeout_s)
+{
+	static const char *const keys[] = { "connect_timeout",
+	    "fallback_application_name", "keepalives_idle",
+	    "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+	    "dbname", NULL };
+	const char	*values[8] = { connect_timeout_s, "todo-chat", "5", "2",
+	    "3", "10000", NULL, NULL };
+
+	values[6] = config()->database_url;
+	conn = PQconnectdbParams(keys, values, 1);
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
+		return -1;
+	PQsetNoticeReceiver(conn, on_notice, NULL);
+	return 0;
+}
+
+static void
+owe_clear(void)
+{
+	free(owed_user);
+	free(owed_key);
+	owed_user = owed_key = NULL;
+}
+
+static void
+owe_release(const char *user_id, const char *idempotency_key,
+    long long conversation_id)
+{
+	owe_clear();
+	if ((owed_user = strdup(user_id)) == NULL ||
+	    (owed_key = strdup(idempotency_key)) == NULL) {
+		owe_clear();
+		return;
+	}
+	owed_conversation = conversation_id;
+}
+
+/* Gives up the owed lease on the new connection, if any is owed; it
+ * stays owed when that fails too. */
+static void
+pay_release(void)
+{
+	char		 conv[24];
+	const char	*params[3] = { owed_user, owed_key, conv };
+	PGresult	*res;
+
+	if (owed_key == NULL || conn == NULL)
+		return;
+	snprintf(conv, sizeof(conv), "%lld", owed_conversation);
+	res = PQexecParams(conn, SQL_TURN_RELEASE, 3, NULL, params, NULL,
+	    NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		log_err("database: gave up the lease of a turn the database "
+		    "lost track of");
+		owe_clear();
+	}
+	PQclear(res);
+}
+
+/* Logs why the last connection attempt failed; NULL with err 503. */
+static PGconn *
+conn_failed(struct chat_err *err)
+{
+	log_err("database connection failed: %s", conn != NULL ?
+	    PQerrorMessage(conn) : "out of memory");
+	conn_drop();
+	err_set(err, 503, "database_unavailable",
+	    "The database is unavailable; try again shortly.");
+	return NULL;
+}
+
 /* A refusal that comes at once may pass in a moment: a pooler's listen
  * queue overflows when hundreds of workers connect together (a unix
  * socket then says EAGAIN), and a server that is starting refuses for a
@@ -131,17 +276,10 @@ conn_drop(void)
 #define CONNECT_QUICK_MS	100
 static const long	connect_pause_ms[CONNECT_TRIES - 1] = { 10, 50 };
 
-/* The worker's connection, (re)opened as needed; NULL with err 503.
- * DATABASE_URL comes last so that its own settings win over ours. */
+/* The worker's connection, (re)opened as needed; NULL with err 503. */
 static PGconn *
 db_conn(struct chat_err *err)
 {
-	static const char *const keys[] = { "connect_timeout",
-	    "fallback_application_name", "keepalives_idle",
-	    "keepalives_interval", "keepalives_count", "dbname", NULL };
-	const char	*values[7] = { "5", "todo-chat", "30", "10", "3",
-	    NULL, NULL };
-	struct timespec	 pause;
 	long long	 start;
 	int		 try;
 
@@ -149,32 +287,80 @@ db_conn(struct chat_err *err)
 		return conn;
 	if (conn != NULL)
 		conn_drop();
-	values[5] = config()->database_url;
 	for (try = 0; ; try++) {
 		start = clock_ms();
-		conn = PQconnectdbParams(keys, values, 1);
-		if (conn != NULL && PQstatus(conn) == CONNECTION_OK)
+		if (conn_open("5") == 0) {
+			pay_release();
 			return conn;
+		}
 		if (try == CONNECT_TRIES - 1 ||
 		    clock_ms() - start > CONNECT_QUICK_MS)
 			break;
 		conn_drop();
-		pause.tv_sec = 0;
-		pause.tv_nsec = connect_pause_ms[try] * 1000000L;
-		nanosleep(&pause, NULL);
+		clock_sleep_ms(connect_pause_ms[try]);
 	}
-	log_err("database connection failed: %s", conn != NULL ?
-	    PQerrorMessage(conn) : "out of memory");
+	return conn_failed(err);
+}
+
+/* A new connection after a statement failed for a failover: libpq goes
+ * through DATABASE_URL's hosts (target_session_attrs=read-write skips
+ * standbys and a promoted node not yet taking writes) until one is the
+ * primary, and again, after a pause, while none is, up to the request's
+ * FAILOVER_WAIT_MS. NULL with err 503 when that runs out. */
+static PGconn *
+db_reconnect(struct chat_err *err)
+{
+	long long	 start = clock_ms(), left;
+	long		 pause_ms = FAILOVER_PAUSE_MS;
+	char		 timeout_s[24];
+
 	conn_drop();
-	err_set(err, 503, "database_unavailable",
-	    "The database is unavailable; try again shortly.");
-	return NULL;
+	if (failover_deadline_ms == 0)
+		failover_deadline_ms = start + FAILOVER_WAIT_MS;
+	for (;;) {
+		/* libpq's connect_timeout is per host, 2 s at least; a
+		 * host that does not answer at all must not take the whole
+		 * wait from the others. */
+		left = (failover_deadline_ms - clock_ms()) / 1000;
+		snprintf(timeout_s, sizeof(timeout_s), "%lld",
+		    left < 2 ? 2 : left > 5 ? 5 : left);
+		if (conn_open(timeout_s) == 0) {
+			log_err("database: reconnected after %lld ms",
+			    clock_ms() - start);
+			pay_release();
+			return conn;
+		}
+		if (failover_deadline_ms - clock_ms() <= pause_ms)
+			break;
+		conn_drop();
+		clock_sleep_ms(pause_ms);
+		if ((pause_ms *= 2) > FAILOVER_PAUSE_MAX_MS)
+			pause_ms = FAILOVER_PAUSE_MAX_MS;
+	}
+	return conn_failed(err);
+}
+
+void
+db_request_begin(void)
+{
+	failover_deadline_ms = 0;
 }
 
 void
 db_cleanup(void)
 {
 	conn_drop();
+	owe_clear();
+}
+
+/* What a failed result (NULL: none came) says about the database. */
+static enum failover_kind
+failure_kind(const PGresult *res)
+{
+	return failover_kind(res != NULL ?
+	    PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL,
+	    conn != NULL && PQstatus(conn) == CONNECTION_OK,
+	    committed_locally);
 }
 
 /* Turns a failed result into err: constraint outcomes a turn expects
@@ -194,7 +380,10 @@ db_fail(const PGresult *res, struct chat_err *err)
 		    "The conversation was deleted.");
 	log_err("database error: %s", res != NULL ?
 	    PQresultErrorMessage(res) : PQerrorMessage(conn));
-	if (PQstatus(conn) != CONNECTION_OK)
+	/* A connection to a node that no longer takes writes is up but
+	 * of no use: the next statement connects through the list. */
+	if (PQstatus(conn) != CONNECTION_OK ||
+	    failure_kind(res) != FAILOVER_NONE)
 		conn_drop();
 	return err_set(err, 503, "database_unavailable",
 	    "The database is unavailable; try again shortly.");
@@ -238,52 +427,106 @@ exec_params(PGconn *c, const char *sql, int settings, int n,
 	return failed;
 }
 
+/* Whether a statement that failed for a failover (kind) runs once more
+ * on a new connection, as `again` allows and only once (*retried):
+ * 1 with conn reopened (and *unsure set when the failed run may have
+ * committed), 0 when it does not, -1 with err when no primary answered
+ * in time. */
+static int
+run_again(const PGresult *failed, enum failover_kind kind,
+    enum failover_again again, int *retried, int *unsure,
+    struct chat_err *err)
+{
+	if (*retried || !failover_may_retry(kind, again))
+		return 0;
+	*retried = 1;
+	if (kind == FAILOVER_UNKNOWN && unsure != NULL)
+		*unsure = 1;
+	log_err("database: %s%s; running the statement again on a new "
+	    "connection", kind == FAILOVER_UNKNOWN ? "outcome unknown: " : "",
+	    failed != NULL ? PQresultErrorMessage(failed) :
+	    PQerrorMessage(conn));
+	return db_reconnect(err) == NULL ? -1 : 1;
+}
+
 /* Runs one statement on the worker's connection and checks its status.
- * 0 and *res the caller's to PQclear(); or -1, *res NULL and err set
- * (db_fail() has logged it and dropped a broken connection). */
+ * When it fails because the database changed under it, it runs once
+ * more on a new connection where `again` allows (failover.h); *unsure
+ * (unless unsure is NULL) then says whether the first run may have
+ * committed. 0 and *res the caller's to PQclear(); or -1, *res NULL and
+ * err set (db_fail() has logged it and dropped a useless connection). */
 static int
 execute(const char *sql, int settings, int n, const char *const *params,
-    ExecStatusType want, PGresult **res, struct chat_err *err)
+    ExecStatusType want, enum failover_again again, PGresult **res,
+    int *unsure, struct chat_err *err)
 {
 	PGconn	*c;
+	int	 retried = 0, rc;
 
 	*res = NULL;
+	if (unsure != NULL)
+		*unsure = 0;
 	if ((c = db_conn(err)) == NULL)
 		return -1;
-	*res = exec_params(c, sql, settings, n, params);
-	if (PQresultStatus(*res) != want) {
-		db_fail(*res, err);
+	for (;;) {
+		committed_locally = 0;
+		*res = exec_params(c, sql, settings, n, params);
+		if (PQresultStatus(*res) == want)
+			return 0;
+		rc = run_again(*res, failure_kind(*res), again, &retried,
+		    unsure, err);
+		if (rc == 0)
+			db_fail(*res, err);
 		PQclear(*res);
 		*res = NULL;
-		return -1;
+		if (rc != 1)
+			return -1;
+		c = conn;
 	}
-	return 0;
 }
 
 /* A plain statement, with SQL_TRANSACTION_SETTINGS. */
 static int
 run(const char *sql, int n, const char *const *params, ExecStatusType want,
-    PGresult **res, struct chat_err *err)
+    enum failover_again again, PGresult **res, struct chat_err *err)
 {
-	return execute(sql, 1, n, params, want, res, err);
+	return execute(sql, 1, n, params, want, again, res, NULL, err);
 }
 
 /* A call of one of schema.sql's functions, which carry their settings. */
 static int
-call(const char *sql, int n, const char *const *params, PGresult **res,
-    struct chat_err *err)
+call(const char *sql, int n, const char *const *params,
+    enum failover_again again, PGresult **res, struct chat_err *err)
 {
-	return execute(sql, 0, n, params, PGRES_TUPLES_OK, res, err);
+	return execute(sql, 0, n, params, PGRES_TUPLES_OK, again, res, NULL,
+	    err);
 }
+
+#define ALWAYS		FAILOVER_AGAIN_ALWAYS
+#define IF_ROLLED_BACK	FAILOVER_AGAIN_IF_ROLLED_BACK
 
 int
 db_ping(struct chat_err *err)
 {
 	PGresult	*res;
+	int		 try, writable = 0;
 
-	if (run(SQL_PING, 0, NULL, PGRES_TUPLES_OK, &res, err) == -1)
-		return -1;
-	PQclear(res);
+	/* A read-only node is a failover's 25006 without the error: the
+	 * connection goes, and a new one through the list tries once more. */
+	for (try = 0; try < 2 && !writable; try++) {
+		if (run(SQL_PING, 0, NULL, PGRES_TUPLES_OK, ALWAYS, &res,
+		    err) == -1)
+			return -1;
+		writable = PQntuples(res) == 1 && *PQgetvalue(res, 0, 0) == 't';
+		PQclear(res);
+		if (!writable)
+			conn_drop();
+	}
+	if (!writable) {
+		log_err("database: connected to a node that takes no writes");
+		return err_set(err, 503, "database_unavailable",
+		    "The database is unavailable; try again shortly.");
+	}
 	return 0;
 }
 
@@ -476,6 +719,7 @@ db_turn_begin(const char *user_id, long long conversation_id,
 	const char	*params[8] = { user_id, conversation_id != 0 ? conv :
 	    NULL, title, message, limit, idempotency_key, request_hash, lim };
 	PGresult	*res;
+	int		 unsure;
 
 	memset(out, 0, sizeof(*out));
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
@@ -485,13 +729,35 @@ db_turn_begin(const char *user_id, long long conversation_id,
 	    limits->concurrent_turns, limits->turns_per_minute,
 	    limits->tokens_per_day, limits->max_conversations,
 	    limits->max_messages, limits->lease_seconds);
-	if (call(SQL_TURN_BEGIN, 8, params, &res, err) == -1)
+	/* With a key, the turn is stored once however often this runs:
+	 * a second run finds the first one's turn. Without, only a run
+	 * that certainly did not commit may be repeated. */
+	if (execute(SQL_TURN_BEGIN, 0, 8, params, PGRES_TUPLES_OK,
+	    idempotency_key != NULL ? ALWAYS : IF_ROLLED_BACK, &res, &unsure,
+	    err) == -1) {
+		/* It may have stored the turn, lease and all, with no
+		 * primary to be found since: conversation 0 leaves the
+		 * running counts as they are. */
+		if (unsure && idempotency_key != NULL)
+			owe_release(user_id, idempotency_key, 0);
 		return -1;
+	}
 	if (PQntuples(res) == 0) {
 		PQclear(res);
 		return no_conversation(err);
 	}
-	return turn_rows(res, out, err);
+	if (turn_rows(res, out, err) == -1)
+		return -1;
+	/* The first run committed after all: the turn found is this
+	 * attempt's own, whose lease would keep it "in progress" for
+	 * chat_turn_lease(). Given up (the running count kept:
+	 * conversation 0), the caller resumes it as a retry would. */
+	if (unsure && out->prior && out->running && !out->done &&
+	    strcmp(out->request_hash, request_hash) == 0) {
+		db_turn_release(user_id, idempotency_key, 0);
+		out->running = 0;
+	}
+	return 0;
 }
 
 int
@@ -502,14 +768,30 @@ db_turn_load(const char *user_id, const char *idempotency_key,
 	char		 limit[24];
 	const char	*params[3] = { user_id, idempotency_key, limit };
 	PGresult	*res;
+	int		 unsure;
 
 	memset(out, 0, sizeof(*out));
 	snprintf(limit, sizeof(limit), "%zu", max_history);
-	if (run(take_over ? SQL_TURN_RESUME : SQL_TURN_REPLAY, 3, params,
-	    PGRES_TUPLES_OK, &res, err) == -1)
+	/* A replay only reads; a take-over only renews the lease, which a
+	 * second run finds taken, by this attempt, if the first committed. */
+	if (execute(take_over ? SQL_TURN_RESUME : SQL_TURN_REPLAY, 1, 3,
+	    params, PGRES_TUPLES_OK, ALWAYS, &res, &unsure, err) == -1) {
+		/* A take-over that may have renewed the lease, with no
+		 * primary found since: given up on the next connection. */
+		if (unsure && take_over)
+			owe_release(user_id, idempotency_key, 0);
 		return -1;
+	}
 	/* No row: another attempt holds the lease (or, replaying, the key
 	 * is gone with its conversation). */
+	if (PQntuples(res) == 0 && unsure && take_over) {
+		/* Ours, perhaps: given up, so that the client's retry
+		 * resumes the turn at once. */
+		PQclear(res);
+		db_turn_release(user_id, idempotency_key, 0);
+		return err_set(err, 503, "database_unavailable",
+		    "The database is unavailable; try again shortly.");
+	}
 	if (PQntuples(res) == 0) {
 		PQclear(res);
 		return err_set(err, 409, "turn_in_progress", "This turn is "
@@ -528,9 +810,14 @@ db_turn_release(const char *user_id, const char *idempotency_key,
 	PGresult	*res;
 
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
-	if (run(SQL_TURN_RELEASE, 3, params, PGRES_TUPLES_OK, &res,
+	/* Twice is once for the lease; the running entry of a second run
+	 * may be another turn's of the same conversation, which then
+	 * counts a little early as ended: the limits are soft there. */
+	if (run(SQL_TURN_RELEASE, 3, params, PGRES_TUPLES_OK, ALWAYS, &res,
 	    &err) == 0)
 		PQclear(res);
+	else if (idempotency_key != NULL)
+		owe_release(user_id, idempotency_key, conversation_id);
 }
 
 /* A model call's usage as chat_turn_finish() and chat_round() read it: an integer array
@@ -662,6 +949,54 @@ tool_stmts(const char *user_id, const char *conv, const char *reply_to,
  * order can deadlock; PostgreSQL aborts one, which simply runs again. */
 #define ROUND_ATTEMPTS	3
 
+/* Runs a round's pipeline: again where it runs after a deadlock or a
+ * serialization failure (ROUND_ATTEMPTS runs in all), and once more on
+ * a new connection after a failover, whatever its outcome was:
+ * messages_round_once_idx stores a round once, so a second run after a
+ * first that committed fails on it instead of running the tools again.
+ * That 409 then means the round is stored but its results went with the
+ * connection: a 503, after which a keyed retry resumes past the round. */
+static int
+round_run(struct stmt *s, size_t n, struct chat_err *err)
+{
+	PGconn		*c;
+	PGresult	*failed;
+	const char	*state;
+	int		 attempt, retried = 0, unsure = 0, rc;
+
+	if ((c = db_conn(err)) == NULL)
+		return -1;
+	for (attempt = 1; ; attempt++) {
+		committed_locally = 0;
+		if (pipeline_run(c, s, n, &failed) == 0)
+			return 0;
+		stmts_clear(s, n);
+		state = failed != NULL ?
+		    PQresultErrorField(failed, PG_DIAG_SQLSTATE) : NULL;
+		if (state != NULL && attempt < ROUND_ATTEMPTS &&
+		    (strcmp(state, SQLSTATE_DEADLOCK) == 0 ||
+		    strcmp(state, SQLSTATE_SERIALIZATION) == 0)) {
+			PQclear(failed);
+			continue;
+		}
+		rc = run_again(failed, failure_kind(failed), ALWAYS, &retried,
+		    &unsure, err);
+		if (rc == 0 && (failed != NULL || conn != NULL))
+			db_fail(failed, err);
+		else if (rc == 0)
+			err_set(err, 503, "database_unavailable",
+			    "The database is unavailable; try again shortly.");
+		if (rc == 0 && unsure && err->status == 409)
+			err_set(err, 503, "database_unavailable", "The "
+			    "database changed while the turn was stored; "
+			    "retry with the same Idempotency-Key.");
+		PQclear(failed);
+		if (rc != 1)
+			return -1;
+		c = conn;
+	}
+}
+
 int
 db_round(const char *user_id, const char *idempotency_key,
     long long conversation_id, long long user_message_id, int round,
@@ -672,11 +1007,8 @@ db_round(const char *user_id, const char *idempotency_key,
 	char		 conv[24], reply_to[24], nround[24], used[80];
 	char		 lease[24];
 	struct stmt	*s;
-	PGconn		*c;
-	PGresult	*failed;
-	const char	*state;
 	size_t		 i, n = ncalls + 1;
-	int		 attempt, rc = -1;
+	int		 rc;
 
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
 	snprintf(reply_to, sizeof(reply_to), "%lld", user_message_id);
@@ -690,30 +1022,7 @@ db_round(const char *user_id, const char *idempotency_key,
 	    NULL };
 	tool_stmts(user_id, conv, reply_to, calls, ncalls, s + 1);
 
-	for (attempt = 1; attempt <= ROUND_ATTEMPTS; attempt++) {
-		if ((c = db_conn(err)) == NULL)
-			break;
-		if (pipeline_run(c, s, n, &failed) == 0) {
-			rc = 0;
-			break;
-		}
-		stmts_clear(s, n);
-		state = failed != NULL ?
-		    PQresultErrorField(failed, PG_DIAG_SQLSTATE) : NULL;
-		if (state != NULL && attempt < ROUND_ATTEMPTS &&
-		    (strcmp(state, SQLSTATE_DEADLOCK) == 0 ||
-		    strcmp(state, SQLSTATE_SERIALIZATION) == 0)) {
-			PQclear(failed);
-			continue;
-		}
-		if (failed != NULL || conn != NULL)
-			db_fail(failed, err);
-		else
-			err_set(err, 503, "database_unavailable",
-			    "The database is unavailable; try again shortly.");
-		PQclear(failed);
-		break;
-	}
+	rc = round_run(s, n, err);
 	for (i = 0; rc == 0 && i < ncalls; i++)
 		if ((calls[i].result = strdup(PQgetvalue(s[i + 1].res, 0,
 		    0))) == NULL)
@@ -734,7 +1043,7 @@ db_tool(const char *user_id, const char *function, const char *args,
 
 	*result = NULL;
 	snprintf(limit, sizeof(limit), "%d", config()->user_turns_per_minute);
-	if (call(SQL_MCP_TOOL, 4, params, &res, err) == -1)
+	if (call(SQL_MCP_TOOL, 4, params, IF_ROLLED_BACK, &res, err) == -1)
 		return -1;
 	if ((wait = atoi(PQgetvalue(res, 0, 1))) > 0) {
 		PQclear(res);
@@ -758,13 +1067,18 @@ db_turn_finish(const char *user_id, long long conversation_id,
 	const char	*params[5] = { user_id, conv, answer, reply_to,
 	    used };
 	PGresult	*res;
-	int		 rc = 0;
+	int		 rc = 0, unsure;
 
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
 	snprintf(reply_to, sizeof(reply_to), "%lld", user_message_id);
 	usage_param(usage, used, sizeof(used));
-	if (call(SQL_TURN_FINISH, 5, params, &res, err) == -1)
-		return -1;
+	/* messages_answer_once_idx stores one answer: a second run after
+	 * a first that committed fails on it (409). Only the attempt
+	 * holding the turn's lease gets this far, so that answer is this
+	 * one, stored: the turn is done. */
+	if (execute(SQL_TURN_FINISH, 0, 5, params, PGRES_TUPLES_OK, ALWAYS,
+	    &res, &unsure, err) == -1)
+		return unsure && err->status == 409 ? 0 : -1;
 	if (PQgetisnull(res, 0, 0))
 		rc = err_set(err, 404, "conversation_not_found",
 		    "The conversation was deleted.");
@@ -839,7 +1153,7 @@ read_rows(const char *sql, int n, const char *const *params,
 	PGresult	*res;
 
 	memset(out, 0, sizeof(*out));
-	if (run(sql, n, params, PGRES_TUPLES_OK, &res, err) == -1)
+	if (run(sql, n, params, PGRES_TUPLES_OK, ALWAYS, &res, err) == -1)
 		return -1;
 	out->res = res;
 	out->n = PQntuples(res);
@@ -894,8 +1208,8 @@ db_tasks(const char *user_id, const char *status, int limit,
 /* A statement of (user_id, conversation_id) answering true, or false
  * when the conversation is not the user's: 0, or -1 with err 404 or 503. */
 static int
-on_conversation(const char *sql, const char *user_id,
-    long long conversation_id, struct chat_err *err)
+on_conversation(const char *sql, enum failover_again again,
+    const char *user_id, long long conversation_id, struct chat_err *err)
 {
 	char		 conv[24];
 	const char	*params[2] = { user_id, conv };
@@ -903,7 +1217,7 @@ on_conversation(const char *sql, const char *user_id,
 	int		 rc = 0;
 
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
-	if (run(sql, 2, params, PGRES_TUPLES_OK, &res, err) == -1)
+	if (run(sql, 2, params, PGRES_TUPLES_OK, again, &res, err) == -1)
 		return -1;
 	if (*PQgetvalue(res, 0, 0) != 't')
 		rc = no_conversation(err);
@@ -915,8 +1229,10 @@ int
 db_conversation_delete(const char *user_id, long long conversation_id,
     struct chat_err *err)
 {
-	return on_conversation(SQL_CONVERSATION_DELETE, user_id,
-	    conversation_id, err);
+	/* A second run after a first that committed would find nothing
+	 * to delete and call it a 404. */
+	return on_conversation(SQL_CONVERSATION_DELETE, IF_ROLLED_BACK,
+	    user_id, conversation_id, err);
 }
 
 /* The row of chat_stream_put() or chat_stream_check(): stop, followed. */
@@ -943,7 +1259,8 @@ db_stream_put(const char *user_id, long long conversation_id,
 
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
 	snprintf(msg, sizeof(msg), "%lld", user_message_id);
-	if (call(SQL_STREAM_PUT, 5, params, &res, err) == -1)
+	/* Twice would store the events twice. */
+	if (call(SQL_STREAM_PUT, 5, params, IF_ROLLED_BACK, &res, err) == -1)
 		return -1;
 	stream_flags(res, stop, followed);
 	return 0;
@@ -958,7 +1275,7 @@ db_stream_check(const char *user_id, long long user_message_id, int *stop,
 	PGresult	*res;
 
 	snprintf(msg, sizeof(msg), "%lld", user_message_id);
-	if (call(SQL_STREAM_CHECK, 2, params, &res, err) == -1)
+	if (call(SQL_STREAM_CHECK, 2, params, ALWAYS, &res, err) == -1)
 		return -1;
 	stream_flags(res, stop, followed);
 	return 0;
@@ -974,7 +1291,7 @@ db_stream_follow(const char *user_id, long long conversation_id,
 
 	*user_message_id = 0;
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
-	if (call(SQL_STREAM_FOLLOW, 2, params, &res, err) == -1)
+	if (call(SQL_STREAM_FOLLOW, 2, params, ALWAYS, &res, err) == -1)
 		return -1;
 	if (PQntuples(res) == 0) {
 		PQclear(res);
@@ -998,7 +1315,7 @@ db_stream_events(const char *user_id, long long user_message_id,
 	out->batches = after;
 	snprintf(msg, sizeof(msg), "%lld", user_message_id);
 	snprintf(batch, sizeof(batch), "%d", after);
-	if (run(SQL_STREAM_EVENTS, 3, params, PGRES_TUPLES_OK, &res,
+	if (run(SQL_STREAM_EVENTS, 3, params, PGRES_TUPLES_OK, ALWAYS, &res,
 	    err) == -1)
 		return -1;
 	out->res = res;
@@ -1024,8 +1341,8 @@ int
 db_stream_stop(const char *user_id, long long conversation_id,
     struct chat_err *err)
 {
-	return on_conversation(SQL_STREAM_STOP, user_id, conversation_id,
-	    err);
+	return on_conversation(SQL_STREAM_STOP, ALWAYS, user_id,
+	    conversation_id, err);
 }
 
 int
@@ -1047,7 +1364,8 @@ db_rate_check(const char *user_id, long turns_per_minute,
 	long		 wait;
 
 	snprintf(limit, sizeof(limit), "%ld", turns_per_minute);
-	if (call(SQL_RATE_CHECK, 2, params, &res, err) == -1)
+	/* Twice would count the start twice. */
+	if (call(SQL_RATE_CHECK, 2, params, IF_ROLLED_BACK, &res, err) == -1)
 		return -1;
 	wait = strtol(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
@@ -1061,7 +1379,8 @@ db_usage(const char *user_id, struct db_usage *out, struct chat_err *err)
 	PGresult	*res;
 
 	memset(out, 0, sizeof(*out));
-	if (run(SQL_USAGE, 1, params, PGRES_TUPLES_OK, &res, err) == -1)
+	if (run(SQL_USAGE, 1, params, PGRES_TUPLES_OK, ALWAYS, &res,
+	    err) == -1)
 		return -1;
 	if (PQntuples(res) == 1) {
 		out->day_turns = id_at(res, 0, 0);

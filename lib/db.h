@@ -5,7 +5,15 @@
  * session state survives a statement or a pipeline (pgbouncer transaction
  * mode): no SET, no named prepared statements, no temporary tables. Every
  * statement on user data matches user_id. A database failure is logged to
- * stderr with its libpq text and reported as 503 "database_unavailable". */
+ * stderr with its libpq text and reported as 503 "database_unavailable".
+ *
+ * DATABASE_URL may list several hosts (a primary and its standbys, with
+ * target_session_attrs=read-write): when the database changes under a
+ * statement (the connection lost, the server going away, the node now
+ * read-only), the connection is dropped and the statement runs once more
+ * on a new one, through the list, where that cannot apply it twice
+ * (failover.h): the request waits a few seconds at most for a primary,
+ * then gets its 503. */
 #ifndef DB_H
 #define DB_H
 
@@ -17,6 +25,11 @@
 
 /* Closes the worker's connection at exit. */
 void	 db_cleanup(void);
+
+/* A request begins: the time it may spend looking for a new primary
+ * (after a statement failed because the database changed under it) is
+ * counted from zero again. */
+void	 db_request_begin(void);
 
 /* 0 if the database answers a trivial query, else -1 with err 503. */
 int	 db_ping(struct chat_err *err);

@@ -31,6 +31,10 @@ answers through nginx, or dies with the tails of every log. Options:
                  CHAT_USER_TURNS_PER_MINUTE) are 0 unless given here
   pgbouncer      1: pgbouncer in transaction mode between workers and
                  PostgreSQL (DATABASE_URL points at it)
+  database_url   the workers' DATABASE_URL, a database someone else runs
+                 (t/lib/Failover.pm's cluster): Stack starts no
+                 PostgreSQL then (nor pgbouncer), and sql(),
+                 stop_postgres and start_postgres are not for it
   pgbouncer_conf extra pgbouncer.ini settings, { default_pool_size => 2 }
   nginx_connections  nginx's worker_connections (256), for load runs
   backlog        spawn-fcgi's listen backlog (its default, 1024), for load
@@ -267,6 +271,7 @@ sub new {
 		mock_key	=> $opt{mock_key},
 		env		=> $opt{env} // {},
 		pgbouncer	=> $opt{pgbouncer} // 0,
+		external_db	=> $opt{database_url},
 		pgbouncer_conf	=> $opt{pgbouncer_conf} // {},
 		nginx_connections => $opt{nginx_connections} // 256,
 		backlog		=> $opt{backlog} // 1024,
@@ -315,9 +320,11 @@ sub _start {
 	$self->_make_dir;
 	$self->_start_guardian;
 	$self->_start_mock if $self->{model} eq 'mock';
-	$self->_init_postgres;
-	$self->start_postgres;
-	$self->_start_pgbouncer if $self->{pgbouncer};
+	if (!defined $self->{external_db}) {
+		$self->_init_postgres;
+		$self->start_postgres;
+		$self->_start_pgbouncer if $self->{pgbouncer};
+	}
 	$self->_wait_mock if $self->{model} eq 'mock';
 	$self->start_workers;
 	$self->_start_nginx;
@@ -336,6 +343,7 @@ sub start_seconds { $_[0]{start_seconds} }
 
 sub database_url {
 	my ($self) = @_;
+	return $self->{external_db} if defined $self->{external_db};
 	my $port = $self->{pgbouncer} ? $self->{pgb_port} : $self->{pg_port};
 	return "host=$self->{dir}/run port=$port dbname=todo_chat"
 	    . " user=postgres";
