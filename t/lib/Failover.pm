@@ -104,6 +104,16 @@ use Scalar::Util qw(refaddr weaken);
 use Time::HiRes qw(sleep time);
 
 my $ROOT = abs_path(dirname(__FILE__) . '/../..');
+
+# The helpers that start, run and watch processes, shared with Stack,
+# which starts its servers the same way: the cluster's object keeps the
+# fields they use (dir, procs, io_seq).
+use Stack ();
+BEGIN {
+	no strict 'refs';
+	*{"Failover::$_"} = \&{"Stack::$_"} for qw(_is_root _postgres_ids
+	    _become_postgres _free_port _write_pids _slurp wait_until);
+}
 my $PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
 my $AUTOCTL = '/usr/bin/pg_autoctl';
 my $DB = 'todo_chat';
@@ -213,21 +223,6 @@ sub _pg_bin {
 	return $bin;
 }
 
-sub _is_root { $> == 0 }
-
-sub _postgres_ids {
-	my @pw = getpwnam('postgres') or die "no postgres user\n";
-	return @pw[2, 3];
-}
-
-sub _become_postgres {
-	my ($uid, $gid) = _postgres_ids();
-	$) = "$gid $gid";
-	POSIX::setgid($gid) or die "setgid: $!\n";
-	POSIX::setuid($uid) or die "setuid: $!\n";
-	die "still root\n" if $< == 0 || $> == 0;
-}
-
 # Short, so that unix socket paths fit (107 bytes), and where the
 # postgres user can reach it whatever the checkout's permissions.
 sub _make_dir {
@@ -235,25 +230,16 @@ sub _make_dir {
 	my $base = '/tmp/todo-chat-tests';
 	my $dir = sprintf '%s/failover-%d-%d', $base, $$, ++$SEQ;
 	remove_tree($dir);
-	for my $d ($base, $dir, map { "$dir/$_" } qw(run home config data)) {
+	for my $d ($base, $dir, map { "$dir/$_" } qw(run io home config data)) {
 		mkdir $d or -d $d or die "mkdir $d: $!\n";
 		chmod 0755, $d;
 	}
 	if (_is_root()) {
 		my ($uid, $gid) = _postgres_ids();
-		chown $uid, $gid, $dir, map { "$dir/$_" } qw(run home config data)
+		chown $uid, $gid, $dir, map { "$dir/$_" } qw(run io home config data)
 		    or die "chown: $!\n";
 	}
 	$self->{dir} = $dir;
-}
-
-sub _free_port {
-	my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-	    LocalPort => 0, Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-	    or die "no free port: $!\n";
-	my $port = $s->sockport;
-	close $s;
-	return $port;
 }
 
 # pg_autoctl keeps its configuration and state under XDG directories and
@@ -347,31 +333,13 @@ sub _autoctl {
 	return $out;
 }
 
-# Starts argv as the leader of a new process group (pg_autoctl's
-# services and PostgreSQL stay in it), as the postgres user, its output
-# appended to NAME.log.
+# A pg_autoctl of ours, as the postgres user, in a process group of its
+# own (Stack's way: t/lib/Stack.pm), its output to NAME.log.
 sub _spawn {
 	my ($self, $name, @argv) = @_;
-	my $log = "$self->{dir}/$name.log";
-	my $pid = fork // die "fork: $!\n";
-	if (!$pid) {
-		eval {
-			setsid();
-			open STDIN, '<', '/dev/null' or die "stdin: $!\n";
-			open STDOUT, '>>', $log or die "$log: $!\n";
-			open STDERR, '>&', \*STDOUT or die "stderr: $!\n";
-			_become_postgres() if _is_root();
-			chdir $self->{dir} or die "chdir: $!\n";
-			%ENV = %{ $self->_env };
-			exec { $argv[0] } @argv;
-			die "exec $argv[0]: $!\n";
-		};
-		print STDERR "Failover: $name: $@";
-		_exit(127);
-	}
-	$self->{procs}{$name} = $pid;
-	$self->_write_pids;
-	return $pid;
+	return Stack::_spawn($self, $name, argv => \@argv,
+	    log => "$self->{dir}/$name.log", as_postgres => 1,
+	    env => $self->_env);
 }
 
 sub _alive {
@@ -381,16 +349,6 @@ sub _alive {
 	delete $self->{procs}{$name};
 	$self->_write_pids;
 	return 0;
-}
-
-sub _write_pids {
-	my ($self) = @_;
-	return unless $self->{dir} && -d $self->{dir};
-	my $file = "$self->{dir}/pids";
-	open my $fh, '>', "$file.tmp" or return;
-	print $fh "$_ $self->{procs}{$_}\n" for sort keys %{ $self->{procs} };
-	close $fh;
-	rename "$file.tmp", $file;
 }
 
 # As Stack's: when the test process disappears or max_seconds pass, it
@@ -426,63 +384,12 @@ sub _start_guardian {
 	$self->{guardian} = $pid;
 }
 
-# Runs argv as the postgres user to its end: (status, stdout, stderr).
+# Runs argv as the postgres user to completion, as Stack does: (exit
+# status, stdout, stderr); dies after timeout seconds (30).
 sub _run {
 	my ($self, $argv, %o) = @_;
-	my $io = "$self->{dir}/run/io-$$-" . ++$self->{io_seq};
-	open my $in, '>:raw', "$io.in" or die "$io.in: $!\n";
-	print $in $o{stdin} // '';
-	close $in;
-	my $pid = fork // die "fork: $!\n";
-	if (!$pid) {
-		eval {
-			open STDIN, '<', "$io.in" or die "stdin: $!\n";
-			open STDOUT, '>', "$io.out" or die "stdout: $!\n";
-			open STDERR, '>', "$io.err" or die "stderr: $!\n";
-			_become_postgres() if _is_root();
-			chdir $self->{dir} or die "chdir: $!\n";
-			%ENV = %{ $self->_env };
-			exec { $argv->[0] } @$argv;
-			die "exec $argv->[0]: $!\n";
-		};
-		print STDERR $@;
-		_exit(127);
-	}
-	my $timeout = $o{timeout} // 30;
-	my $deadline = time + $timeout;
-	my $done;
-	while (!($done = waitpid($pid, WNOHANG)) && time < $deadline) {
-		sleep 0.005;
-	}
-	if (!$done) {
-		kill 'KILL', $pid;
-		waitpid $pid, 0;
-		die "timed out after $timeout s: @$argv\n";
-	}
-	my $status = $?;
-	my ($out, $err) = (_slurp("$io.out"), _slurp("$io.err"));
-	unlink "$io.in", "$io.out", "$io.err";
-	return ($status, $out, $err);
-}
-
-sub _slurp {
-	my ($file) = @_;
-	open my $fh, '<:raw', $file or return '';
-	local $/;
-	my $s = <$fh>;
-	return $s // '';
-}
-
-sub wait_until {
-	my ($self, $code, $seconds, $what) = @_;
-	my $deadline = time + $seconds;
-	while (1) {
-		my $v = $code->();
-		return $v if $v;
-		die "timed out after ${seconds}s waiting for "
-		    . ($what // 'a condition') . "\n" if time > $deadline;
-		sleep 0.1;
-	}
+	return Stack::_run($self, $argv, as_postgres => 1, env => $self->_env,
+	    timeout => 30, %o);
 }
 
 # ---------------------------------------------------------------- nodes
