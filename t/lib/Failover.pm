@@ -112,7 +112,8 @@ use Stack ();
 BEGIN {
 	no strict 'refs';
 	*{"Failover::$_"} = \&{"Stack::$_"} for qw(_is_root _postgres_ids
-	    _become_postgres _free_port _write_pids _slurp wait_until);
+	    _become_postgres _free_port _write_pids _slurp wait_until
+	    _start_guardian);
 }
 my $PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
 my $AUTOCTL = '/usr/bin/pg_autoctl';
@@ -136,6 +137,7 @@ sub new {
 	my ($class, %opt) = @_;
 	my $self = bless {
 		max_seconds	=> $opt{max_seconds} // 300,
+		guardian_grace	=> 5,
 		owner		=> $$,
 		procs		=> {},	# name => pid, each leading its group
 		nodes		=> [ qw(node1 node2) ],
@@ -351,37 +353,14 @@ sub _alive {
 	return 0;
 }
 
-# As Stack's: when the test process disappears or max_seconds pass, it
-# kills every recorded group, and every postmaster of the cluster (a
-# postmaster whose keeper was killed is in no recorded group).
-sub _start_guardian {
+# For Stack's guardian (which Failover uses, with 5 s of grace): the
+# nodes' postmasters, which pg_autoctl starts outside the groups it
+# kills.
+sub _guardian_strays {
 	my ($self) = @_;
-	my ($parent, $dir) = ($$, $self->{dir});
-	my $deadline = time + $self->{max_seconds};
-	my $pid = fork // die "fork: $!\n";
-	if (!$pid) {
-		setsid();
-		open STDIN, '<', '/dev/null';
-		open STDOUT, '>>', "$dir/guardian.log";
-		open STDERR, '>&', \*STDOUT;
-		$0 = "Failover guardian of $parent";
-		sleep 0.2 while getppid() == $parent && time < $deadline;
-		print "guardian: ", (getppid() == $parent ? 'time is up'
-		    : 'test process gone'), ", killing the cluster\n";
-		my @groups;
-		if (open my $fh, '<', "$dir/pids") {
-			@groups = map { -(split)[1] } <$fh>;
-		}
-		my @postmasters = grep { $_ } map {
-			(_slurp("$dir/$_/postmaster.pid") =~ /\A(\d+)/)[0]
-		} qw(node1 node2 monitor);
-		kill 'TERM', @groups;
-		my $until = time + 5;
-		sleep 0.1 while time < $until && kill 0, @groups;
-		kill 'KILL', @groups, @postmasters;
-		_exit(0);
-	}
-	$self->{guardian} = $pid;
+	return grep { $_ } map {
+		(_slurp("$self->{dir}/$_/postmaster.pid") =~ /\A(\d+)/)[0]
+	} qw(node1 node2 monitor);
 }
 
 # Runs argv as the postgres user to completion, as Stack does: (exit

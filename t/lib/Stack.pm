@@ -523,18 +523,21 @@ sub _start_guardian {
 		open STDIN, '<', '/dev/null';
 		open STDOUT, '>>', "$dir/guardian.log";
 		open STDERR, '>&', \*STDOUT;
-		$0 = "Stack guardian of $parent";
+		$0 = ref($self) . " guardian of $parent";
 		sleep 0.2 while getppid() == $parent && time < $deadline;
 		print "guardian: ", (getppid() == $parent ? 'time is up'
-		    : 'test process gone'), ", killing the stack\n";
-		my @pids;
+		    : 'test process gone'), ", killing what it started\n";
+		my @groups;
 		if (open my $fh, '<', "$dir/pids") {
-			@pids = map { (split)[1] } <$fh>;
+			@groups = map { -(split)[1] } <$fh>;
 		}
-		kill 'TERM', map { -$_ } @pids;
-		my $until = time + 3;
-		sleep 0.1 while time < $until && kill 0, map { -$_ } @pids;
-		kill 'KILL', map { -$_ } @pids;
+		kill 'TERM', @groups;
+		my $until = time + ($self->{guardian_grace} // 3);
+		sleep 0.1 while time < $until && kill 0, @groups;
+		# And what left the groups (Failover: the nodes' postmasters,
+		# which pg_autoctl starts in sessions of their own).
+		kill 'KILL', @groups, $self->can('_guardian_strays')
+		    ? $self->_guardian_strays : ();
 		_exit(0);
 	}
 	$self->{guardian} = $pid;
