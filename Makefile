@@ -13,7 +13,7 @@ LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
 LIB_OBJS = lib/buf.o lib/err.o lib/log.o lib/text.o lib/url.o lib/config.o \
 	   lib/jwk.o lib/fetch.o lib/keyring.o lib/auth.o lib/http.o lib/history.o lib/reply.o lib/transcript.o \
 	   lib/openai.o lib/remote.o lib/offline.o lib/model.o lib/tools.o \
-	   lib/failover.o lib/db.o lib/bounds.o lib/turn.o lib/uistream.o lib/live.o lib/browse.o \
+	   lib/failover.o lib/dbconn.o lib/db.o lib/bounds.o lib/turn.o lib/uistream.o lib/live.o lib/browse.o \
 	   lib/chatreq.o lib/usage.o lib/mcp.o
 LIB_HDRS = $(wildcard lib/*.h)
 

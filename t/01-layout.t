@@ -52,7 +52,7 @@ ok exists $uses{$_}, "module $_ is there" for qw(text url reply transcript
 # Each library through one door.
 my %door = (
 	'fcgiapp.h'	=> qr{\A(?:chat\.fcgi\.c|lib/http\.[ch])\z},
-	'libpq-fe.h'	=> qr{\Alib/db\.c\z},
+	'libpq-fe.h'	=> qr{\Alib/(?:db\.c|dbconn\.[ch])\z},
 	'curl/curl.h'	=> qr{\Alib/(?:remote|fetch)\.c\z},
 );
 for my $lib (sort keys %door) {
