@@ -10,7 +10,7 @@ CFLAGS	+= $(OPT) -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
 	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
 
-LIB_OBJS = lib/buf.o lib/err.o lib/log.o lib/text.o lib/url.o lib/config.o \
+LIB_OBJS = lib/accept.o lib/buf.o lib/err.o lib/log.o lib/text.o lib/url.o lib/config.o \
 	   lib/jwk.o lib/fetch.o lib/keyring.o lib/auth.o lib/http.o lib/history.o lib/reply.o lib/transcript.o \
 	   lib/openai.o lib/remote.o lib/offline.o lib/model.o lib/tools.o \
 	   lib/failover.o lib/dbconn.o lib/db.o lib/bounds.o lib/turn.o lib/uistream.o lib/live.o lib/browse.o \

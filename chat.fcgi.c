@@ -14,8 +14,10 @@
 #include <unistd.h>
 
 #include <cJSON.h>
+#include <fastcgi.h>
 #include <fcgiapp.h>
 
+#include "accept.h"
 #include "auth.h"
 #include "browse.h"
 #include "chatreq.h"
@@ -468,6 +470,44 @@ static atomic_int	 failed;
 /* Numbers the process's requests for its log lines (lib/log.h). */
 static atomic_ulong	 requests;
 
+/* Whether the worker threads take their connections through lib/accept.h
+ * (the usual case) or through libfcgi's accept, which is left to do it
+ * when FCGI_WEB_SERVER_ADDRS asks it to check who connects. */
+static int		 own_accept;
+
+/* The next request into fcgi: 0, or -1 when the thread must stop (the
+ * process stopping, or the listening socket unusable). */
+static int
+worker_accept(struct acceptor *a, FCGX_Request *fcgi)
+{
+	int	 fd, rc;
+
+	for (;;) {
+		if (own_accept && fcgi->ipcFd < 0) {
+			if ((fd = acceptor_next(a)) == -1) {
+				if (errno == EINTR && !stopping)
+					continue;
+				return -1;
+			}
+			fcgi->ipcFd = fd;
+			/* So that FCGX_Accept_r(), which first finishes the
+			 * previous request as if its connection were still
+			 * open, reads this one instead of closing it; the
+			 * new request's own flags then say whether it is
+			 * kept. */
+			fcgi->keepConnection = 1;
+		}
+		if ((rc = FCGX_Accept_r(fcgi)) >= 0)
+			return 0;
+		/* The connection ended with no request on it: libfcgi then
+		 * tries an accept of its own, on the non-blocking socket. */
+		if (own_accept && !stopping && (rc == -EAGAIN ||
+		    rc == -EWOULDBLOCK || rc == -EINTR))
+			continue;
+		return -1;
+	}
+}
+
 /* Each worker thread: one FastCGI request at a time, with a database
  * connection and a model handle of its own (lib/db.c and lib/model.c
  * keep them per thread). */
@@ -482,11 +522,17 @@ worker_run(void *arg)
 {
 	struct worker	*w = arg;
 	FCGX_Request	 fcgi;
+	struct acceptor	 a = { -1, -1 };
 	unsigned long	 seq;
 
-	if (FCGX_InitRequest(&fcgi, 0, FCGI_FAIL_ACCEPT_ON_INTR) != 0)
+	if (own_accept && acceptor_open(&a, FCGI_LISTENSOCK_FILENO) == -1) {
+		log_err("epoll: %s", strerror(errno));
 		goto out;
-	while (!stopping && FCGX_Accept_r(&fcgi) >= 0) {
+	}
+	if (FCGX_InitRequest(&fcgi, FCGI_LISTENSOCK_FILENO,
+	    FCGI_FAIL_ACCEPT_ON_INTR) != 0)
+		goto out;
+	while (!stopping && worker_accept(&a, &fcgi) == 0) {
 		w->busy = 1;
 		seq = ++requests;
 		log_set_request(seq);
@@ -510,6 +556,7 @@ worker_run(void *arg)
 	}
 	FCGX_Free(&fcgi, 1);
 out:
+	acceptor_close(&a);
 	if (!stopping) {
 		log_err("a worker thread could not accept: stopping");
 		failed = 1;
@@ -614,6 +661,11 @@ main(void)
 	if (FCGX_Init() != 0) {
 		log_err("cannot set up FastCGI on fd 0 (start it with "
 		    "spawn-fcgi)");
+		return 1;
+	}
+	own_accept = getenv("FCGI_WEB_SERVER_ADDRS") == NULL;
+	if (own_accept && accept_init(FCGI_LISTENSOCK_FILENO) == -1) {
+		log_err("the FastCGI socket: %s", strerror(errno));
 		return 1;
 	}
 	n = config()->threads;

@@ -103,6 +103,26 @@ ok $closed, 'the first connection was closed by the worker';
 close $a;
 close $b;
 
+# Connections that end with no request on them (a front that opens one
+# and gives up, or closes one it kept): the worker waits for the next,
+# and serves it. lib/accept.h takes the connections; libfcgi then finds
+# no request and tries an accept of its own on the non-blocking socket.
+for my $i (1 .. 3) {
+	my $idle = connect_worker();
+	close $idle;
+}
+my $kept = connect_worker();
+($code) = request($kept, 1, FCGI_KEEP_CONN, 'GET', '/chat/health');
+is $code, 200, 'a request on a kept connection';
+close $kept;
+for my $i (1 .. 3) {
+	my $c = connect_worker();
+	($code) = request($c, 1, 0, 'GET', '/chat/health');
+	is $code, 200, "after connections with no request, the next is "
+	    . "served ($i)";
+	close $c;
+}
+
 # A front that asks to keep the connection.
 my ($pid) = $s->worker_pids;
 my $k = connect_worker();
@@ -126,5 +146,18 @@ $s->wait_until(sub { my @p = $s->worker_pids; @p == 1 && $p[0] != $pid },
     10, 'multiwatch starts another');
 is $s->request(GET => '/chat/health')->{status}, 200,
     'and the service answers';
+$s->stop;
+
+# FCGI_WEB_SERVER_ADDRS asks libfcgi to check who connects over TCP: the
+# workers then leave the accepting to libfcgi, and serve as before.
+my $t = Stack->new(workers => 2,
+    env => { FCGI_WEB_SERVER_ADDRS => '127.0.0.1' });
+for my $i (1 .. 4) {
+	my $r = $t->request(POST => '/chat', token => $t->token('bob'),
+	    body => { message => "Add a task to check libfcgi's accept $i" });
+	is $r->{status}, 200, "with FCGI_WEB_SERVER_ADDRS set, turn $i";
+}
+is $t->sql_value(q{SELECT count(*) FROM tasks WHERE user_id = 'bob'}), 4,
+    'each stored once';
 
 done_testing;
