@@ -196,7 +196,7 @@ chat(struct call *c, struct chat_err *err)
 {
 	struct chat_request	 cr;
 	struct live		 live;
-	struct turn_observer	 observer = { live_event, &live };
+	struct turn_observer	 observer = { live_event, &live, 1 };
 	cJSON			*reply;
 	int			 rc;
 

@@ -370,6 +370,10 @@ DROP FUNCTION IF EXISTS chat_tool(text, bigint, bigint, text, text, text,
 DROP FUNCTION IF EXISTS chat_round(text, bigint, bigint, integer, text,
 	jsonb, text);
 DROP FUNCTION IF EXISTS chat_turn_finish(text, bigint, text, bigint);
+DROP FUNCTION IF EXISTS chat_turn_begin(text, bigint, text, text, integer,
+	text, text, integer[]);
+DROP FUNCTION IF EXISTS chat_turn_finish(text, bigint, text, bigint,
+	integer[]);
 DROP FUNCTION IF EXISTS chat_turn_release(text, text);
 DROP FUNCTION IF EXISTS chat_rate_window(timestamptz[], integer);
 DROP FUNCTION IF EXISTS chat_running_drop(text, bigint, integer);
@@ -615,8 +619,8 @@ $$;
 -- 'refused' row (the error code and the seconds to wait) and nothing
 -- written. Otherwise: the conversation created (p_conversation NULL) or
 -- locked (the user's; no row at all when it is not), the user message
--- stored, the key recorded, the turn counted as started and running, and
--- a 'new' row returned with the window of at most p_history messages
+-- stored, the key recorded, the turn counted as started and running, a
+-- streamed turn's live record made (p_stream), and a 'new' row returned with the window of at most p_history messages
 -- before it. The limits are checked in the update of the user's row
 -- (chat_users), whose row lock orders the turns of one user across every
 -- worker, so that exactly the limit pass however many start at once
@@ -631,7 +635,8 @@ $$;
 -- (lib/db.c: db_turn_begin()).
 CREATE OR REPLACE FUNCTION chat_turn_begin(p_user text,
 	p_conversation bigint, p_title text, p_message text,
-	p_history integer, p_key text, p_hash text, p_limits integer[])
+	p_history integer, p_key text, p_hash text, p_limits integer[],
+	p_stream boolean DEFAULT false)
 RETURNS SETOF chat_turn_row
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
@@ -750,6 +755,16 @@ BEGIN
 		    conversation_id, user_message_id, lease_until)
 		    VALUES (p_user, p_key, p_hash, conv, msg,
 		    now() + chat_turn_lease());
+	END IF;
+	-- A streamed turn's live record, made here rather than by a
+	-- statement of its own (chat_stream_put() makes it for a turn taken
+	-- up by a retry): its first batch, not followed yet.
+	IF p_stream THEN
+		DELETE FROM turn_streams t WHERE t.user_id = p_user
+		    AND t.done AND t.created_at < now() - interval '1 minute';
+		INSERT INTO turn_streams (user_message_id, conversation_id,
+		    user_id, batches, lease_until)
+		    VALUES (msg, conv, p_user, 1, now() + chat_turn_lease());
 	END IF;
 	RETURN QUERY SELECT 'new'::text, conv, msg, NULL::text, NULL::text,
 	    NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::boolean,
@@ -1109,33 +1124,44 @@ $$;
 -- when not reported), the conversation's updated_at bumped, the turn no
 -- longer running, and the user's day counted: one answered turn, the
 -- call's tokens (a round's were counted by its chat_round()). Returns
--- the answer's id; NULL when the conversation is gone. A second answer
--- to the same turn fails on messages_answer_once_idx (409). Plain
--- statements, the rows in the order every statement takes them: the
--- conversation's, then the user's (one statement with CTEs cost more
--- to set up than the three).
+-- the answer's id (answer_id); NULL when the conversation is gone. A
+-- second answer to the same turn fails on messages_answer_once_idx
+-- (409). A streamed turn (p_stream) also ends its live record here when
+-- no one follows it, which then needs none of the stream's events;
+-- stream_open says it is left for the worker's last chat_stream_put()
+-- (followed, so its last events must be stored before it ends; or made
+-- by chat_stream_put(), not chat_turn_begin()). Plain statements, the
+-- rows in the order every statement takes them: the conversation's,
+-- then the user's (one statement with CTEs cost more to set up than
+-- the three).
 CREATE OR REPLACE FUNCTION chat_turn_finish(p_user text,
 	p_conversation bigint, p_answer text, p_reply_to bigint,
-	p_usage integer[])
-RETURNS bigint
+	p_usage integer[], p_stream boolean DEFAULT false,
+	OUT answer_id bigint, OUT stream_open boolean)
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
 SET lock_timeout = '5s' SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-	answer	bigint;
 	today	date := (now() AT TIME ZONE 'UTC')::date;
 BEGIN
+	stream_open := p_stream;
 	UPDATE conversations SET updated_at = now()
 	    WHERE id = p_conversation AND user_id = p_user;
 	IF NOT FOUND THEN
-		RETURN NULL;
+		RETURN;
 	END IF;
 	INSERT INTO messages (conversation_id, user_id, role, content,
 	    reply_to, prompt_tokens, completion_tokens, cached_tokens)
 	    VALUES (p_conversation, p_user, 'assistant', p_answer,
 	    p_reply_to, p_usage[1], p_usage[2], p_usage[3])
-	    RETURNING id INTO answer;
+	    RETURNING id INTO answer_id;
+	IF p_stream THEN
+		UPDATE turn_streams s SET batches = s.batches + 1, done = true
+		    WHERE s.user_message_id = p_reply_to AND s.user_id = p_user
+		    AND NOT s.followed;
+		stream_open := NOT FOUND;
+	END IF;
 	-- A day before today is moved to usage_days first (once a user
 	-- and day).
 	FOR attempt IN 1 .. 2 LOOP
@@ -1155,7 +1181,6 @@ BEGIN
 		EXIT WHEN FOUND;
 		PERFORM chat_user_roll(p_user);
 	END LOOP;
-	RETURN answer;
 END
 $$;
 

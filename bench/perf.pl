@@ -798,13 +798,14 @@ sub statements {
 # A statement's name, from its text as PostgreSQL shows it (the log,
 # pg_stat_statements) or pgbench is given it: the function it calls,
 # for each statement of a turn is one call of a PL/pgSQL function
-# ("SELECT * FROM chat_turn_begin($1, ...)", "SELECT
-# chat_turn_finish($1, ...)"); else its first three words, so that an
-# unexpected statement still shows up under a name of its own.
+# ("SELECT * FROM chat_turn_begin($1, ...)", "SELECT answer_id,
+# stream_open FROM chat_turn_finish($1, ...)"); else its first three
+# words, so that an unexpected statement still shows up under a name of
+# its own.
 sub label {
 	my ($q) = @_;
 	my $flat = shape($q);
-	return $1 if $flat =~ /\ASELECT (?:\* FROM )?([A-Za-z_][\w.]*) ?\(/i;
+	return $1 if $flat =~ /\ASELECT (?:[^(]*? FROM )?([A-Za-z_][\w.]*) ?\(/i;
 	my @words = $flat =~ /([A-Za-z_]\w*|\*|\?)/g;
 	splice @words, 3;
 	return substr lc(join ' ', @words), 0, 26;

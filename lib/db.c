@@ -35,7 +35,7 @@ no_conversation(struct chat_err *err)
  * settings. The three that start or take up a turn return rows of one
  * shape, chat_turn_row, read by turn_rows() below. */
 static const char SQL_TURN_BEGIN[] =
-    "SELECT * FROM chat_turn_begin($1, $2, $3, $4, $5, $6, $7, $8)";
+    "SELECT * FROM chat_turn_begin($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 static const char SQL_ROUND[] =
     "SELECT chat_round($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 static const char SQL_TOOL[] =
@@ -44,7 +44,8 @@ static const char SQL_TOOL[] =
 static const char SQL_MCP_TOOL[] =
     "SELECT result, retry_after FROM mcp_tool($1, $2, $3, $4)";
 static const char SQL_TURN_FINISH[] =
-    "SELECT chat_turn_finish($1, $2, $3, $4, $5)";
+    "SELECT answer_id, stream_open FROM chat_turn_finish($1, $2, $3, $4,"
+    " $5, $6)";
 static const char SQL_TURN_RESUME[] =
     "SELECT * FROM chat_turn_resume($1, $2, $3)";
 static const char SQL_TURN_REPLAY[] =
@@ -305,12 +306,13 @@ int
 db_turn_begin(const char *user_id, long long conversation_id,
     const char *title, const char *message, size_t max_history,
     const char *idempotency_key, const char *request_hash,
-    const struct db_limits *limits, struct db_turn *out,
+    const struct db_limits *limits, int stream, struct db_turn *out,
     struct chat_err *err)
 {
 	char		 conv[24], limit[24], lim[160];
-	const char	*params[8] = { user_id, conversation_id != 0 ? conv :
-	    NULL, title, message, limit, idempotency_key, request_hash, lim };
+	const char	*params[9] = { user_id, conversation_id != 0 ? conv :
+	    NULL, title, message, limit, idempotency_key, request_hash, lim,
+	    stream ? "t" : "f" };
 	PGresult	*res;
 	int		 unsure;
 
@@ -325,7 +327,7 @@ db_turn_begin(const char *user_id, long long conversation_id,
 	/* With a key, the turn is stored once however often this runs:
 	 * a second run finds the first one's turn. Without, only a run
 	 * that certainly did not commit may be repeated. */
-	if (dbconn_execute(SQL_TURN_BEGIN, 0, 8, params, PGRES_TUPLES_OK,
+	if (dbconn_execute(SQL_TURN_BEGIN, 0, 9, params, PGRES_TUPLES_OK,
 	    idempotency_key != NULL ? ALWAYS : IF_ROLLED_BACK, &res, &unsure,
 	    err) == -1) {
 		/* It may have stored the turn, lease and all, with no
@@ -520,11 +522,12 @@ db_tool(const char *user_id, const char *function, const char *args,
 int
 db_turn_finish(const char *user_id, long long conversation_id,
     long long user_message_id, const char *answer,
-    const struct model_usage *usage, struct chat_err *err)
+    const struct model_usage *usage, int stream, int *stream_open,
+    struct chat_err *err)
 {
 	char		 conv[24], reply_to[24], used[80];
-	const char	*params[5] = { user_id, conv, answer, reply_to,
-	    used };
+	const char	*params[6] = { user_id, conv, answer, reply_to,
+	    used, stream ? "t" : "f" };
 	PGresult	*res;
 	int		 rc = 0, unsure;
 
@@ -534,13 +537,17 @@ db_turn_finish(const char *user_id, long long conversation_id,
 	/* messages_answer_once_idx stores one answer: a second run after
 	 * a first that committed fails on it (409). Only the attempt
 	 * holding the turn's lease gets this far, so that answer is this
-	 * one, stored: the turn is done. */
-	if (dbconn_execute(SQL_TURN_FINISH, 0, 5, params, PGRES_TUPLES_OK, ALWAYS,
+	 * one, stored: the turn is done, its live record (if any) left
+	 * for the caller to end, as the first run's outcome is unknown. */
+	*stream_open = stream;
+	if (dbconn_execute(SQL_TURN_FINISH, 0, 6, params, PGRES_TUPLES_OK, ALWAYS,
 	    &res, &unsure, err) == -1)
 		return unsure && err->status == 409 ? 0 : -1;
 	if (PQgetisnull(res, 0, 0))
 		rc = err_set(err, 404, "conversation_not_found",
 		    "The conversation was deleted.");
+	else
+		*stream_open = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 	PQclear(res);
 	return rc;
 }

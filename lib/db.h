@@ -76,14 +76,16 @@ void	 db_limits_of_config(struct db_limits *out);
  * came before it. With a key: the same and the key recorded with
  * request_hash, unless the user already used the key; then nothing is
  * written and the earlier turn described (prior = 1), whatever the
- * limits say. 0, or -1 with err: 404 conversation_not_found, 409
+ * limits say. stream: a streamed turn, whose live record (db_stream_put())
+ * is made too, unless the turn is a prior one. 0, or -1 with err: 404
+ * conversation_not_found, 409
  * turn_in_progress (a first attempt with the same key is storing its
  * message right now), 429 too_many_turns, rate_limited or
  * quota_exceeded with err->retry_after_s (nothing written), 503. */
 int	 db_turn_begin(const char *user_id, long long conversation_id,
 	    const char *title, const char *message, size_t max_history,
 	    const char *idempotency_key, const char *request_hash,
-	    const struct db_limits *limits, struct db_turn *out,
+	    const struct db_limits *limits, int stream, struct db_turn *out,
 	    struct chat_err *err);
 
 /* One round trip: reads back the turn of the user's key: its own stored
@@ -148,11 +150,15 @@ int	 db_tool(const char *user_id, const char *function, const char *args,
  * user_message_id with what its model call used (usage; all -1 when the
  * answer is not the model's), bumps the conversation's updated_at, ends
  * the turn's running count and adds the answered turn and usage to the
- * user's day. 0, or -1 with err (409 when the turn already has its
- * answer, 404, 503). */
+ * user's day. A streamed turn (stream) also ends its live record there
+ * when no one follows it: *stream_open is then 0, and 1 when the record
+ * is left for the caller to end with db_stream_put() (followed, so its
+ * last events must be stored; or not known to be ended). 0, or -1 with
+ * err (409 when the turn already has its answer, 404, 503). */
 int	 db_turn_finish(const char *user_id, long long conversation_id,
 	    long long user_message_id, const char *answer,
-	    const struct model_usage *usage, struct chat_err *err);
+	    const struct model_usage *usage, int stream, int *stream_open,
+	    struct chat_err *err);
 
 /* Counts one turn start of user_id against turns_per_minute (0: none),
  * in one round trip: 0 when counted; -1 with err 429 rate_limited and

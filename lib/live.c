@@ -116,7 +116,12 @@ live_event(void *arg, const struct turn_event *ev)
 	if (ev->type != TURN_TEXT)
 		(void)l->flush(l->arg);
 	now = clock_ms();
-	if (ev->type == TURN_START || ev->type == TURN_FINISH ||
+	/* The turn's own first and last statements made or ended the
+	 * record (turn.h): nothing to write, the lease is fresh. */
+	if ((ev->type == TURN_START && ev->record_made) ||
+	    (ev->type == TURN_FINISH && ev->record_ended))
+		l->written_ms = l->checked_ms = now;
+	else if (ev->type == TURN_START || ev->type == TURN_FINISH ||
 	    (l->followed && l->pending.len > 0 &&
 	    now - l->written_ms >= LIVE_FLUSH_MS) ||
 	    now - l->written_ms >= LIVE_LEASE_MS)

@@ -138,6 +138,7 @@ struct turn_state {
 	const struct turn_request *req;
 	const struct turn_observer *observer;	/* NULL: not watched */
 	int			 started;	/* TURN_START was told */
+	int			 record_ended;	/* by the last statement */
 	size_t			 step_told;	/* bytes of words told this step */
 	int			 stop;		/* the observer asked to stop */
 	long long		 conversation_id;
@@ -162,11 +163,20 @@ tell(struct turn_state *ts, enum turn_event_type type, struct turn_event ev)
 		ts->stop = 1;
 }
 
+/* Whether the turn's statements make and end the observer's live
+ * record. */
+static int
+records(const struct turn_state *ts)
+{
+	return ts->observer != NULL && ts->observer->records;
+}
+
 static void
-tell_start(struct turn_state *ts)
+tell_start(struct turn_state *ts, int record_made)
 {
 	tell(ts, TURN_START, (struct turn_event){ .conversation_id =
-	    ts->conversation_id, .user_message_id = ts->user_message_id });
+	    ts->conversation_id, .user_message_id = ts->user_message_id,
+	    .record_made = record_made });
 	ts->started = 1;
 }
 
@@ -361,6 +371,7 @@ converse(struct turn_state *ts, char **answer, struct chat_err *err)
 	struct model_stream	 stream = { stream_text, stream_idle, ts };
 	struct model_reply	 mr;
 	struct model_usage	 used;	/* the answering call's */
+	int			 open;	/* the live record, after it */
 	int			 round, rc;
 
 	usage_init(&used);
@@ -412,8 +423,12 @@ converse(struct turn_state *ts, char **answer, struct chat_err *err)
 	}
 	if (*answer == NULL)
 		return err_oom(err);
-	return db_turn_finish(ts->req->user_id, ts->conversation_id,
-	    ts->user_message_id, *answer, &used, err);
+	if (db_turn_finish(ts->req->user_id, ts->conversation_id,
+	    ts->user_message_id, *answer, &used, records(ts), &open,
+	    err) == -1)
+		return -1;
+	ts->record_ended = records(ts) && !open;
+	return 0;
 }
 
 /* "usage": {"prompt_tokens", "completion_tokens", "total_tokens"}: what
@@ -564,7 +579,7 @@ turn_prior(struct turn_state *ts, struct db_turn *t, const char *hash,
 	ts->user_message_id = t->user_message_id;
 	/* What the earlier attempts' calls used is the turn's too. */
 	usage_add(&ts->usage, &t->own_usage);
-	tell_start(ts);
+	tell_start(ts, 0);
 	if (stored_rounds(ts, t, answer) == -1)
 		return err_oom(err);
 	if (*answer != NULL)
@@ -592,13 +607,13 @@ turn_start(struct turn_state *ts, cJSON **reply, struct chat_err *err)
 	db_limits_of_config(&limits);
 	if (db_turn_begin(req->user_id, req->conversation_id, title,
 	    req->message, config()->history_messages, req->idempotency_key,
-	    req->idempotency_key != NULL ? hash : NULL, &limits, &t, err) ==
-	    -1)
+	    req->idempotency_key != NULL ? hash : NULL, &limits, records(ts),
+	    &t, err) == -1)
 		return -1;
 	ts->conversation_id = t.conversation_id;
 	ts->user_message_id = t.user_message_id;
 	if (!t.prior)
-		tell_start(ts);
+		tell_start(ts, records(ts));
 	rc = t.prior ? turn_prior(ts, &t, hash, &answer, err) : 0;
 	if (rc == 1 && (*reply = turn_reply(ts, answer)) == NULL)
 		rc = err_oom(err);
@@ -649,7 +664,8 @@ out:
 	if (ts.started) {
 		if (rc == -1)
 			tell(&ts, TURN_ERROR, (struct turn_event){ .err = err });
-		tell(&ts, TURN_FINISH, (struct turn_event){ 0 });
+		tell(&ts, TURN_FINISH, (struct turn_event){
+		    .record_ended = rc == 0 && ts.record_ended });
 	}
 	free(answer);
 	transcript_free(&ts.transcript);

@@ -46,6 +46,11 @@ struct turn_event {
 	const char		*call_id;
 	const char		*result;	/* JSON text */
 	const struct chat_err	*err;
+	/* For an observer that keeps a live record: TURN_START, the
+	 * turn's first statement made it; TURN_FINISH, its last statement
+	 * ended it (no one followed it). */
+	int			 record_made;
+	int			 record_ended;
 };
 
 /* What watches a turn. event() is called in the order things happen; a
@@ -57,6 +62,10 @@ struct turn_event {
 struct turn_observer {
 	int	(*event)(void *arg, const struct turn_event *ev);
 	void	*arg;
+	/* It keeps the turn's live record (live.h), which the turn's first
+	 * and last statements then make and end in passing, sparing the
+	 * observer a round trip for each. */
+	int	 records;
 };
 
 /* Runs the turn, told to observer as it goes when not NULL (then the

@@ -35,11 +35,12 @@ sub statements_since {
 }
 
 sub turn_cost {
-	my ($message, $conv) = @_;
+	my ($message, $conv, %o) = @_;
 	my $offset = -s $log;
 	my %body = (message => $message);
 	$body{conversation_id} = $conv if $conv;
-	my $r = $s->request(POST => '/chat', token => $alice, body => \%body);
+	my $r = $s->request(POST => '/chat', token => $alice, body => \%body,
+	    $o{stream} ? (headers => { Accept => 'text/event-stream' }) : ());
 	is $r->{status}, 200, "'$message': 200";
 	sleep 0.2;	# the log is written by the server, a moment later
 	my @st = statements_since($offset);
@@ -57,13 +58,13 @@ is $trips, 2, 'a turn with no tool call: two round trips';
 is $statements, 2, '...of one statement each';
 like $st[0][1], qr/\ASELECT \* FROM chat_turn_begin\(/,
     'the first stores the message and reads the window';
-like $st[1][1], qr/\ASELECT chat_turn_finish\(/,
+like $st[1][1], qr/\ASELECT answer_id, stream_open FROM chat_turn_finish\(/,
     'the second stores the answer';
 
 ($json, $statements, $trips, @st) = turn_cost(
     'Add a task to count round trips', $conv);
 is $trips, 3, 'one tool round: three round trips';
-is_deeply [ map { /\ASELECT (?:\* FROM )?(\w+)/ } map { $_->[1] } @st ],
+is_deeply [ map { /\ASELECT (?:[^(]*? FROM )?(\w+)\(/ } map { $_->[1] } @st ],
     [ qw(chat_turn_begin chat_round chat_tool chat_turn_finish) ],
     '...the round being one call that stores the request, one per tool';
 
@@ -74,5 +75,37 @@ is $trips, 4, 'two tool rounds: four round trips';
 
 ($json, $statements, $trips) = turn_cost('new conversation, same cost');
 is $trips, 2, 'a turn that starts a conversation: two round trips';
+
+# A streamed turn keeps a live record that others may follow (schema.sql
+# turn_streams); the turn's own first and last statements make and end
+# it, so that one no one follows costs no more round trips.
+($json, $statements, $trips, @st) = turn_cost('how are you, streamed',
+    $conv, stream => 1);
+is $trips, 2, 'a streamed turn with no tool call: two round trips';
+is_deeply [ map { /\ASELECT (?:[^(]*? FROM )?(\w+)\(/ } map { $_->[1] } @st ],
+    [ qw(chat_turn_begin chat_turn_finish) ], '...its first and last';
+is_deeply $s->sql(q{SELECT batches, done::text, followed::text
+    FROM turn_streams WHERE user_id = 'alice'
+    ORDER BY user_message_id DESC LIMIT 1}), [ [ 2, 'true', 'false' ] ],
+    '...which made its record and ended it';
+
+# The last statement ends only a record no one follows: a followed one
+# is left open for the worker, which stores its last events, then ends it.
+my $begin = q{SELECT conversation_id, message_id FROM chat_turn_begin(
+    'alice', $1, 't', 'followed at the end', 40, NULL, NULL,
+    '{0,0,0,0,0,30}', true) WHERE kind = 'new'};
+my $finish = q{SELECT (answer_id IS NOT NULL)::int, stream_open::text
+    FROM chat_turn_finish('alice', $1, 'done', $2, '{}', true)};
+for my $followed (0, 1) {
+	my ($c, $m) = @{ $s->sql($begin, $conv)->[0] };
+	$s->sql(q{UPDATE turn_streams SET followed = true
+	    WHERE user_message_id = $1}, $m) if $followed;
+	is_deeply $s->sql($finish, $c, $m), [ [ 1, $followed ? 'true'
+	    : 'false' ] ], 'chat_turn_finish: stream_open when followed: '
+	    . ($followed ? 'yes' : 'no');
+	is $s->sql_value(q{SELECT done::text FROM turn_streams
+	    WHERE user_message_id = $1}, $m), $followed ? 'false' : 'true',
+	    '...and the record ended only when not';
+}
 
 done_testing;
