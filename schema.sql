@@ -374,6 +374,18 @@ DROP FUNCTION IF EXISTS chat_turn_begin(text, bigint, text, text, integer,
 	text, text, integer[]);
 DROP FUNCTION IF EXISTS chat_turn_finish(text, bigint, text, bigint,
 	integer[]);
+-- chat_turn_finish() returned a record for a while: a FROM clause for
+-- the worker's call, which cost the planner more than the rest of the
+-- statement.
+DO $$
+BEGIN
+	IF EXISTS (SELECT FROM pg_proc WHERE proname = 'chat_turn_finish'
+	    AND prorettype <> 'boolean'::regtype) THEN
+		DROP FUNCTION chat_turn_finish(text, bigint, text, bigint,
+		    integer[], boolean);
+	END IF;
+END
+$$;
 DROP FUNCTION IF EXISTS chat_turn_release(text, text);
 DROP FUNCTION IF EXISTS chat_rate_window(timestamptz[], integer);
 DROP FUNCTION IF EXISTS chat_running_drop(text, bigint, integer);
@@ -1123,39 +1135,41 @@ $$;
 -- call used (p_usage: prompt, completion and cached tokens, each NULL
 -- when not reported), the conversation's updated_at bumped, the turn no
 -- longer running, and the user's day counted: one answered turn, the
--- call's tokens (a round's were counted by its chat_round()). Returns
--- the answer's id (answer_id); NULL when the conversation is gone. A
--- second answer to the same turn fails on messages_answer_once_idx
--- (409). A streamed turn (p_stream) also ends its live record here when
--- no one follows it, which then needs none of the stream's events;
--- stream_open says it is left for the worker's last chat_stream_put()
--- (followed, so its last events must be stored before it ends; or made
--- by chat_stream_put(), not chat_turn_begin()). Plain statements, the
+-- call's tokens (a round's were counted by its chat_round()). A
+-- streamed turn (p_stream) also ends its live record here when no one
+-- follows it, which then needs none of the stream's events. Returns
+-- NULL when the conversation is gone; else whether the live record is
+-- left open for the worker's last chat_stream_put() (followed, so its
+-- last events must be stored before it ends; or made by
+-- chat_stream_put(), not chat_turn_begin()); false for a turn not
+-- streamed. A plain value, so that the worker's call is a select list
+-- (a FROM clause cost the planner 66,000 instructions more). A second
+-- answer to the same turn fails on messages_answer_once_idx (409).
+-- Plain statements, the
 -- rows in the order every statement takes them: the conversation's,
 -- then the user's (one statement with CTEs cost more to set up than
 -- the three).
 CREATE OR REPLACE FUNCTION chat_turn_finish(p_user text,
 	p_conversation bigint, p_answer text, p_reply_to bigint,
-	p_usage integer[], p_stream boolean DEFAULT false,
-	OUT answer_id bigint, OUT stream_open boolean)
+	p_usage integer[], p_stream boolean DEFAULT false)
+RETURNS boolean
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
 SET lock_timeout = '5s' SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-	today	date := (now() AT TIME ZONE 'UTC')::date;
+	today		date := (now() AT TIME ZONE 'UTC')::date;
+	stream_open	boolean := p_stream;
 BEGIN
-	stream_open := p_stream;
 	UPDATE conversations SET updated_at = now()
 	    WHERE id = p_conversation AND user_id = p_user;
 	IF NOT FOUND THEN
-		RETURN;
+		RETURN NULL;
 	END IF;
 	INSERT INTO messages (conversation_id, user_id, role, content,
 	    reply_to, prompt_tokens, completion_tokens, cached_tokens)
 	    VALUES (p_conversation, p_user, 'assistant', p_answer,
-	    p_reply_to, p_usage[1], p_usage[2], p_usage[3])
-	    RETURNING id INTO answer_id;
+	    p_reply_to, p_usage[1], p_usage[2], p_usage[3]);
 	IF p_stream THEN
 		UPDATE turn_streams s SET batches = s.batches + 1, done = true
 		    WHERE s.user_message_id = p_reply_to AND s.user_id = p_user
@@ -1181,6 +1195,7 @@ BEGIN
 		EXIT WHEN FOUND;
 		PERFORM chat_user_roll(p_user);
 	END LOOP;
+	RETURN stream_open;
 END
 $$;
 

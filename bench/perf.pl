@@ -798,8 +798,9 @@ sub statements {
 # A statement's name, from its text as PostgreSQL shows it (the log,
 # pg_stat_statements) or pgbench is given it: the function it calls,
 # for each statement of a turn is one call of a PL/pgSQL function
-# ("SELECT * FROM chat_turn_begin($1, ...)", "SELECT answer_id,
-# stream_open FROM chat_turn_finish($1, ...)"); else its first three
+# ("SELECT * FROM chat_turn_begin($1, ...)", "SELECT
+# chat_turn_finish($1, ...)", "SELECT stop, followed FROM
+# chat_stream_put(...)"); else its first three
 # words, so that an unexpected statement still shows up under a name of
 # its own.
 sub label {

@@ -44,8 +44,7 @@ static const char SQL_TOOL[] =
 static const char SQL_MCP_TOOL[] =
     "SELECT result, retry_after FROM mcp_tool($1, $2, $3, $4)";
 static const char SQL_TURN_FINISH[] =
-    "SELECT answer_id, stream_open FROM chat_turn_finish($1, $2, $3, $4,"
-    " $5, $6)";
+    "SELECT chat_turn_finish($1, $2, $3, $4, $5, $6)";
 static const char SQL_TURN_RESUME[] =
     "SELECT * FROM chat_turn_resume($1, $2, $3)";
 static const char SQL_TURN_REPLAY[] =
@@ -547,7 +546,7 @@ db_turn_finish(const char *user_id, long long conversation_id,
 		rc = err_set(err, 404, "conversation_not_found",
 		    "The conversation was deleted.");
 	else
-		*stream_open = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+		*stream_open = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
 	return rc;
 }
