@@ -13,9 +13,11 @@
  * cannot. A wake-up that another thread beat to the connection finds
  * none (the socket is non-blocking) and waits again.
  *
- * It also spares each connection the poll(2) that libfcgi's own accept
- * makes on a unix socket (for web servers that open connections and
- * never use them: libfcgi's read of the request sees the same EOF).
+ * It makes as many system calls a connection as libfcgi's own accept:
+ * epoll_wait(2) and accept4(2) in place of accept(2) and the poll(2)
+ * libfcgi makes of each new unix connection (for web servers that open
+ * connections and never use them: libfcgi's read of the request sees
+ * the same EOF).
  *
  * The caller owns the acceptor and ends it with acceptor_close(); the
  * connections it returns are the caller's to hand to libfcgi, which
