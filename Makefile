@@ -41,9 +41,15 @@ LIB_SRCS = $(LIB_OBJS:.o=.c)
 # host, not the workers, whose load and faults t/88-load-faults.t gives
 # the sanitizers; and t/84-failover.t, half a minute of a PostgreSQL
 # cluster failing over, whose worker code paths t/82 runs one by one.
+# Nor the checks against software no one here wrote (Better Auth's
+# tokens, the MCP SDK, a third-party model mock, the AI SDK's stream
+# reader): Node takes most of their time, and the worker's code they
+# reach t/33, t/62, t/50 and t/36 give the sanitizers already.
 SAN_TESTS = $(filter-out t/91-valgrind.t t/92-unit-valgrind.t t/95-fuzz.t \
 	    t/41-stream-pings.t t/65-browser.t t/66-page-units.t \
-	    t/83-two-hosts.t t/84-failover.t, $(wildcard t/*.t))
+	    t/83-two-hosts.t t/84-failover.t t/32-jwks-better-auth.t \
+	    t/35-stream-reader.t t/52-third-party-model.t t/63-mcp-sdk.t, \
+	    $(wildcard t/*.t))
 
 all: chat.fcgi
 
@@ -79,9 +85,10 @@ deps:
 # PostgreSQL, real workers, real nginx and the mock model in t/.
 test: deps
 	$(MAKE) all units chat.fcgi.asan chat.fcgi.tsan
-	prove -r t/
-	CHAT_FCGI=./chat.fcgi.asan prove $(SAN_TESTS)
-	CHAT_FCGI=./chat.fcgi.tsan CHAT_WORKER_THREADS=4 prove $(TSAN_TESTS)
+	prove --timer -r t/
+	CHAT_FCGI=./chat.fcgi.asan prove --timer $(SAN_TESTS)
+	CHAT_FCGI=./chat.fcgi.tsan CHAT_WORKER_THREADS=4 prove --timer \
+	    $(TSAN_TESTS)
 
 # Only the sanitizer pass, on an already built tree.
 test-asan: chat.fcgi.asan
