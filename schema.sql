@@ -380,7 +380,7 @@ DROP FUNCTION IF EXISTS chat_turn_finish(text, bigint, text, bigint,
 DO $$
 BEGIN
 	IF EXISTS (SELECT FROM pg_proc WHERE proname = 'chat_turn_finish'
-	    AND prorettype <> 'boolean'::regtype) THEN
+	    AND pronargs = 6 AND prorettype <> 'boolean'::regtype) THEN
 		DROP FUNCTION chat_turn_finish(text, bigint, text, bigint,
 		    integer[], boolean);
 	END IF;
@@ -632,11 +632,12 @@ $$;
 -- written. Otherwise: the conversation created (p_conversation NULL) or
 -- locked (the user's; no row at all when it is not), the user message
 -- stored, the key recorded, the turn counted as started and running, a
--- streamed turn's live record made (p_stream), and a 'new' row returned with the window of at most p_history messages
--- before it. The limits are checked in the update of the user's row
--- (chat_users), whose row lock orders the turns of one user across every
--- worker, so that exactly the limit pass however many start at once
--- (one that waits for the lock checks the row as the other left it);
+-- streamed turn's live record made (p_stream), and a 'new' row returned
+-- with the window of at most p_history messages before it. The limits
+-- are checked in the update of the user's row (chat_users), whose row
+-- lock orders the turns of one user across every worker, so that
+-- exactly the limit pass however many start at once (one that waits
+-- for the lock checks the row as the other left it);
 -- the conversation's row lock orders every write to it,
 -- so the messages of concurrent turns never interleave inside a round.
 -- A concurrent first attempt with the same key fails on the turns
