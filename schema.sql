@@ -374,18 +374,6 @@ DROP FUNCTION IF EXISTS chat_turn_begin(text, bigint, text, text, integer,
 	text, text, integer[]);
 DROP FUNCTION IF EXISTS chat_turn_finish(text, bigint, text, bigint,
 	integer[]);
--- chat_turn_finish() returned a record for a while: a FROM clause for
--- the worker's call, which cost the planner more than the rest of the
--- statement.
-DO $$
-BEGIN
-	IF EXISTS (SELECT FROM pg_proc WHERE proname = 'chat_turn_finish'
-	    AND pronargs = 6 AND prorettype <> 'boolean'::regtype) THEN
-		DROP FUNCTION chat_turn_finish(text, bigint, text, bigint,
-		    integer[], boolean);
-	END IF;
-END
-$$;
 DROP FUNCTION IF EXISTS chat_turn_release(text, text);
 DROP FUNCTION IF EXISTS chat_rate_window(timestamptz[], integer);
 DROP FUNCTION IF EXISTS chat_running_drop(text, bigint, integer);
