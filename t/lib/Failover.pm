@@ -502,15 +502,8 @@ sub sql {
 
 sub logs {
 	my ($self) = @_;
-	my $dir = $self->{dir} or return '';
-	my $s = '';
-	for my $f (qw(monitor.log node1.log node2.log guardian.log)) {
-		my @lines = split /\n/, _slurp("$dir/$f");
-		next unless @lines;
-		splice @lines, 0, @lines - 30 if @lines > 30;
-		$s .= "---- $dir/$f\n" . join("\n", @lines) . "\n";
-	}
-	return $s;
+	return Stack::_log_tails($self->{dir}, 30,
+	    qw(monitor.log node1.log node2.log guardian.log));
 }
 
 # ----------------------------------------------------------------- stop

@@ -1318,14 +1318,21 @@ sub log { _slurp("$_[0]{dir}/workers.log") }
 
 sub logs {
 	my ($self) = @_;
-	my $dir = $self->{dir} or return '';
+	return _log_tails($self->{dir}, 40, qw(workers.log postgres.log
+	    pgbouncer.log mock.log nginx/error.log nginx/stderr.log
+	    guardian.log));
+}
+
+# The last $n lines of each of the files (under $dir) that has any, each
+# under a line naming it: what a failing test prints.
+sub _log_tails {
+	my ($dir, $n, @files) = @_;
+	return '' unless $dir;
 	my $s = '';
-	for my $f (qw(workers.log postgres.log pgbouncer.log mock.log
-	    nginx/error.log nginx/stderr.log guardian.log)) {
-		my $text = _slurp("$dir/$f");
-		next unless length $text;
-		my @lines = split /\n/, $text;
-		splice @lines, 0, @lines - 40 if @lines > 40;
+	for my $f (@files) {
+		my @lines = split /\n/, _slurp("$dir/$f");
+		next unless @lines;
+		splice @lines, 0, @lines - $n if @lines > $n;
 		$s .= "---- $dir/$f\n" . join("\n", @lines) . "\n";
 	}
 	return $s;
