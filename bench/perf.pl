@@ -75,7 +75,11 @@
 # workers per process, so 2 processes of 4 threads; 1 makes each worker
 # a process of its own),
 # BENCH_TRACK_PLANNING (0; 1 adds planning times to
-# the SQL tables, at some cost in throughput), BENCH_TOKEN (hs256: wrk's
+# the SQL tables, at some cost in throughput), BENCH_MINIMAL_MODE
+# (extended: pgbench sends the minimal turn's statements unnamed, parsed
+# and planned every time, as the minimal turn was first measured;
+# prepared: prepared once a connection, as the workers send theirs),
+# BENCH_TOKEN (hs256: wrk's
 # token is HS256 with the stack's secret; eddsa: an EdDSA token, the
 # workers given CHAT_JWT_JWKS as a file of its one Ed25519 public key, to
 # see what checking a signature from a provider costs a turn; made with
@@ -112,6 +116,9 @@ $WORKERS =~ /\A[1-9]\d*\z/ && $THREADS =~ /\A[1-9]\d*\z/
     or die "BENCH_WORKERS must be a multiple of BENCH_THREADS\n";
 my $PROCS = $WORKERS / $THREADS;
 my $TRACK_PLANNING = $ENV{BENCH_TRACK_PLANNING} // 0;
+my $MINIMAL_MODE = $ENV{BENCH_MINIMAL_MODE} // 'extended';
+$MINIMAL_MODE =~ /\A(?:extended|prepared)\z/
+    or die "BENCH_MINIMAL_MODE must be extended or prepared\n";
 my $TOKEN_KIND = $ENV{BENCH_TOKEN} // 'hs256';
 $TOKEN_KIND =~ /\A(?:hs256|eddsa)\z/
     or die "BENCH_TOKEN must be hs256 or eddsa\n";
@@ -329,6 +336,11 @@ write_file("$tmp/minimal.sql", "\\set conv random(:conv_lo, :conv_hi)\n"
 progress('capturing the SQL of one turn');
 my @trips = capture_turn();
 $_->{label} = label($_->{sql}) for map { @$_ } @trips;
+# pgbench replays our SQL as the workers send it: prepared once a
+# connection (lib/dbconn.c) or unnamed.
+my %MODE = (minimal => $MINIMAL_MODE,
+    ours => (grep { $_->{prepared} } map { @$_ } @trips) ? 'prepared'
+    : 'extended');
 # What counts a turn (its last statement) and its round trips (the
 # statements that open one, each counted once).
 my $TURN_LABEL = $trips[-1][-1]{label};
@@ -437,6 +449,10 @@ $out->("token: %s\n", $TOKEN_KIND eq 'eddsa' ? 'eddsa (EdDSA, Ed25519; '
     : 'hs256 (HS256, CHAT_JWT_SECRET)');
 $out->("a turn as the workers send it (statement log): %s\n",
     join(' | ', map { join(' + ', map { $_->{label} } @$_) } @trips));
+$out->("protocol: the workers' statements %s; pgbench: minimal -M %s, "
+    . "ours -M %s\n", $MODE{ours} eq 'prepared' ? 'prepared once a '
+    . 'connection' : 'unnamed (parsed and planned every time)',
+    $MODE{minimal}, $MODE{ours});
 $out->("load: %d rounds of %d s runs at each concurrency, in the order %s "
     . "and back\n  after %d s of warm-up; %d conversations of %d messages "
     . "and %d tasks, each of a user of its own; \"%s\"\n"
@@ -849,11 +865,13 @@ sub capture_turn {
 		    /\Aperf\|(\d+)\|todo-chat\|([^|]*)\| (LOG|DETAIL):  (.*)/
 		    or next;
 		if ($what eq 'LOG') {
-			my ($sql) = $text =~
-			    /\A(?:execute [^:]*|statement): (.*)/ or next;
+			my ($name, $sql) = $text =~
+			    /\A(?:execute ([^:]*)|statement): (.*)/ or next;
 			push @trips, [] if !defined $vxid || $tx ne $vxid;
 			$vxid = $tx;
-			push @{ $trips[-1] }, { sql => $sql, params => {} };
+			# A named statement: prepared by the worker.
+			push @{ $trips[-1] }, { sql => $sql, params => {},
+			    prepared => defined $name && $name ne '<unnamed>' };
 		} elsif (@trips && $text =~ s/\Aparameters: //) {
 			my $value = qr/NULL|'((?:[^']|'')*)'/;
 			while ($text =~ /\$(\d+) = (?:$value)/g) {
@@ -1067,7 +1085,8 @@ sub cpu_snapshot {
 sub pgbench {
 	my ($script, $c, $seconds) = @_;
 	my $prefix = "$tmp/log-$script-$c";
-	my $text = run({ pg_env() }, "$PG_BIN/pgbench", '-n', '-M', 'extended',
+	my $text = run({ pg_env() }, "$PG_BIN/pgbench", '-n',
+	    '-M', $MODE{$script},
 	    '-c', $c, '-j', min($c, 2), '-T', $seconds,
 	    '-f', "$tmp/$script.sql",
 	    '-D', "conv_lo=$lo", '-D', "conv_hi=$hi",

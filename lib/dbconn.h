@@ -3,7 +3,10 @@
  * worker thread, opened when first needed and again after a failure;
  * when the database changes under a statement (a failover), a statement
  * runs once more on a new connection where failover.h says that cannot
- * store anything twice.
+ * store anything twice. A statement that runs alone without settings
+ * (db.c's calls of schema.sql's functions; db.c's static text, known by
+ * its address) is prepared once a connection, unless a pooler in
+ * transaction mode has shown that connections do not keep them.
  *
  * Results handed out are the caller's to PQclear(); errors are set in
  * err as db.h's are (503 database_unavailable, or the meaning a

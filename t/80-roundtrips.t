@@ -28,8 +28,8 @@ sub statements_since {
 	seek $fh, $offset, 0;
 	my @st;
 	while (<$fh>) {
-		push @st, [ $1, $2 ]
-		    if /^rt\|todo-chat\|([^|]+)\| LOG:  (?:statement|execute [^:]*): (.*)/;
+		push @st, [ $1, $3, $2 // '' ]
+		    if /^rt\|todo-chat\|([^|]+)\| LOG:  (?:statement|execute ([^:]*)): (.*)/;
 	}
 	return @st;
 }
@@ -60,6 +60,12 @@ like $st[0][1], qr/\ASELECT \* FROM chat_turn_begin\(/,
     'the first stores the message and reads the window';
 like $st[1][1], qr/\ASELECT chat_turn_finish\(/,
     'the second stores the answer';
+# Prepared once a connection (lib/dbconn.c): PostgreSQL neither parses
+# nor plans them again. Each name is its text's hash, so two texts never
+# share one.
+like $st[$_][2], qr/\Atodo_chat_[0-9a-f]{16}\z/,
+    "statement $_ runs prepared ($st[$_][2])" for 0, 1;
+isnt $st[0][2], $st[1][2], '...each under a name of its own';
 
 ($json, $statements, $trips, @st) = turn_cost(
     'Add a task to count round trips', $conv);
@@ -107,5 +113,21 @@ for my $followed (0, 1) {
 	    WHERE user_message_id = $1}, $m), $followed ? 'false' : 'true',
 	    '...and the record ended only when not';
 }
+
+# A new connection prepares its statements anew: the worker's backend
+# ends between two turns, and the next turn, on the connection the
+# worker opens instead, runs prepared again (rather than taking the
+# statements it no longer finds for a pooler's doing: lib/dbconn.c).
+$s->sql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+    WHERE application_name = 'todo-chat'});
+$s->wait_until(sub { !$s->sql_value(q{SELECT count(*) FROM pg_stat_activity
+    WHERE application_name = 'todo-chat'}) }, 10, 'the backend to end');
+($json, $statements, $trips, @st) = turn_cost('after a new connection',
+    $conv);
+is $trips, 2, 'on a new connection: two round trips';
+like $st[$_][2], qr/\Atodo_chat_[0-9a-f]{16}\z/,
+    "...statement $_ prepared there" for 0, 1;
+unlike $s->log, qr/sending statements unprepared/,
+    '...nothing sent unprepared';
 
 done_testing;

@@ -28,6 +28,21 @@ sub chat {
 
 my $r = chat('Add a task to buy groceries');
 my $conv = $r->{conversation_id};
+
+# A worker prepares its statements once a connection (lib/dbconn.c), and
+# here a connection is pgbouncer's: the worker's next transaction may
+# go to a server connection that never saw them. Replacing the pool's
+# server connections makes sure it does (a sequential load stays on
+# one worker, lib/accept.c): the turn still answers, each statement
+# running unnamed, and the worker says once that it sends them so.
+$s->sql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+    WHERE datname = 'todo_chat' AND backend_type = 'client backend'
+    AND pid <> pg_backend_pid()});
+$r = chat('Add a task to water the plants', $conv);
+is_deeply [ map { $_->{name} } @{ $r->{tool_calls} } ], [ 'add_task' ],
+    'server connections replaced under the worker: the turn answers';
+like $s->log, qr/sending statements unprepared from now on/,
+    '...its statements sent unprepared from then on, which it logs';
 chat('Add a task for the meeting notes', $conv);
 $r = chat('Delete the meeting task', $conv);
 is_deeply [ map { $_->{name} } @{ $r->{tool_calls} } ],
@@ -57,6 +72,8 @@ my $ok = grep { waitpid($_, 0); $? == 0 } @pids;
 is $ok, 12, 'twelve concurrent turns: all 200';
 is $s->sql_value(q{SELECT count(*) FROM tasks WHERE title LIKE 'Pool number%'}),
     12, 'each task once';
+is $s->sql_value(q{SELECT count(*) FROM tasks
+    WHERE title ILIKE '%water the plants%'}), 1, 'the replaced one once too';
 unlike $s->log, qr/prepared statement|database error/,
     'no session-state error in the workers\' log';
 
