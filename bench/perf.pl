@@ -160,8 +160,14 @@ my $tmp = tempdir('todo-chat-perf-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 # PostgreSQL as installed: Stack's test settings (no fsync, no
 # synchronous commit, no full page writes, wal_level minimal, 16 MB of
 # shared buffers, no autovacuum) undone. Left as Stack makes it: the 1 MiB
-# WAL segments its template cluster was initdb'd with.
+# WAL segments its template cluster was initdb'd with; but initdb sets
+# max_wal_size to 64 segments, which with those is 64 MB instead of the
+# stock 1 GB, and a checkpoint came every second or two (each followed
+# by full-page images of every page written again): back to the sizes
+# of a cluster with 16 MiB segments.
 my %stock = (
+	max_wal_size		=> '1GB',
+	min_wal_size		=> '80MB',
 	fsync			=> 'on',
 	synchronous_commit	=> 'on',
 	full_page_writes	=> 'on',
@@ -203,6 +209,7 @@ my $settings = psql('postgres', q{SELECT name || '=' ||
     current_setting(name) FROM
     pg_settings WHERE name IN ('fsync', 'synchronous_commit',
     'full_page_writes', 'wal_level', 'shared_buffers', 'wal_segment_size',
+    'max_wal_size',
     'autovacuum', 'server_version') ORDER BY name});
 my $pg_settings = join ' ', map { $_->[0] } @$settings;
 
