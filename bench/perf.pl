@@ -84,11 +84,12 @@
 # workers given CHAT_JWT_JWKS as a file of its one Ed25519 public key, to
 # see what checking a signature from a provider costs a turn; made with
 # the openssl command, so the benchmark needs no Node), BENCH_USERS
-# (6000: users, one conversation each; MCP calls run at up to some 3,500
-# a second, 3 or 4 a user in a 6 s run, and a minute holds at most six
-# runs through the service, some 12 requests a user, well under
-# CHAT_USER_TURNS_PER_MINUTE's 30). The default run takes about four
-# minutes.
+# (12000: users, one conversation each; MCP calls run at up to some
+# 3,500 a second, under 2 a user in a 6 s run, and a minute holds at
+# most six runs through the service, some 6 requests a user on average,
+# well under CHAT_USER_TURNS_PER_MINUTE's 30 even where wrk's threads
+# meet the same users more often: with 6000, a run at 3,400 calls a
+# second had two refused). The default run takes about four minutes.
 use strict;
 use warnings;
 use FindBin;
@@ -122,7 +123,7 @@ $MINIMAL_MODE =~ /\A(?:extended|prepared)\z/
 my $TOKEN_KIND = $ENV{BENCH_TOKEN} // 'hs256';
 $TOKEN_KIND =~ /\A(?:hs256|eddsa)\z/
     or die "BENCH_TOKEN must be hs256 or eddsa\n";
-my $NCONV = $ENV{BENCH_USERS} // 6000;	# seeded conversations, a user each
+my $NCONV = $ENV{BENCH_USERS} // 12000;	# seeded conversations, a user each
 $NCONV =~ /\A[1-9]\d*\z/ or die "BENCH_USERS: a positive number\n";
 my $NTURNS = 5;			# seeded turns of 4 messages each
 my $NTASKS = 20;		# a user's tasks, what list_tasks returns
