@@ -98,7 +98,7 @@ static const char SQL_TRANSACTION_SETTINGS[] =
  * exist: the statement then fails at Bind (26000) before anything ran,
  * runs again unnamed, and from then on every thread of the process sends
  * its statements unnamed, as before (they all talk to that pooler). */
-#define PREPARED_MAX		16	/* distinct statements; db.c sends 7 so */
+#define PREPARED_MAX		16	/* statements a connection; db.c has 7 */
 #define SQLSTATE_NO_STATEMENT	"26000"	/* invalid_sql_statement_name */
 #define SQLSTATE_DUPLICATE_STATEMENT "42P05"
 
@@ -135,9 +135,9 @@ sqlstate_is(const PGresult *res, const char *state)
 	return s != NULL && strcmp(s, state) == 0;
 }
 
-/* sql prepared on connection c, as *p; NULL with *failed set to the
- * result that says why not (NULL when it broke the connection), or with
- * *failed NULL when it cannot be (the table is full): then unnamed. */
+/* sql prepared on connection c (done already, or now); NULL with
+ * *failed the result that says why not (NULL when the connection
+ * broke, or when the table is full). */
 static const struct prepared *
 prepare(PGconn *c, const char *sql, int n, PGresult **failed)
 {
@@ -179,9 +179,13 @@ exec_prepared(PGconn *c, const char *sql, int n, const char *const *params)
 
 	if (atomic_load_explicit(&prepare_off, memory_order_relaxed))
 		return PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
-	if ((p = prepare(c, sql, n, &res)) == NULL)
-		return res != NULL || PQstatus(c) != CONNECTION_OK ? res :
-		    PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+	if ((p = prepare(c, sql, n, &res)) == NULL) {
+		/* It failed (res says why; NULL: the connection broke), or
+		 * the table is full and it runs unnamed. */
+		if (res != NULL || PQstatus(c) != CONNECTION_OK)
+			return res;
+		return PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+	}
 	res = PQexecPrepared(c, p->name, n, params, NULL, NULL, 0);
 	if (!sqlstate_is(res, SQLSTATE_NO_STATEMENT))
 		return res;
