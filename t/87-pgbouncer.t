@@ -35,7 +35,8 @@ my $conv = $r->{conversation_id};
 # server connections makes sure it does (a sequential load stays on
 # one worker, lib/accept.c): the turn still answers, each statement
 # running unnamed, and the worker says once that it sends them so.
-$s->sql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+# (pg_terminate_backend() waits up to 5 s for each to exit.)
+$s->sql(q{SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
     WHERE datname = 'todo_chat' AND backend_type = 'client backend'
     AND pid <> pg_backend_pid()});
 $r = chat('Add a task to water the plants', $conv);
