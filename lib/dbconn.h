@@ -50,7 +50,8 @@ void	 dbconn_cleanup(void);
 /* Runs one statement as a transaction of its own and checks its status
  * against want; with settings, behind the settings of a statement
  * outside a turn (statement_timeout, no bitmap scans), in the same round
- * trip. Where it fails because the database changed under it, it runs
+ * trip. Without settings, sql must be a static string: it is prepared
+ * once a connection and known by its address. Where it fails because the database changed under it, it runs
  * once more on a new connection as again allows; *unsure (unless NULL)
  * then says whether the first run may have committed. 0 with *res set,
  * or -1 with *res NULL and err set. */
