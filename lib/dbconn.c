@@ -127,6 +127,7 @@ sql_hash(const char *sql)
 	return h;
 }
 
+/* Whether res (NULL: none came) failed with SQLSTATE state. */
 static int
 sqlstate_is(const PGresult *res, const char *state)
 {
@@ -439,13 +440,10 @@ failure_kind(const PGresult *res)
 static int
 db_fail(const PGresult *res, struct chat_err *err)
 {
-	const char	*state = res != NULL ?
-	    PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-
-	if (state != NULL && strcmp(state, SQLSTATE_UNIQUE) == 0)
+	if (sqlstate_is(res, SQLSTATE_UNIQUE))
 		return err_set(err, 409, "turn_in_progress", "Another attempt "
 		    "of this turn got there first; retry to see its answer.");
-	if (state != NULL && strcmp(state, SQLSTATE_FOREIGN_KEY) == 0)
+	if (sqlstate_is(res, SQLSTATE_FOREIGN_KEY))
 		return err_set(err, 404, "conversation_not_found",
 		    "The conversation was deleted.");
 	log_err("database error: %s", res != NULL ?
@@ -646,7 +644,6 @@ dbconn_pipeline(struct dbconn_stmt *s, size_t n, struct chat_err *err)
 {
 	PGconn		*c;
 	PGresult	*failed;
-	const char	*state;
 	int		 attempt, retried = 0, unsure = 0, rc;
 
 	if ((c = dbconn_get(err)) == NULL)
@@ -656,11 +653,9 @@ dbconn_pipeline(struct dbconn_stmt *s, size_t n, struct chat_err *err)
 		if (pipeline_run(c, s, n, &failed) == 0)
 			return 0;
 		dbconn_stmts_clear(s, n);
-		state = failed != NULL ?
-		    PQresultErrorField(failed, PG_DIAG_SQLSTATE) : NULL;
-		if (state != NULL && attempt < ROUND_ATTEMPTS &&
-		    (strcmp(state, SQLSTATE_DEADLOCK) == 0 ||
-		    strcmp(state, SQLSTATE_SERIALIZATION) == 0)) {
+		if (attempt < ROUND_ATTEMPTS &&
+		    (sqlstate_is(failed, SQLSTATE_DEADLOCK) ||
+		    sqlstate_is(failed, SQLSTATE_SERIALIZATION))) {
 			PQclear(failed);
 			continue;
 		}
