@@ -89,7 +89,10 @@
 # most six runs through the service, some 6 requests a user on average,
 # well under CHAT_USER_TURNS_PER_MINUTE's 30 even where wrk's threads
 # meet the same users more often: with 6000, a run at 3,400 calls a
-# second had two refused). The default run takes about four minutes.
+# second had two refused), BENCH_ROWS (all; turn: only the turn, our SQL
+# and the minimal turn, for a build from before streamed turns or MCP,
+# such as the one before the per-user limits that README compares this
+# one with). The default run takes about four minutes.
 use strict;
 use warnings;
 use FindBin;
@@ -134,10 +137,13 @@ my %TARGET = (ratio => 0.8, p50 => 1.25, rss_kib => 4096);
 # A round of runs (the header says why this order) and the pairs in it,
 # by position: each row of the paired table is its run's rate over the
 # run beside it.
-my @ROUND = qw(ours turn minimal stream mcp minimal);
+my $ROWS = $ENV{BENCH_ROWS} // 'all';
+$ROWS =~ /\A(?:all|turn)\z/ or die "BENCH_ROWS must be all or turn\n";
+my @ROUND = $ROWS eq 'all' ? qw(ours turn minimal stream mcp minimal)
+    : qw(ours turn minimal);
 # field: the row's name for its median in the report and perf.tsv (the
 # range adds _lo and _hi).
-my @PAIRED = (
+my @PAIRED = grep { $ROWS eq 'all' || $_->{row} eq 'turn' } (
     { row => 'turn', over => 'minimal', at => [ 1, 2 ], field => 'ratio' },
     { row => 'stream', over => 'minimal', at => [ 3, 2 ],
       field => 'stream_ratio' },
@@ -147,7 +153,8 @@ my @PAIRED = (
 );
 my %NAME = (turn => 'turn', stream => 'streamed turn',
     mcp => 'MCP list_tasks', minimal => 'minimal', ours => 'our SQL');
-my @SERVICE = qw(turn stream mcp);	# through nginx, by wrk
+# Through nginx, by wrk.
+my @SERVICE = $ROWS eq 'all' ? qw(turn stream mcp) : qw(turn);
 
 -x '/usr/bin/wrk' or die "wrk is not installed (scripts/deps)\n";
 my $PG_BIN = Stack::pg_bin();
@@ -290,20 +297,23 @@ my $ANSWER = $first->{json}{response};
 # The other rows' requests, once each, as wrk will send them: a stream
 # that ends with its answer, and a list_tasks with the user's tasks (a
 # bare tools/call, no initialize first: the server is stateless).
-my $streamed = $s->request(POST => '/chat', token => $token{$lo},
-    headers => { accept => 'text/event-stream' },
-    body => { message => $MESSAGE, conversation_id => $lo });
-$streamed->{status} == 200 && $streamed->{body} =~ /"text-delta"/
-    && $streamed->{body} =~ /^data: \[DONE\]$/m
-    or die "a streamed turn failed: $streamed->{status} $streamed->{body}\n";
-my $call = $s->request(POST => '/mcp', token => $token{$lo},
-    headers => { accept => 'application/json, text/event-stream',
-    'mcp-protocol-version' => '2025-11-25' },
-    body => { jsonrpc => '2.0', id => 1, method => 'tools/call',
-    params => { name => 'list_tasks', arguments => {} } });
-$call->{status} == 200
-    && @{ $call->{json}{result}{structuredContent}{tasks} // [] } == $NTASKS
-    or die "tools/call list_tasks: $call->{status} $call->{body}\n";
+if ($ROWS eq 'all') {
+	my $streamed = $s->request(POST => '/chat', token => $token{$lo},
+	    headers => { accept => 'text/event-stream' },
+	    body => { message => $MESSAGE, conversation_id => $lo });
+	$streamed->{status} == 200 && $streamed->{body} =~ /"text-delta"/
+	    && $streamed->{body} =~ /^data: \[DONE\]$/m
+	    or die "a streamed turn failed: $streamed->{status} "
+	    . "$streamed->{body}\n";
+	my $call = $s->request(POST => '/mcp', token => $token{$lo},
+	    headers => { accept => 'application/json, text/event-stream',
+	    'mcp-protocol-version' => '2025-11-25' },
+	    body => { jsonrpc => '2.0', id => 1, method => 'tools/call',
+	    params => { name => 'list_tasks', arguments => {} } });
+	$call->{status} == 200 && @{ $call->{json}{result}{structuredContent}
+	    {tasks} // [] } == $NTASKS
+	    or die "tools/call list_tasks: $call->{status} $call->{body}\n";
+}
 
 # --------------------------------------------------------------- warm
 
@@ -322,7 +332,7 @@ for my $try (1 .. 5) {
 # The streamed turn's and the MCP call's statements planned on every
 # connection too, before the first round measures them against a
 # minimal turn that has nothing left to warm.
-wrk($_, 2 * $WORKERS, 1) for qw(stream mcp);
+wrk($_, 2 * $WORKERS, 1) for grep { $_ ne 'turn' } @SERVICE;
 
 # ------------------------------------------------------------- scripts
 
@@ -417,7 +427,7 @@ for my $c (@CONC) {
 	    @{ $run{minimal} }{qw(rate p50_ms p99_ms n)};
 	@r{qw(ours_tps ours_p50_ms ours_p99_ms ours_n)} =
 	    @{ $run{ours} }{qw(rate p50_ms p99_ms n)};
-	for my $kind (qw(stream mcp)) {
+	for my $kind (grep { $_ ne 'turn' } @SERVICE) {
 		@r{map { "${kind}_$_" } qw(s p50_ms p99_ms)} =
 		    @{ $run{$kind} }{qw(rate p50_ms p99_ms)};
 	}
@@ -662,8 +672,9 @@ my @tsv = (qw(conc turns_s p50_ms p99_ms stmts_turn trips_turn rss_kib
     p50_ratio pairs ratio_lo ratio_hi turn_ours_ratio turn_ours_ratio_lo
     turn_ours_ratio_hi), (map { my $k = $_; (map { "${k}_$_" }
     qw(s p50_ms p99_ms ratio ratio_lo ratio_hi)) } qw(stream mcp)),
-    (map { "${_}_non2xx" } @SERVICE),
-    map { "$_->{field}_disturbed" } @PAIRED);
+    (map { "${_}_non2xx" } qw(turn stream mcp)),
+    map { "${_}_disturbed" } qw(ratio stream_ratio mcp_ratio
+    turn_ours_ratio));
 my %whole = map { $_ => 1 } qw(conc pairs), grep { /_non2xx|_disturbed/ }
     @tsv;
 my $tsv = "$FindBin::Bin/results/perf.tsv";
@@ -675,8 +686,8 @@ open my $fh, '>>', $tsv or die "$tsv: $!\n";
 print $fh $header if $new;
 for my $r (@rows) {
 	print $fh join("\t", $when, commit(), binary_sha(), $SECONDS,
-	    $WORKERS, $THREADS, $TOKEN_KIND, map { $whole{$_} ? $r->{$_}
-	    : sprintf '%.3f', $r->{$_} } @tsv), "\n";
+	    $WORKERS, $THREADS, $TOKEN_KIND, map { !defined $r->{$_} ? ''
+	    : $whole{$_} ? $r->{$_} : sprintf '%.3f', $r->{$_} } @tsv), "\n";
 }
 close $fh or die "$tsv: $!\n";
 print "wrote $file, appended to $tsv\n";
