@@ -143,7 +143,7 @@ my @ROUND = $ROWS eq 'all' ? qw(ours turn minimal stream mcp minimal)
     : qw(ours turn minimal);
 # field: the row's name for its median in the report and perf.tsv (the
 # range adds _lo and _hi).
-my @PAIRED = grep { $ROWS eq 'all' || $_->{row} eq 'turn' } (
+my @ALL_PAIRED = (
     { row => 'turn', over => 'minimal', at => [ 1, 2 ], field => 'ratio' },
     { row => 'stream', over => 'minimal', at => [ 3, 2 ],
       field => 'stream_ratio' },
@@ -153,8 +153,12 @@ my @PAIRED = grep { $ROWS eq 'all' || $_->{row} eq 'turn' } (
 );
 my %NAME = (turn => 'turn', stream => 'streamed turn',
     mcp => 'MCP list_tasks', minimal => 'minimal', ours => 'our SQL');
+# What this run measures of them; perf.tsv has the columns of them all,
+# those of the rows not run left empty.
+my @PAIRED = grep { $ROWS eq 'all' || $_->{row} eq 'turn' } @ALL_PAIRED;
 # Through nginx, by wrk.
-my @SERVICE = $ROWS eq 'all' ? qw(turn stream mcp) : qw(turn);
+my @ALL_SERVICE = qw(turn stream mcp);
+my @SERVICE = $ROWS eq 'all' ? @ALL_SERVICE : qw(turn);
 
 -x '/usr/bin/wrk' or die "wrk is not installed (scripts/deps)\n";
 my $PG_BIN = Stack::pg_bin();
@@ -672,9 +676,8 @@ my @tsv = (qw(conc turns_s p50_ms p99_ms stmts_turn trips_turn rss_kib
     p50_ratio pairs ratio_lo ratio_hi turn_ours_ratio turn_ours_ratio_lo
     turn_ours_ratio_hi), (map { my $k = $_; (map { "${k}_$_" }
     qw(s p50_ms p99_ms ratio ratio_lo ratio_hi)) } qw(stream mcp)),
-    (map { "${_}_non2xx" } qw(turn stream mcp)),
-    map { "${_}_disturbed" } qw(ratio stream_ratio mcp_ratio
-    turn_ours_ratio));
+    (map { "${_}_non2xx" } @ALL_SERVICE),
+    map { "$_->{field}_disturbed" } @ALL_PAIRED);
 my %whole = map { $_ => 1 } qw(conc pairs), grep { /_non2xx|_disturbed/ }
     @tsv;
 my $tsv = "$FindBin::Bin/results/perf.tsv";
