@@ -37,7 +37,8 @@ $RUNS //= 6;
 $RUNS =~ /\A[1-9]\d*\z/ && $RUNS % 2 == 0
     or die "RUNS: an even number of runs, half of each build\n";
 my $ROOT = abs_path("$FindBin::Bin/..");
-my $commit = git('rev-parse', '--verify', '--quiet', "$REV^{commit}");
+my $commit = eval { git('rev-parse', '--verify', '--quiet', "$REV^{commit}") }
+    or die "not a commit here: $REV\n";
 my $here = git('rev-parse', '--short', 'HEAD');
 chomp $commit;
 chomp $here;
@@ -125,10 +126,11 @@ exit 0;
 
 sub progress { printf STDERR "compare: %s\n", $_[0] }
 
+# git's output (its errors go to ours); dies when it fails.
 sub git {
-	my @argv = ('git', '-C', $ROOT, @_);
-	my $out = `@argv 2>&1`;
-	$? == 0 or die "@argv: $out";
+	open my $fh, '-|', 'git', '-C', $ROOT, @_ or die "git: $!\n";
+	my $out = do { local $/; <$fh> } // '';
+	close $fh or die "git @_ failed\n";
 	return $out;
 }
 
