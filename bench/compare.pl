@@ -68,8 +68,7 @@ for my $i (0 .. $#order) {
 	my $dir = $build eq 'this' ? $ROOT : $other;
 	progress(sprintf 'run %d of %d: %s', $i + 1, $RUNS,
 	    $build eq 'this' ? "this tree ($here)" : $short);
-	my $text = `cd '$dir' && perl bench/perf.pl 2>&1`;
-	$? == 0 or die "perf.pl in $dir failed:\n$text";
+	my $text = perf($dir);
 	my $file = "$ROOT/bench/results/compare-$stamp-run" . ($i + 1)
 	    . "-$build.txt";
 	open my $fh, '>', $file or die "$file: $!\n";
@@ -106,7 +105,7 @@ for my $i (0 .. $#runs) {
 }
 $report .= "\nmedians of the runs (of the undisturbed ones in brackets):\n";
 for my $c (@conc) {
-	my %m = map { my $all = $ratios{$_}{$c};
+	my %m = map { my $all = $ratios{$_}{$c} // [];
 	    ($_ => [ median(map { $_->{ratio} } @$all),
 	    median(map { $_->{ratio} } grep { !$_->{disturbed} } @$all) ]) }
 	    qw(this other);
@@ -125,6 +124,21 @@ print "wrote $file\n";
 exit 0;
 
 sub progress { printf STDERR "compare: %s\n", $_[0] }
+
+# perf.pl's report (its output and errors) from a run in tree $dir, with
+# no shell between; dies when the run fails.
+sub perf {
+	my ($dir) = @_;
+	my $pid = open(my $fh, '-|') // die "fork: $!\n";
+	if (!$pid) {
+		chdir $dir or die "$dir: $!\n";
+		open STDERR, '>&', \*STDOUT or die "stderr: $!\n";
+		exec 'perl', 'bench/perf.pl' or die "perl: $!\n";
+	}
+	my $text = do { local $/; <$fh> } // '';
+	close $fh or die "perf.pl in $dir failed:\n$text";
+	return $text;
+}
 
 # git's output (its errors go to ours); dies when it fails.
 sub git {
