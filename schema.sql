@@ -180,10 +180,13 @@ ALTER TABLE messages ADD COLUMN IF NOT EXISTS cached_tokens integer;
 -- what those limits read:
 --   turn_starts: when the user's turns of the last minute started (at
 --     most CHAT_USER_TURNS_PER_MINUTE of them are kept);
---   running_conversations, running_until: the turns running now, one
---     entry each: its conversation and when its lease runs out. A turn
---     renews its lease each round and drops its entry as it ends; the
---     entry of a turn whose worker died stops counting at lease end.
+--   running_turns: the turns running now, each by its user message's
+--     id, added by the turn's first statement and taken off by its last
+--     (or by its release when it fails). An entry whose worker died
+--     stops counting once the turn has stored nothing for a lease: the
+--     exact count (chat_turn_refusal()) reads when the turn's user
+--     message and newest round were stored, so that no round has to
+--     renew anything here.
 --   tasks, conversations, messages: what the user stores, counted as it
 --     is written and deleted (the storage caps), so that no turn counts
 --     rows.
@@ -199,8 +202,7 @@ ALTER TABLE messages ADD COLUMN IF NOT EXISTS cached_tokens integer;
 CREATE TABLE IF NOT EXISTS chat_users (
 	user_id		text PRIMARY KEY,
 	turn_starts	timestamptz[] NOT NULL DEFAULT '{}',
-	running_conversations bigint[] NOT NULL DEFAULT '{}',
-	running_until	timestamptz[] NOT NULL DEFAULT '{}',
+	running_turns	bigint[] NOT NULL DEFAULT '{}',
 	tasks		integer NOT NULL DEFAULT 0,
 	conversations	integer NOT NULL DEFAULT 0,
 	messages	bigint NOT NULL DEFAULT 0,
@@ -249,6 +251,22 @@ BEGIN
 		    AND d.day = (now() AT TIME ZONE 'UTC')::date;
 		DELETE FROM usage_days d USING chat_users u
 		    WHERE d.user_id = u.user_id AND d.day = u.day;
+	END IF;
+END
+$$;
+
+-- A database from before running_turns, whose running entries were by
+-- conversation, each with a lease of its own: they go, and the turns
+-- running as schema.sql is loaded count as ended.
+DO $$
+BEGIN
+	IF EXISTS (SELECT FROM pg_attribute
+	    WHERE attrelid = 'chat_users'::regclass
+	    AND attname = 'running_until' AND NOT attisdropped) THEN
+		ALTER TABLE chat_users
+		    ADD COLUMN running_turns bigint[] NOT NULL DEFAULT '{}',
+		    DROP COLUMN running_conversations,
+		    DROP COLUMN running_until;
 	END IF;
 END
 $$;
@@ -369,6 +387,8 @@ DROP FUNCTION IF EXISTS chat_tool(text, bigint, bigint, text, text, text,
 	bigint, text, text, text);
 DROP FUNCTION IF EXISTS chat_round(text, bigint, bigint, integer, text,
 	jsonb, text);
+DROP FUNCTION IF EXISTS chat_round(text, bigint, bigint, integer, text,
+	jsonb, text, integer[], integer);
 DROP FUNCTION IF EXISTS chat_turn_finish(text, bigint, text, bigint);
 DROP FUNCTION IF EXISTS chat_turn_begin(text, bigint, text, text, integer,
 	text, text, integer[]);
@@ -377,6 +397,18 @@ DROP FUNCTION IF EXISTS chat_turn_finish(text, bigint, text, bigint,
 DROP FUNCTION IF EXISTS chat_turn_release(text, text);
 DROP FUNCTION IF EXISTS chat_rate_window(timestamptz[], integer);
 DROP FUNCTION IF EXISTS chat_running_drop(text, bigint, integer);
+DROP FUNCTION IF EXISTS chat_running_drop(text, bigint);
+DROP FUNCTION IF EXISTS chat_running_without(anyarray, bigint[], bigint);
+-- chat_turn_release() named the conversation before running entries
+-- were by turn (CREATE OR REPLACE cannot rename an argument).
+DO $$
+BEGIN
+	IF EXISTS (SELECT FROM pg_proc WHERE proname = 'chat_turn_release'
+	    AND 'p_conversation' = ANY (proargnames)) THEN
+		DROP FUNCTION chat_turn_release(text, text, bigint);
+	END IF;
+END
+$$;
 
 -- The user's row of chat_users, locked until the transaction ends;
 -- made on the user's first use, its counters then taken from what the
@@ -520,40 +552,6 @@ BEGIN
 END
 $$;
 
--- An array of a user's running entries (p_entries: running_conversations
--- or running_until) without the first entry of conversation
--- p_conversation: the arrays before it and after it, joined; when there
--- is none (the slices are NULL), as it was. A plain expression, inlined
--- where it is called. Entries are per conversation, not per turn: the
--- turns of one conversation that run at once are alike to the limit.
-CREATE OR REPLACE FUNCTION chat_running_without(p_entries anyarray,
-	p_conversations bigint[], p_conversation bigint)
-RETURNS anyarray
-LANGUAGE sql IMMUTABLE
-AS $$
-	SELECT COALESCE(p_entries[:array_position(p_conversations,
-	    p_conversation) - 1] || p_entries[array_position(p_conversations,
-	    p_conversation) + 1:], p_entries)
-$$;
-
--- A turn of the user's conversation p_conversation ends without its
--- answer (it failed): it no longer counts as running.
-CREATE OR REPLACE FUNCTION chat_running_drop(p_user text,
-	p_conversation bigint)
-RETURNS void
-LANGUAGE plpgsql
-AS $$
-BEGIN
-	UPDATE chat_users c SET
-	    running_conversations = chat_running_without(
-	     c.running_conversations, c.running_conversations,
-	     p_conversation),
-	    running_until = chat_running_without(c.running_until,
-	     c.running_conversations, p_conversation)
-	    WHERE c.user_id = p_user;
-END
-$$;
-
 -- Why a turn of p_user may not start now under p_limits (as
 -- chat_turn_begin() takes them; p_new: it starts a conversation): the
 -- error code and the seconds to wait, or NULLs when nothing stops it.
@@ -561,6 +559,12 @@ $$;
 -- chat_turn_begin()'s quick check did not let through, so every count
 -- here is taken exactly; when nothing stops the turn, the arrays are
 -- pruned of what has run out, so that the quick check passes again.
+-- A running entry counts while its turn is unanswered and has stored
+-- its user message or its newest round less than a lease (p_limits[6]
+-- seconds) ago: a turn whose worker died stops counting a lease after
+-- its last sign of life, as one that lives never does between its
+-- rounds (each model call ends within the lease; lib/db.c). The entry
+-- of a turn whose conversation was deleted finds no message, and goes.
 CREATE OR REPLACE FUNCTION chat_turn_refusal(p_user text, p_new boolean,
 	p_limits integer[], OUT code text, OUT wait integer)
 LANGUAGE plpgsql
@@ -568,12 +572,20 @@ AS $$
 DECLARE
 	u	chat_users;
 	today	date := (now() AT TIME ZONE 'UTC')::date;
-	running	bigint;
+	alive	bigint[];
+	running	integer;
 	used	bigint;
 BEGIN
 	u := chat_user_lock(p_user);
-	SELECT count(*) INTO running FROM unnest(u.running_until) t
-	    WHERE t > now();
+	alive := ARRAY(SELECT r.id FROM unnest(u.running_turns) r(id)
+	    WHERE greatest((SELECT m.created_at FROM messages m
+	     WHERE m.id = r.id AND m.user_id = p_user),
+	     (SELECT max(m.created_at) FROM messages m
+	     WHERE m.reply_to = r.id AND m.tool_calls IS NOT NULL))
+	     > now() - make_interval(secs => p_limits[6])
+	    AND NOT EXISTS (SELECT FROM messages m WHERE m.reply_to = r.id
+	     AND m.role = 'assistant' AND m.tool_calls IS NULL));
+	running := cardinality(alive);
 	wait := chat_rate_wait(ARRAY(SELECT t FROM unnest(u.turn_starts) t
 	    WHERE t > now() - chat_rate_window() ORDER BY t), p_limits[2]);
 	-- Today's use: the user's day, and a row of usage_days that
@@ -602,11 +614,7 @@ BEGIN
 		UPDATE chat_users c SET
 		    turn_starts = ARRAY(SELECT t FROM unnest(c.turn_starts) t
 		     WHERE t > now() - chat_rate_window() ORDER BY t),
-		    running_conversations = ARRAY(SELECT r.c
-		     FROM unnest(c.running_conversations, c.running_until)
-		     r(c, t) WHERE r.t > now()),
-		    running_until = ARRAY(SELECT t FROM unnest(c.running_until) t
-		     WHERE t > now())
+		    running_turns = alive
 		    WHERE c.user_id = p_user;
 	END IF;
 END
@@ -646,7 +654,6 @@ AS $$
 DECLARE
 	max_running	integer := p_limits[1];
 	per_minute	integer := p_limits[2];
-	lease		interval := make_interval(secs => p_limits[6]);
 	today		date := (now() AT TIME ZONE 'UTC')::date;
 	-- The quick check's bounds: each limit, or one that nothing
 	-- reaches when it is off (0).
@@ -695,6 +702,10 @@ BEGIN
 			RETURN;
 		END IF;
 	END IF;
+	-- The user message's id, which names the turn's running entry,
+	-- taken under the conversation's lock as every id of its messages
+	-- is: their order is the conversation's.
+	msg := nextval('messages_id_seq');
 	-- Twice at most: the first time may find no row (the user's first
 	-- turn), which chat_turn_refusal() makes.
 	FOR attempt IN 1 .. 2 LOOP
@@ -712,15 +723,13 @@ BEGIN
 		UPDATE chat_users u SET
 		    turn_starts = CASE WHEN per_minute > 0
 		     THEN u.turn_starts || now() ELSE '{}' END,
-		    running_conversations = CASE WHEN max_running > 0
-		     THEN u.running_conversations || conv ELSE '{}' END,
-		    running_until = CASE WHEN max_running > 0
-		     THEN u.running_until || (now() + lease) ELSE '{}' END,
+		    running_turns = CASE WHEN max_running > 0
+		     THEN u.running_turns || msg ELSE '{}' END,
 		    conversations = u.conversations + new_conv,
 		    messages = u.messages + 1
 		    WHERE u.user_id = p_user
 		    AND cardinality(u.turn_starts) < starts_cap
-		    AND cardinality(u.running_until) < running_cap
+		    AND cardinality(u.running_turns) < running_cap
 		    AND (u.day <> today
 		     OR u.day_prompt + u.day_completion < tokens_cap)
 		    AND u.conversations < conv_cap
@@ -746,9 +755,8 @@ BEGIN
 		INSERT INTO conversations (id, user_id, title)
 		    VALUES (conv, p_user, p_title);
 	END IF;
-	INSERT INTO messages (conversation_id, user_id, role, content)
-	    VALUES (conv, p_user, 'user', p_message)
-	    RETURNING messages.id INTO msg;
+	INSERT INTO messages (id, conversation_id, user_id, role, content)
+	    VALUES (msg, conv, p_user, 'user', p_message);
 	IF p_key IS NOT NULL THEN
 		DELETE FROM turns t WHERE t.user_id = p_user
 		    AND t.idempotency_key <> p_key
@@ -862,18 +870,21 @@ BEGIN
 END
 $$;
 
--- A failed attempt gives its turn up at once: it stops counting as
--- running, and, with its key (p_key not NULL), the client's retry resumes
--- it instead of waiting out the lease.
+-- A failed attempt gives its turn up at once: it (the turn answering
+-- user message p_message) stops counting as running, and, with its key
+-- (p_key not NULL), the client's retry resumes it instead of waiting
+-- out the lease.
 CREATE OR REPLACE FUNCTION chat_turn_release(p_user text, p_key text,
-	p_conversation bigint)
+	p_message bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
 SET lock_timeout = '5s'
 AS $$
 BEGIN
-	PERFORM chat_running_drop(p_user, p_conversation);
+	UPDATE chat_users c
+	    SET running_turns = array_remove(c.running_turns, p_message)
+	    WHERE c.user_id = p_user AND p_message = ANY (c.running_turns);
 	IF p_key IS NOT NULL THEN
 		UPDATE turns SET lease_until = now()
 		    WHERE user_id = p_user AND idempotency_key = p_key;
@@ -883,26 +894,24 @@ $$;
 
 -- A round of tool calls begins: the conversation's row lock (taken as an
 -- UPDATE would take it, without writing a new row version: only the
--- turn's last statement bumps updated_at), the user's row (the turn's
--- running entry renewed for p_lease seconds, the round's messages
--- counted, the model call's usage, p_usage as chat_turn_finish() takes it,
--- added to the day), the assistant message asking for the calls as round
--- p_round of the turn answering p_reply_to, and the lease of the turn's
--- key renewed. A conversation deleted meanwhile is a foreign key
+-- turn's last statement bumps updated_at), the user's row (the round's
+-- messages counted, the model call's usage, p_usage as
+-- chat_turn_finish() takes it, added to the day), the assistant message
+-- asking for the calls as round p_round of the turn answering
+-- p_reply_to (which keeps the turn's running entry counting for another
+-- lease: chat_turn_refusal()), and the lease of the turn's key renewed. A conversation deleted meanwhile is a foreign key
 -- violation (lib/db.c: 404); a round stored twice fails on
 -- messages_round_once_idx (409). The calls follow, in the same
 -- transaction: chat_tool().
 CREATE OR REPLACE FUNCTION chat_round(p_user text, p_conversation bigint,
 	p_reply_to bigint, p_round integer, p_content text,
-	p_tool_calls jsonb, p_key text, p_usage integer[], p_lease integer)
+	p_tool_calls jsonb, p_key text, p_usage integer[])
 RETURNS void
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
 SET lock_timeout = '5s'
 AS $$
 DECLARE
-	u	chat_users;
-	i	integer;
 	today	date := (now() AT TIME ZONE 'UTC')::date;
 BEGIN
 	PERFORM FROM conversations c
@@ -912,16 +921,10 @@ BEGIN
 		RAISE foreign_key_violation
 		    USING MESSAGE = 'conversation is gone';
 	END IF;
-	u := chat_user_lock(p_user);
-	i := array_position(u.running_conversations, p_conversation);
-	IF i IS NOT NULL THEN
-		u.running_until[i] := now() + make_interval(secs => p_lease);
-	END IF;
 	-- The call's use added to the user's day; a day before today is
 	-- moved to usage_days first (once a user and day).
 	FOR attempt IN 1 .. 2 LOOP
-		UPDATE chat_users c SET running_until = u.running_until,
-		    messages = c.messages + 1
+		UPDATE chat_users c SET messages = c.messages + 1
 		    + jsonb_array_length(p_tool_calls),
 		    day_prompt = c.day_prompt + COALESCE(p_usage[1], 0),
 		    day_completion = c.day_completion
@@ -1174,11 +1177,7 @@ BEGIN
 	-- and day).
 	FOR attempt IN 1 .. 2 LOOP
 		UPDATE chat_users u SET
-		    running_conversations = chat_running_without(
-		     u.running_conversations, u.running_conversations,
-		     p_conversation),
-		    running_until = chat_running_without(u.running_until,
-		     u.running_conversations, p_conversation),
+		    running_turns = array_remove(u.running_turns, p_reply_to),
 		    messages = u.messages + 1,
 		    day_turns = u.day_turns + 1,
 		    day_prompt = u.day_prompt + COALESCE(p_usage[1], 0),

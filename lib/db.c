@@ -37,7 +37,7 @@ no_conversation(struct chat_err *err)
 static const char SQL_TURN_BEGIN[] =
     "SELECT * FROM chat_turn_begin($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 static const char SQL_ROUND[] =
-    "SELECT chat_round($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    "SELECT chat_round($1, $2, $3, $4, $5, $6, $7, $8)";
 static const char SQL_TOOL[] =
     "SELECT chat_tool($1, $2, $3, $4, $5, $6, $7)";
 /* A tool called over MCP, through the same task_tool() as chat_tool(). */
@@ -330,8 +330,8 @@ db_turn_begin(const char *user_id, long long conversation_id,
 	    idempotency_key != NULL ? ALWAYS : IF_ROLLED_BACK, &res, &unsure,
 	    err) == -1) {
 		/* It may have stored the turn, lease and all, with no
-		 * primary to be found since: conversation 0 leaves the
-		 * running counts as they are. */
+		 * primary to be found since: message 0 leaves the running
+		 * counts as they are. */
 		if (unsure && idempotency_key != NULL)
 			dbconn_owe_release(user_id, idempotency_key, 0);
 		return -1;
@@ -345,7 +345,7 @@ db_turn_begin(const char *user_id, long long conversation_id,
 	/* The first run committed after all: the turn found is this
 	 * attempt's own, whose lease would keep it "in progress" for
 	 * chat_turn_lease(). Given up (the running count kept:
-	 * conversation 0), the caller resumes it as a retry would. */
+	 * message 0), the caller resumes it as a retry would. */
 	if (unsure && out->prior && out->running && !out->done &&
 	    strcmp(out->request_hash, request_hash) == 0) {
 		db_turn_release(user_id, idempotency_key, 0);
@@ -396,22 +396,20 @@ db_turn_load(const char *user_id, const char *idempotency_key,
 
 void
 db_turn_release(const char *user_id, const char *idempotency_key,
-    long long conversation_id)
+    long long user_message_id)
 {
-	char		 conv[24];
-	const char	*params[3] = { user_id, idempotency_key, conv };
+	char		 msg[24];
+	const char	*params[3] = { user_id, idempotency_key, msg };
 	struct chat_err	 err;
 	PGresult	*res;
 
-	snprintf(conv, sizeof(conv), "%lld", conversation_id);
-	/* Twice is once for the lease; the running entry of a second run
-	 * may be another turn's of the same conversation, which then
-	 * counts a little early as ended: the limits are soft there. */
+	snprintf(msg, sizeof(msg), "%lld", user_message_id);
+	/* Twice is once: the entry and the lease are the turn's own. */
 	if (run(SQL_TURN_RELEASE, 3, params, PGRES_TUPLES_OK, ALWAYS, &res,
 	    &err) == 0)
 		PQclear(res);
 	else if (idempotency_key != NULL)
-		dbconn_owe_release(user_id, idempotency_key, conversation_id);
+		dbconn_owe_release(user_id, idempotency_key, user_message_id);
 }
 
 /* A model call's usage as chat_turn_finish() and chat_round() read it:
@@ -460,12 +458,11 @@ tool_stmts(const char *user_id, const char *conv, const char *reply_to,
 int
 db_round(const char *user_id, const char *idempotency_key,
     long long conversation_id, long long user_message_id, int round,
-    const char *content, const struct model_usage *usage, long lease_seconds,
+    const char *content, const struct model_usage *usage,
     const char *tool_calls, struct db_tool_call *calls, size_t ncalls,
     struct chat_err *err)
 {
 	char		 conv[24], reply_to[24], nround[24], used[80];
-	char		 lease[24];
 	struct dbconn_stmt	*s;
 	size_t		 i, n = ncalls + 1;
 	int		 rc;
@@ -473,13 +470,11 @@ db_round(const char *user_id, const char *idempotency_key,
 	snprintf(conv, sizeof(conv), "%lld", conversation_id);
 	snprintf(reply_to, sizeof(reply_to), "%lld", user_message_id);
 	snprintf(nround, sizeof(nround), "%d", round);
-	snprintf(lease, sizeof(lease), "%ld", lease_seconds);
 	usage_param(usage, used, sizeof(used));
 	if ((s = calloc(n, sizeof(*s))) == NULL)
 		return err_oom(err);
-	s[0] = (struct dbconn_stmt){ SQL_ROUND, 9, { user_id, conv, reply_to,
-	    nround, content, tool_calls, idempotency_key, used, lease },
-	    NULL };
+	s[0] = (struct dbconn_stmt){ SQL_ROUND, 8, { user_id, conv, reply_to,
+	    nround, content, tool_calls, idempotency_key, used }, NULL };
 	tool_stmts(user_id, conv, reply_to, calls, ncalls, s + 1);
 
 	rc = dbconn_pipeline(s, n, err);

@@ -97,12 +97,12 @@ int	 db_turn_load(const char *user_id, const char *idempotency_key,
 	    size_t max_history, int take_over, struct db_turn *out,
 	    struct chat_err *err);
 
-/* A failed attempt of a turn in conversation_id stops counting as
- * running and, with its key (idempotency_key not NULL), gives up its
- * lease, so a retry need not wait for it to run out. Best effort: a
- * failure is only logged. */
+/* A failed attempt of the turn answering user_message_id stops counting
+ * as running (0: no turn's entry goes) and, with its key
+ * (idempotency_key not NULL), gives up its lease, so a retry need not
+ * wait for it to run out. Best effort: a failure is only logged. */
 void	 db_turn_release(const char *user_id, const char *idempotency_key,
-	    long long conversation_id);
+	    long long user_message_id);
 
 /* Releases what db_turn_begin() or db_turn_load() filled; harmless on a
  * zeroed struct. */
@@ -118,13 +118,14 @@ struct db_tool_call {
 	char		*result;	/* out: the stored result */
 };
 
-/* One round trip, one transaction: renews the turn's running lease for
- * lease_seconds, locks the conversation, stores the assistant message
- * (content, may be NULL) asking for tool_calls (the OpenAI JSON array as
- * text) as round `round` of the turn answering user_message_id with what
- * its model call used (usage, added to the user's day), runs each call
- * for user_id and stores its result as a tool message (and renews the
- * lease of idempotency_key's turn, when not NULL). On success every
+/* One round trip, one transaction: locks the conversation, stores the
+ * assistant message (content, may be NULL) asking for tool_calls (the
+ * OpenAI JSON array as text) as round `round` of the turn answering
+ * user_message_id with what its model call used (usage, added to the
+ * user's day), which keeps the turn counting as running for another
+ * lease, runs each call for user_id and stores its result as a tool
+ * message (and renews the lease of idempotency_key's turn, when not
+ * NULL). On success every
  * calls[i].result is set (freed with the call, tools_call_free()) and 0
  * is returned. -1 with err: 409 turn_in_progress when another attempt
  * already stored this round of this turn, 404 when the conversation is
@@ -132,7 +133,6 @@ struct db_tool_call {
 int	 db_round(const char *user_id, const char *idempotency_key,
 	    long long conversation_id, long long user_message_id, int round,
 	    const char *content, const struct model_usage *usage,
-	    long lease_seconds,
 	    const char *tool_calls, struct db_tool_call *calls, size_t ncalls,
 	    struct chat_err *err);
 

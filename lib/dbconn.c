@@ -41,7 +41,7 @@ static _Thread_local int	 committed_locally;
  * that connection is made. One at a time: a thread serves one turn.
  * Strings the thread owns. */
 static _Thread_local char	*owed_user, *owed_key;
-static _Thread_local long long	 owed_conversation;
+static _Thread_local long long	 owed_message;
 
 /* How long a request waits for a primary once its statement failed for
  * a failover: pg_auto_failover's promotion with the settings of
@@ -292,7 +292,7 @@ owe_clear(void)
 
 void
 dbconn_owe_release(const char *user_id, const char *idempotency_key,
-    long long conversation_id)
+    long long user_message_id)
 {
 	owe_clear();
 	if ((owed_user = strdup(user_id)) == NULL ||
@@ -300,7 +300,7 @@ dbconn_owe_release(const char *user_id, const char *idempotency_key,
 		owe_clear();
 		return;
 	}
-	owed_conversation = conversation_id;
+	owed_message = user_message_id;
 }
 
 /* Gives up the owed lease on the new connection, if any is owed; it
@@ -308,13 +308,13 @@ dbconn_owe_release(const char *user_id, const char *idempotency_key,
 static void
 pay_release(void)
 {
-	char		 conv[24];
-	const char	*params[3] = { owed_user, owed_key, conv };
+	char		 msg[24];
+	const char	*params[3] = { owed_user, owed_key, msg };
 	PGresult	*res;
 
 	if (owed_key == NULL || conn == NULL)
 		return;
-	snprintf(conv, sizeof(conv), "%lld", owed_conversation);
+	snprintf(msg, sizeof(msg), "%lld", owed_message);
 	res = PQexecParams(conn, SQL_TURN_RELEASE, 3, NULL, params, NULL,
 	    NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK) {

@@ -75,6 +75,6 @@ void	 dbconn_stmts_clear(struct dbconn_stmt *s, size_t n);
 /* Notes a keyed turn's lease that could not be given up (the database
  * was gone): given up on the thread's next connection. */
 void	 dbconn_owe_release(const char *user_id, const char *idempotency_key,
-	    long long conversation_id);
+	    long long user_message_id);
 
 #endif

@@ -259,7 +259,6 @@ run_round(struct turn_state *ts, int round, struct model_reply *mr,
 	int			 rc = -1;
 
 	const struct config	*cfg = config();
-	struct db_limits	 limits;
 	char			 why[128];
 
 	if ((dbc = calloc(n, sizeof(*dbc))) == NULL ||
@@ -274,10 +273,9 @@ run_round(struct turn_state *ts, int round, struct model_reply *mr,
 	for (i = 0; i < n; i++)
 		tell(ts, TURN_TOOL_INPUT, (struct turn_event){ .call =
 		    &mr->calls[i] });
-	db_limits_of_config(&limits);
 	if (db_round(ts->req->user_id, ts->req->idempotency_key,
 	    ts->conversation_id, ts->user_message_id, round, reply_text(mr),
-	    &mr->usage, limits.lease_seconds, calls_text, dbc, n, err) == -1)
+	    &mr->usage, calls_text, dbc, n, err) == -1)
 		goto out;
 	calls = mr->calls;
 	mr->calls = NULL;
@@ -660,7 +658,7 @@ out:
 		err->conversation_id = ts.conversation_id;
 	if (rc == -1 && conversed && ts.user_message_id != 0)
 		db_turn_release(req->user_id, err->status >= 500 ?
-		    req->idempotency_key : NULL, ts.conversation_id);
+		    req->idempotency_key : NULL, ts.user_message_id);
 	if (ts.started) {
 		if (rc == -1)
 			tell(&ts, TURN_ERROR, (struct turn_event){ .err = err });

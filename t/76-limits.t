@@ -280,22 +280,55 @@ is count(q{SELECT tasks FROM chat_users WHERE user_id = 'tasks'}), 2,
 
 # ------------------------------------------------ 7. a worker that dies
 
-# Running entries left by dead workers, as their leases ran out: they no
-# longer count, and a turn clears them once there are as many entries as
-# the limit or four, whichever is more (four here).
+# A running entry (the turn's user message id) counts while its turn is
+# unanswered and stored its user message or its newest round less than
+# a lease ago (CHAT_MODEL_TIMEOUT_MS + 30 s here: 50 s); one whose worker
+# died stops counting then. Entries at the limit or more send a turn to
+# the exact count, which keeps only the live ones.
 $r = turn('crash', 'before the crash');
-$s->sql(q{UPDATE chat_users SET running_conversations = '{1,2,3,4}',
-    running_until = ARRAY[now() - interval '1 second',
-    now() - interval '1 second', now() - interval '1 second',
-    now() + interval '1 minute']
+my $cconv = $r->{json}{conversation_id};
+my $hour_ago = q{now() - interval '1 hour'};
+# The dead and live turns' messages, in a conversation of their own (the
+# turns below read a history with nothing odd in it).
+my $dconv = count(q{INSERT INTO conversations (user_id, title)
+    VALUES ('crash', 'turns of other workers') RETURNING id});
+sub stored {
+	my ($role, $created, %o) = @_;
+	return count(qq{INSERT INTO messages (conversation_id, user_id, role,
+	    content, tool_calls, reply_to, round, created_at)
+	    VALUES (\$1, 'crash', '$role', \$2, \$3, \$4, \$5, $created)
+	    RETURNING id}, $dconv, $o{content} // 'x', $o{calls},
+	    $o{reply_to}, $o{round});
+}
+my $calls = '[{"id": "c1", "type": "function", "function": '
+    . '{"name": "list_tasks", "arguments": "{}"}}]';
+my $dead = stored('user', $hour_ago);
+my $dead_round = stored('user', $hour_ago);
+stored('assistant', $hour_ago, calls => $calls, reply_to => $dead_round,
+    round => 1);
+my $answered = stored('user', 'now()');
+stored('assistant', 'now()', reply_to => $answered);
+my $alive_round = stored('user', $hour_ago);
+stored('assistant', 'now()', calls => $calls, reply_to => $alive_round,
+    round => 1);
+my $alive = stored('user', 'now()');
+my $gone = $alive + 1000;	# a message deleted with its conversation
+$s->sql(qq{UPDATE chat_users SET running_turns =
+    '{$dead,$dead_round,$answered,$alive_round,$alive,$gone}'
     WHERE user_id = 'crash'});
-$r = turn('crash', 'after a crash',
-    conversation_id => $r->{json}{conversation_id});
-is $r->{status}, 200, 'dead worker: turns whose lease ran out do not count'
-    or diag $r->{body};
-is count(q{SELECT cardinality(running_conversations) FROM chat_users
-    WHERE user_id = 'crash'}), 1,
-    '... and are cleared once there are as many as the limit';
+$r = turn('crash', 'after a crash', conversation_id => $cconv);
+is $r->{status}, 200, 'dead worker: six entries, two of them live: the '
+    . 'turn runs' or diag $r->{body};
+is $s->sql_value(q{SELECT running_turns::text FROM chat_users
+    WHERE user_id = 'crash'}), "{$alive_round,$alive}",
+    '... and the entries left are the live ones: the turn that stored a '
+    . 'round lately, the one just begun';
+my $third = stored('user', 'now()');
+$s->sql(qq{UPDATE chat_users SET running_turns =
+    '{$alive_round,$alive,$third}' WHERE user_id = 'crash'});
+$r = turn('crash', 'one over', conversation_id => $cconv);
+refused($r, 'too_many_turns', 1, 60,
+    'dead worker: three live entries are the limit');
 
 # ---------------------------------- 8. the check MCP's tools/call uses
 
