@@ -371,10 +371,11 @@ my %MINIMAL = (shape($minimal[0]) => 'minimal_first',
     shape($minimal[1]) => 'minimal_second');
 # Replayed by pgbench with its values as variables: the user, message,
 # conversation (random), history limit and answer; the user message id
-# the answer replies to must be unique (messages_answer_once_idx), so a
-# random number stands for it.
+# the answer replies to is the one the turn's first statement stored,
+# the session's last value of messages_id_seq (as_variable()): the last
+# statement takes the turn off the user's running turns by it, which a
+# made-up id would leave there until the user is refused.
 write_file("$tmp/ours.sql", join '', "\\set conv random(:conv_lo, :conv_hi)\n",
-    "\\set rt random(1000000000000, 9000000000000000)\n",
     map { ("\\startpipeline\n",
     (map { with_args($_->{sql}, $_->{params}) . ";\n" } @$_),
     "\\endpipeline\n") } @trips);
@@ -915,7 +916,8 @@ sub as_variable {
 	return 'NULL' unless defined $v;
 	# The conversation's id is its user's too.
 	my %var = ($MESSAGE => ':msg', $hi => ':conv',
-	    $HISTORY => ':lim', $answer => ':answer', $reply_to => ':rt');
+	    $HISTORY => ':lim', $answer => ':answer',
+	    $reply_to => q{currval('messages_id_seq')});
 	return $var{$v} if $var{$v};
 	die "a value pgbench would read as a variable: $v\n"
 	    if $v =~ /(?<!:):[A-Za-z_]/;
