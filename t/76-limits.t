@@ -347,4 +347,36 @@ refused($r, 'rate_limited', 1, 60, 'rate check: a turn shares the minute');
 is 0 + $s->sql_value(q{SELECT chat_rate_check('mcp', 0)}), 0,
     'rate check: limit 0 is none';
 
+# ------------------------------------- 9. a database from before running_turns
+
+# Its running entries were by conversation, each with a lease of its
+# own, and chat_turn_release() named a conversation: schema.sql drops
+# both arrays (their turns count as ended) and puts running_turns and
+# the release by message in their place, while the workers run.
+$s->sql(q{ALTER TABLE chat_users DROP COLUMN running_turns,
+    ADD COLUMN running_conversations bigint[] NOT NULL DEFAULT '{}',
+    ADD COLUMN running_until timestamptz[] NOT NULL DEFAULT '{}';
+    UPDATE chat_users SET running_conversations = '{1}',
+    running_until = ARRAY[now() + interval '1 minute']
+    WHERE user_id = 'crash';
+    DROP FUNCTION chat_turn_release(text, text, bigint);
+    CREATE FUNCTION chat_turn_release(p_user text, p_key text,
+    p_conversation bigint) RETURNS void LANGUAGE sql AS 'SELECT'});
+open my $fh, '<', "$FindBin::Bin/../schema.sql" or die "schema.sql: $!";
+my $schema = do { local $/; <$fh> };
+ok eval { $s->sql($schema); 1 }, 'schema.sql on a database from before '
+    . 'running_turns' or diag $@;
+is $s->sql_value(q{SELECT string_agg(attname, ',' ORDER BY attname)
+    FROM pg_attribute WHERE attrelid = 'chat_users'::regclass
+    AND attname LIKE 'running%' AND NOT attisdropped}), 'running_turns',
+    '... running_turns in place of the two arrays';
+is $s->sql_value(q{SELECT proargnames[3] FROM pg_proc
+    WHERE proname = 'chat_turn_release'}), 'p_message',
+    '... and chat_turn_release() takes the message';
+$r = turn('crash', 'after the upgrade', conversation_id => $cconv);
+is $r->{status}, 200, '... and the running workers\' next turn is answered'
+    or diag $r->{body};
+is $s->sql_value(q{SELECT running_turns::text FROM chat_users
+    WHERE user_id = 'crash'}), '{}', '... and leaves no running entry';
+
 done_testing;
