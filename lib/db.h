@@ -125,11 +125,11 @@ struct db_tool_call {
  * user's day), which keeps the turn counting as running for another
  * lease, runs each call for user_id and stores its result as a tool
  * message (and renews the lease of idempotency_key's turn, when not
- * NULL). On success every
- * calls[i].result is set (freed with the call, tools_call_free()) and 0
- * is returned. -1 with err: 409 turn_in_progress when another attempt
- * already stored this round of this turn, 404 when the conversation is
- * gone, 503; nothing of the round is kept then. */
+ * NULL). On success every calls[i].result is set (freed with the call,
+ * tools_call_free()) and 0 is returned. -1 with err: 409
+ * turn_in_progress when another attempt already stored this round of
+ * this turn, 404 when the conversation is gone, 503; nothing of the
+ * round is kept then. */
 int	 db_round(const char *user_id, const char *idempotency_key,
 	    long long conversation_id, long long user_message_id, int round,
 	    const char *content, const struct model_usage *usage,

@@ -296,9 +296,8 @@ sub stored {
 	my ($role, $created, %o) = @_;
 	return count(qq{INSERT INTO messages (conversation_id, user_id, role,
 	    content, tool_calls, reply_to, round, created_at)
-	    VALUES (\$1, 'crash', '$role', \$2, \$3, \$4, \$5, $created)
-	    RETURNING id}, $dconv, $o{content} // 'x', $o{calls},
-	    $o{reply_to}, $o{round});
+	    VALUES (\$1, 'crash', '$role', 'x', \$2, \$3, \$4, $created)
+	    RETURNING id}, $dconv, $o{calls}, $o{reply_to}, $o{round});
 }
 my $calls = '[{"id": "c1", "type": "function", "function": '
     . '{"name": "list_tasks", "arguments": "{}"}}]';
