@@ -899,10 +899,10 @@ $$;
 -- chat_turn_finish() takes it, added to the day), the assistant message
 -- asking for the calls as round p_round of the turn answering
 -- p_reply_to (which keeps the turn's running entry counting for another
--- lease: chat_turn_refusal()), and the lease of the turn's key renewed. A conversation deleted meanwhile is a foreign key
--- violation (lib/db.c: 404); a round stored twice fails on
--- messages_round_once_idx (409). The calls follow, in the same
--- transaction: chat_tool().
+-- lease: chat_turn_refusal()), and the lease of the turn's key renewed.
+-- A conversation deleted meanwhile is a foreign key violation (lib/db.c:
+-- 404); a round stored twice fails on messages_round_once_idx (409). The
+-- calls follow, in the same transaction: chat_tool().
 CREATE OR REPLACE FUNCTION chat_round(p_user text, p_conversation bigint,
 	p_reply_to bigint, p_round integer, p_content text,
 	p_tool_calls jsonb, p_key text, p_usage integer[])
