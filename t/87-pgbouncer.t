@@ -11,7 +11,8 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Stack;
 
-my $s = Stack->new(workers => 6, pgbouncer => 1,
+# One worker first, for the statements it prepared (below); then six.
+my $s = Stack->new(workers => 1, pgbouncer => 1,
     pgbouncer_conf => { default_pool_size => 2 });
 like $s->database_url, qr/port=\d+/, 'workers talk to pgbouncer';
 my $alice = $s->token('alice');
@@ -32,9 +33,12 @@ my $conv = $r->{conversation_id};
 # A worker prepares its statements once a connection (lib/dbconn.c), and
 # here a connection is pgbouncer's: the worker's next transaction may
 # go to a server connection that never saw them. Replacing the pool's
-# server connections makes sure it does (a sequential load stays on
-# one worker, lib/accept.c): the turn still answers, each statement
-# running unnamed, and the worker says once that it sends them so.
+# server connections makes sure it does: the turn still answers, each
+# statement running unnamed, and the worker says once that it sends them
+# so. One worker, so that the turn meets the one that prepared them (of
+# several, a light load mostly stays on one, lib/accept.c, but a worker
+# without them would prepare them anew under the same names, and the
+# one that had them would find them there).
 # (pg_terminate_backend() waits up to 5 s for each to exit.)
 $s->sql(q{SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
     WHERE datname = 'todo_chat' AND backend_type = 'client backend'
@@ -44,6 +48,9 @@ is_deeply [ map { $_->{name} } @{ $r->{tool_calls} } ], [ 'add_task' ],
     'server connections replaced under the worker: the turn answers';
 like $s->log, qr/sending statements unprepared from now on/,
     '...its statements sent unprepared from then on, which it logs';
+
+$s->stop_workers;
+$s->start_workers(workers => 6);
 chat('Add a task for the meeting notes', $conv);
 $r = chat('Delete the meeting task', $conv);
 is_deeply [ map { $_->{name} } @{ $r->{tool_calls} } ],

@@ -111,7 +111,9 @@ set, is a command line that PostgreSQL's postmaster runs under
   stop_postgres, start_postgres     fast shutdown and restart (same port)
   stop_workers, start_workers   with hosts, start_workers starts
                              the hosts that are not running (one whose
-                             processes a test killed comes back)
+                             processes a test killed comes back);
+                             start_workers(workers => N) starts N from
+                             then on
   worker_pids($name)         children of multiwatch, sorted; with hosts,
                              of host $name's ('host-a' for a) multiwatch
   pids                       { name => pid } of the processes Stack started
@@ -938,7 +940,8 @@ sub _worker_app {
 }
 
 sub start_workers {
-	my ($self) = @_;
+	my ($self, %opt) = @_;
+	$self->{workers} = $opt{workers} if defined $opt{workers};
 	return $self->_start_hosts if $self->{hosts};
 	my @app = _worker_app();
 	my $sock = $self->socket;
@@ -952,6 +955,7 @@ sub start_workers {
 	$self->wait_until(sub {
 		return 1 if -S $sock;
 		die "spawn-fcgi exited\n" unless $self->_alive('workers');
+		return 0;
 	}, 10, 'the FastCGI socket');
 }
 
