@@ -561,10 +561,13 @@ $$;
 -- pruned of what has run out, so that the quick check passes again.
 -- A running entry counts while its turn is unanswered and has stored
 -- its user message or its newest round less than a lease (p_limits[6]
--- seconds) ago: a turn whose worker died stops counting a lease after
--- its last sign of life, as one that lives never does between its
--- rounds (each model call ends within the lease; lib/db.c). The entry
--- of a turn whose conversation was deleted finds no message, and goes.
+-- seconds) ago, or holds a live stream record: a turn whose worker died
+-- stops counting a lease after its last sign of life, as one that lives
+-- never does between its rounds (each model call ends within the lease,
+-- lib/db.c, but a streamed one, which may run longer, keeps its stream
+-- record's lease: its worker renews it every 10 s while the call runs,
+-- lib/live.h). The entry of a turn whose conversation was deleted finds
+-- no message, and goes.
 CREATE OR REPLACE FUNCTION chat_turn_refusal(p_user text, p_new boolean,
 	p_limits integer[], OUT code text, OUT wait integer)
 LANGUAGE plpgsql
@@ -578,11 +581,14 @@ DECLARE
 BEGIN
 	u := chat_user_lock(p_user);
 	alive := ARRAY(SELECT r.id FROM unnest(u.running_turns) r(id)
-	    WHERE greatest((SELECT m.created_at FROM messages m
+	    WHERE (greatest((SELECT m.created_at FROM messages m
 	     WHERE m.id = r.id AND m.user_id = p_user),
 	     (SELECT max(m.created_at) FROM messages m
 	     WHERE m.reply_to = r.id AND m.tool_calls IS NOT NULL))
 	     > now() - make_interval(secs => p_limits[6])
+	    OR EXISTS (SELECT FROM turn_streams s
+	     WHERE s.user_message_id = r.id AND s.user_id = p_user
+	     AND NOT s.done AND s.lease_until > now()))
 	    AND NOT EXISTS (SELECT FROM messages m WHERE m.reply_to = r.id
 	     AND m.role = 'assistant' AND m.tool_calls IS NULL));
 	running := cardinality(alive);

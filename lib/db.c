@@ -297,7 +297,9 @@ db_limits_of_config(struct db_limits *out)
 	out->max_conversations = cfg->user_max_conversations;
 	out->max_messages = cfg->user_max_messages;
 	/* A turn shows it lives between its model calls, each of which may
-	 * take the whole timeout; a margin for the database around it. */
+	 * take the whole timeout (a streamed one longer, as long as chunks
+	 * come, but it renews its stream record's lease meanwhile); a
+	 * margin for the database around it. */
 	out->lease_seconds = cfg->model_timeout_ms / 1000 + 30;
 }
 

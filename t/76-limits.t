@@ -20,7 +20,8 @@
 #      the same at their cap; the counts stay those of the tables
 #   6. tasks (2): a third add_task gives the model an error, adds nothing
 #   7. a worker that dies mid-turn: its turn stops counting when its
-#      lease runs out
+#      lease runs out, and a long streamed one does not while its
+#      stream record's lease runs
 #   8. chat_rate_check(), what an MCP tools/call counts itself with
 # Each scenario is a user of its own, so that the limits of one do not
 # reach into another's. The workers reach PostgreSQL through pgbouncer in
@@ -282,9 +283,11 @@ is count(q{SELECT tasks FROM chat_users WHERE user_id = 'tasks'}), 2,
 
 # A running entry (the turn's user message id) counts while its turn is
 # unanswered and stored its user message or its newest round less than
-# a lease ago (CHAT_MODEL_TIMEOUT_MS + 30 s here: 50 s); one whose worker
-# died stops counting then. Entries at the limit or more send a turn to
-# the exact count, which keeps only the live ones.
+# a lease ago (CHAT_MODEL_TIMEOUT_MS + 30 s here: 50 s), or holds a live
+# stream record (a streamed model call may run longer, and its worker
+# renews the record meanwhile); one whose worker died stops counting
+# then. Entries at the limit or more send a turn to the exact count,
+# which keeps only the live ones.
 $r = turn('crash', 'before the crash');
 my $cconv = $r->{json}{conversation_id};
 my $hour_ago = q{now() - interval '1 hour'};
@@ -310,24 +313,36 @@ stored('assistant', 'now()', reply_to => $answered);
 my $alive_round = stored('user', $hour_ago);
 stored('assistant', 'now()', calls => $calls, reply_to => $alive_round,
     round => 1);
-my $alive = stored('user', 'now()');
-my $gone = $alive + 1000;	# a message deleted with its conversation
-$s->sql(qq{UPDATE chat_users SET running_turns =
-    '{$dead,$dead_round,$answered,$alive_round,$alive,$gone}'
+# Streamed turns begun an hour ago, their model calls still streaming:
+# one whose worker renews its record, one whose worker died (its lease
+# ran out).
+sub streaming {
+	my ($lease) = @_;
+	my $id = stored('user', $hour_ago);
+	$s->sql(qq{INSERT INTO turn_streams (user_message_id,
+	    conversation_id, user_id, lease_until)
+	    VALUES (\$1, \$2, 'crash', $lease)}, $id, $dconv);
+	return $id;
+}
+my $streaming = streaming(q{now() + interval '30 seconds'});
+my $streaming_dead = streaming(q{now() - interval '1 second'});
+my $gone = $streaming_dead + 1000;	# deleted with its conversation
+$s->sql(qq{UPDATE chat_users SET running_turns = '{$dead,$dead_round,
+    $answered,$alive_round,$streaming,$streaming_dead,$gone}'
     WHERE user_id = 'crash'});
 $r = turn('crash', 'after a crash', conversation_id => $cconv);
-is $r->{status}, 200, 'dead worker: six entries, two of them live: the '
-    . 'turn runs' or diag $r->{body};
+is $r->{status}, 200, 'dead worker: seven entries, two of them live: '
+    . 'the turn runs' or diag $r->{body};
 is $s->sql_value(q{SELECT running_turns::text FROM chat_users
-    WHERE user_id = 'crash'}), "{$alive_round,$alive}",
+    WHERE user_id = 'crash'}), "{$alive_round,$streaming}",
     '... and the entries left are the live ones: the turn that stored a '
-    . 'round lately, the one just begun';
-my $third = stored('user', 'now()');
+    . 'round lately, the one whose stream record is renewed';
+my $alive = stored('user', 'now()');
 $s->sql(qq{UPDATE chat_users SET running_turns =
-    '{$alive_round,$alive,$third}' WHERE user_id = 'crash'});
+    '{$alive_round,$streaming,$alive}' WHERE user_id = 'crash'});
 $r = turn('crash', 'one over', conversation_id => $cconv);
 refused($r, 'too_many_turns', 1, 60,
-    'dead worker: three live entries are the limit');
+    'dead worker: three live entries, one just begun, are the limit');
 
 # ---------------------------------- 8. the check MCP's tools/call uses
 
