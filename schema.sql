@@ -183,10 +183,11 @@ ALTER TABLE messages ADD COLUMN IF NOT EXISTS cached_tokens integer;
 --   running_turns: the turns running now, each by its user message's
 --     id, added by the turn's first statement and taken off by its last
 --     (or by its release when it fails). An entry whose worker died
---     stops counting once the turn has stored nothing for a lease: the
---     exact count (chat_turn_refusal()) reads when the turn's user
---     message and newest round were stored, so that no round has to
---     renew anything here.
+--     stops counting once the turn has stored nothing for a lease and
+--     its stream record, if any, has run out: the exact count
+--     (chat_turn_refusal()) reads when the turn's user message and
+--     newest round were stored, so that no round has to renew anything
+--     here.
 --   tasks, conversations, messages: what the user stores, counted as it
 --     is written and deleted (the storage caps), so that no turn counts
 --     rows.
